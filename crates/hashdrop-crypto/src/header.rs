@@ -172,7 +172,7 @@ fn stanza_bodies_are_terminated(header: &[u8]) -> bool {
         let is_mac = line.starts_with(b"---");
         if is_stanza || is_mac {
             if let Some(body) = last_body_line {
-                if !body.is_some_and(|len| len < 64) {
+                if body.is_none_or(|len| len >= 64) {
                     return false;
                 }
             }
