@@ -1,1 +1,210 @@
-fn main() {}
+//! 1 GiB through the encryption core, in memory, next to `openssl speed` and the stock
+//! `age` command on the same data, in the same run.
+//!
+//! `cargo bench -p hashdrop-crypto --bench throughput` (HASHDROP_BENCH_MIB and
+//! HASHDROP_BENCH_RUNS change the size and the number of runs). Prints a Markdown table
+//! of medians for docs/BENCHMARKS.md.
+
+use std::io::{self, Read, Write};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use age::secrecy::ExposeSecret;
+use hashdrop_crypto::{decrypt, encrypt, AgeIdentity, Keys, Recipients};
+
+/// An endless-looking plaintext: one random MiB repeated, so producing it costs nothing.
+struct Source {
+    block: Vec<u8>,
+    left: u64,
+    at: usize,
+}
+
+impl Read for Source {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let n = buf
+            .len()
+            .min(self.block.len() - self.at)
+            .min(self.left as usize);
+        buf[..n].copy_from_slice(&self.block[self.at..self.at + n]);
+        self.at = (self.at + n) % self.block.len();
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+fn random_block() -> Vec<u8> {
+    let mut block = vec![0u8; 1 << 20];
+    openssl::rand::rand_bytes(&mut block).expect("random bytes");
+    block
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    xs[xs.len() / 2]
+}
+
+fn mb_per_s(bytes: u64, secs: f64) -> f64 {
+    bytes as f64 / secs / 1e6
+}
+
+fn openssl_speed() -> Option<f64> {
+    let out = Command::new("openssl")
+        .args([
+            "speed",
+            "-evp",
+            "chacha20-poly1305",
+            "-bytes",
+            "65536",
+            "-seconds",
+            "3",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("ChaCha20-Poly1305"))?;
+    let kbs: f64 = line
+        .split_whitespace()
+        .last()?
+        .trim_end_matches('k')
+        .parse()
+        .ok()?;
+    Some(kbs * 1000.0 / 1e6)
+}
+
+fn time_command(cmd: &mut Command, input: &std::path::Path) -> Option<f64> {
+    let file = std::fs::File::open(input).ok()?;
+    let start = Instant::now();
+    let status = cmd
+        .stdin(file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()?;
+    status.success().then(|| start.elapsed().as_secs_f64())
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing to parse.
+    let mib: u64 = std::env::var("HASHDROP_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let runs: usize = std::env::var("HASHDROP_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let size = mib << 20;
+    let block = random_block();
+    let source = || Source {
+        block: block.clone(),
+        left: size,
+        at: 0,
+    };
+    let (file_id, account_id) = (AgeIdentity::generate(), AgeIdentity::generate());
+    let (file, account) = (file_id.to_recipient(), account_id.to_recipient());
+    let recipients = Recipients::Vault {
+        file: &file,
+        account: &account,
+    };
+
+    let mut enc_runs = Vec::new();
+    for _ in 0..runs {
+        let start = Instant::now();
+        encrypt(source(), io::sink(), recipients).unwrap();
+        enc_runs.push(mb_per_s(size, start.elapsed().as_secs_f64()));
+    }
+
+    let mut sealed = Vec::with_capacity(size as usize + (size as usize >> 10));
+    encrypt(source(), &mut sealed, recipients).unwrap();
+    let keys = Keys::identity(file_id.clone());
+    let mut dec_runs = Vec::new();
+    for _ in 0..runs {
+        let start = Instant::now();
+        decrypt(&sealed[..], io::sink(), &keys).unwrap();
+        dec_runs.push(mb_per_s(size, start.elapsed().as_secs_f64()));
+    }
+
+    // The same data on disk (page cache) for the `age` command.
+    let dir = tempfile::tempdir().unwrap();
+    let plain_path = dir.path().join("plain");
+    let sealed_path = dir.path().join("sealed.age");
+    io::copy(
+        &mut source(),
+        &mut std::fs::File::create(&plain_path).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(&sealed_path, &sealed).unwrap();
+    drop(sealed);
+    let key_path = dir.path().join("key.txt");
+    std::fs::write(&key_path, file_id.to_secret_string().expose_secret()).unwrap();
+
+    let mut age_enc = Vec::new();
+    let mut age_dec = Vec::new();
+    for _ in 0..runs {
+        if let Some(s) = time_command(
+            Command::new("age").arg("-r").arg(file.to_string()),
+            &plain_path,
+        ) {
+            age_enc.push(mb_per_s(size, s));
+        }
+        if let Some(s) = time_command(
+            Command::new("age").arg("-d").arg("-i").arg(&key_path),
+            &sealed_path,
+        ) {
+            age_dec.push(mb_per_s(size, s));
+        }
+    }
+    let openssl = openssl_speed();
+
+    let enc = median(enc_runs);
+    let dec = median(dec_runs);
+    let mut out = io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "\n{mib} MiB streamed through memory, median of {runs} runs (MB/s = 10^6 bytes/s)\n"
+    );
+    let _ = writeln!(out, "| what | MB/s | vs openssl |");
+    let _ = writeln!(out, "|---|---:|---:|");
+    let ratio = |x: f64| openssl.map_or("n/a".to_string(), |o| format!("{:.0}%", 100.0 * x / o));
+    if let Some(o) = openssl {
+        let _ = writeln!(out, "| openssl speed -evp chacha20-poly1305 -bytes 65536 (one core, no hash) | {o:.0} | 100% |");
+    }
+    let _ = writeln!(
+        out,
+        "| hashdrop encrypt + SHA-256 | {enc:.0} | {} |",
+        ratio(enc)
+    );
+    let _ = writeln!(
+        out,
+        "| hashdrop decrypt + SHA-256 | {dec:.0} | {} |",
+        ratio(dec)
+    );
+    if age_enc.is_empty() {
+        let _ = writeln!(out, "| age command | not installed | |");
+    } else {
+        let (ae, ad) = (median(age_enc), median(age_dec));
+        let _ = writeln!(
+            out,
+            "| age -r (encrypt, no hash) | {ae:.0} | {} |",
+            ratio(ae)
+        );
+        let _ = writeln!(
+            out,
+            "| age -d (decrypt, no hash) | {ad:.0} | {} |",
+            ratio(ad)
+        );
+        let _ = writeln!(
+            out,
+            "\nhashdrop / age: encrypt {:.2}x, decrypt {:.2}x",
+            enc / ae,
+            dec / ad
+        );
+    }
+}
