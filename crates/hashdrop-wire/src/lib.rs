@@ -1,15 +1,359 @@
 //! Wire types of the Hashdrop HTTP API, shared by `hashdrop-server` and the `hashdrop`
 //! CLI. Free of any HTTP, database or runtime dependency on purpose.
+//!
+//! Paths and JSON field names follow the reference Go server (`anxhukumar/hashdrop`,
+//! `docs/api.md`) so existing clients keep working; additions are marked as such.
+//! Identifiers are UUID strings and timestamps RFC 3339 strings (UTC), kept as `String`
+//! here so this crate needs neither `uuid` nor `time`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 use serde::{Deserialize, Serialize};
 
-/// The error body every failing API call returns.
+/// The error body every failing API call returns, e.g.
+/// `{"error": "invalid email or password", "code": "invalid_credentials"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// Human-readable explanation.
     pub error: String,
     /// Stable machine-readable code.
     pub code: String,
+}
+
+/// How a file's age key is managed.
+///
+/// Serialised as `"vault"` (a fresh X25519 identity per file, kept in the local vault)
+/// or `"passphrase"` (age scrypt recipient; the salt lives in the age header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyMode {
+    /// Key kept in the owner's local vault and shared in the link fragment.
+    Vault,
+    /// File encrypted with a passphrase only.
+    Passphrase,
+}
+
+impl KeyMode {
+    /// The wire/database spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyMode::Vault => "vault",
+            KeyMode::Passphrase => "passphrase",
+        }
+    }
+
+    /// Parses the wire/database spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "vault" => Some(KeyMode::Vault),
+            "passphrase" => Some(KeyMode::Passphrase),
+            _ => None,
+        }
+    }
+}
+
+/// `POST /api/user/register`, `POST /api/user/login` and `DELETE /api/user` body:
+/// `{"email": "user@example.com", "password": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credentials {
+    /// Account email.
+    pub email: String,
+    /// Account password (8..=128 characters).
+    pub password: String,
+}
+
+/// `201 Created` answer of `POST /api/user/register`:
+/// `{"id": "uuid", "created_at": "...", "updated_at": "...", "email": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserResponse {
+    /// User id (UUID).
+    pub id: String,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+    /// RFC 3339 last update time.
+    pub updated_at: String,
+    /// Account email.
+    pub email: String,
+}
+
+/// `PATCH /api/user/verify` body: `{"email": "...", "otp": "123456"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyRequest {
+    /// Account email.
+    pub email: String,
+    /// The 6-digit one-time code from the verification mail.
+    pub otp: String,
+}
+
+/// `200 OK` answer of `POST /api/user/login`:
+/// `{"access_token": "eyJ...", "refresh_token": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginResponse {
+    /// JWT access token (15 minutes), sent as `Authorization: Bearer ...`.
+    pub access_token: String,
+    /// Opaque refresh token (30 days, single use).
+    pub refresh_token: String,
+}
+
+/// `POST /api/token/refresh` and `POST /api/token/revoke` body:
+/// `{"refresh_token": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshRequest {
+    /// The refresh token to use or revoke.
+    pub refresh_token: String,
+}
+
+/// `200 OK` answer of `POST /api/token/refresh`:
+/// `{"access_token": "...", "refresh_token": "..."}`.
+///
+/// Addition to the reference: refresh tokens rotate on every use, so the answer
+/// carries the replacement; the token sent is dead from now on and presenting it
+/// again revokes every session of the account (reuse detection).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshResponse {
+    /// New access token.
+    pub access_token: String,
+    /// Replacement refresh token.
+    pub refresh_token: String,
+}
+
+/// `POST /api/files/presign` body:
+///
+/// ```json
+/// {"file_name": "report.pdf", "plaintext_hash": "<64 hex>", "encrypted_size_bytes": 1234,
+///  "key_management_mode": "vault", "expires_at": "2030-01-01T00:00:00Z", "max_downloads": 10}
+/// ```
+///
+/// `expires_at` and `max_downloads` are optional owner settings for sharing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresignRequest {
+    /// Display name shown to recipients.
+    pub file_name: String,
+    /// SHA-256 of the plaintext, lowercase hex.
+    pub plaintext_hash: String,
+    /// Exact size of the age ciphertext that will be uploaded.
+    pub encrypted_size_bytes: u64,
+    /// `"vault"` or `"passphrase"`.
+    pub key_management_mode: KeyMode,
+    /// Optional MIME type (kept for compatibility with the reference).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+    /// Optional RFC 3339 time after which downloads are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Optional cap on the total number of downloads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_downloads: Option<u64>,
+}
+
+/// Where and how to upload: `{"url": "...", "method": "PUT", "expires_at": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadResource {
+    /// Signed, expiring URL accepting exactly one object.
+    pub url: String,
+    /// HTTP method to use (always `PUT`).
+    pub method: String,
+    /// RFC 3339 time at which the URL stops working.
+    pub expires_at: String,
+}
+
+/// `200 OK` answer of `POST /api/files/presign`:
+/// `{"file_id": "uuid", "object_key": "usrh-.../uuid", "upload_resource": {...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresignResponse {
+    /// New file id (UUID).
+    pub file_id: String,
+    /// Object key in the blob store.
+    pub object_key: String,
+    /// Upload instructions.
+    pub upload_resource: UploadResource,
+}
+
+/// `POST /api/files/complete` body: `{"file_id": "uuid", "plaintext_size_bytes": 1000}`.
+///
+/// `plaintext_hash` may be repeated here (reference compatibility); if given it must
+/// equal the one sent to presign. `passphrase_salt` is accepted and ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompleteRequest {
+    /// File id from presign.
+    pub file_id: String,
+    /// Optional plaintext SHA-256 (hex), checked against presign's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plaintext_hash: Option<String>,
+    /// Optional plaintext size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plaintext_size_bytes: Option<u64>,
+    /// Ignored; age keeps the scrypt salt in the file header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase_salt: Option<String>,
+}
+
+/// `200 OK` answer of `POST /api/files/complete`:
+/// `{"s3_object_key": "usrh-.../uuid", "uploaded_file_size": 1234}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompleteResponse {
+    /// Object key in the blob store.
+    pub s3_object_key: String,
+    /// Size of the stored object as measured by the server.
+    pub uploaded_file_size: u64,
+}
+
+/// One element of `GET /api/files/all`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSummary {
+    /// File id (UUID).
+    pub file_id: String,
+    /// Display name.
+    pub file_name: String,
+    /// Ciphertext size.
+    pub encrypted_size_bytes: u64,
+    /// `pending`, `uploaded`, `failed` or `deleted`.
+    pub status: String,
+    /// `"vault"` or `"passphrase"`.
+    pub key_management_mode: KeyMode,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+}
+
+/// One element of `GET /api/files/resolve?id=PREFIX`: `{"file_name": "...", "file_id": "uuid"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMatch {
+    /// Display name.
+    pub file_name: String,
+    /// Full file id.
+    pub file_id: String,
+}
+
+/// One element of `GET /api/files?id=PREFIX`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDetails {
+    /// File id (UUID).
+    pub file_id: String,
+    /// Display name.
+    pub file_name: String,
+    /// `pending`, `uploaded`, `failed` or `deleted`.
+    pub status: String,
+    /// Plaintext size given at complete (0 if unknown).
+    pub plaintext_size_bytes: u64,
+    /// Ciphertext size.
+    pub encrypted_size_bytes: u64,
+    /// Object key in the blob store.
+    pub s3_key: String,
+    /// `"vault"` or `"passphrase"`.
+    pub key_management_mode: KeyMode,
+    /// Plaintext SHA-256, hex.
+    pub plaintext_hash: String,
+    /// Addition: RFC 3339 expiry set by the owner, if any.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// Addition: total download cap set by the owner, if any.
+    #[serde(default)]
+    pub max_downloads: Option<u64>,
+    /// Addition: downloads counted so far.
+    #[serde(default)]
+    pub download_count: u64,
+    /// Addition: public download URL (`/files/download/{user_hash}/{file_id}`).
+    #[serde(default)]
+    pub download_url: String,
+    /// Addition: share page URL without key fragment (`/d/{file_id}`).
+    #[serde(default)]
+    pub share_url: String,
+}
+
+/// `200 OK` answer of `GET /api/files/hash?id=UUID`: `{"hash": "<64 hex>"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileHash {
+    /// Plaintext SHA-256, hex.
+    pub hash: String,
+}
+
+/// Answer of `GET /api/files/salt?id=UUID` in the reference (`{"salt": "hex"}`).
+/// This server always answers 404 because age stores the salt in the file header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PassphraseSalt {
+    /// Hex salt.
+    pub salt: String,
+}
+
+/// `200 OK` answer of `GET /api/share/{file_id}` (addition): what a recipient needs,
+/// nothing about the owner.
+///
+/// ```json
+/// {"file_id": "uuid", "file_name": "report.pdf", "encrypted_size_bytes": 1234,
+///  "key_management_mode": "vault", "expires_at": null,
+///  "download_url": "http://127.0.0.1:8080/files/download/usrh-.../uuid"}
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareInfo {
+    /// File id (UUID).
+    pub file_id: String,
+    /// Display name.
+    pub file_name: String,
+    /// Ciphertext size.
+    pub encrypted_size_bytes: u64,
+    /// `"vault"` or `"passphrase"`.
+    pub key_management_mode: KeyMode,
+    /// RFC 3339 expiry, if the owner set one.
+    pub expires_at: Option<String>,
+    /// Public download URL answering 303 to a signed blob URL.
+    pub download_url: String,
+}
+
+/// `200 OK` answer of `GET /api/cli/version`: `{"compatible_version": "0.1.0"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CliVersion {
+    /// CLI version this server is compatible with.
+    pub compatible_version: String,
+}
+
+/// Answer of `GET /api/readyz` (addition): `200` when every check passes, `503`
+/// otherwise or while draining.
+///
+/// ```json
+/// {"status": "ready", "draining": false, "checks": {"database": "ok", "blob_store": "ok"}}
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    pub status: String,
+    /// True once shutdown has begun.
+    pub draining: bool,
+    /// Per-dependency results: `ok` or `error`.
+    pub checks: ReadinessChecks,
+}
+
+/// Per-dependency readiness results.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadinessChecks {
+    /// Database round trip.
+    pub database: String,
+    /// Blob store reachable and writable.
+    pub blob_store: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_mode_spelling() {
+        assert_eq!(serde_json::to_string(&KeyMode::Vault).unwrap(), "\"vault\"");
+        let m: KeyMode = serde_json::from_str("\"passphrase\"").unwrap();
+        assert_eq!(m, KeyMode::Passphrase);
+        assert!(serde_json::from_str::<KeyMode>("\"other\"").is_err());
+        assert_eq!(
+            KeyMode::parse(KeyMode::Vault.as_str()),
+            Some(KeyMode::Vault)
+        );
+    }
+
+    #[test]
+    fn presign_optional_fields_default() {
+        let r: PresignRequest = serde_json::from_str(
+            r#"{"file_name":"a","plaintext_hash":"00","encrypted_size_bytes":5,"key_management_mode":"vault"}"#,
+        )
+        .unwrap();
+        assert_eq!(r.expires_at, None);
+        assert_eq!(r.max_downloads, None);
+    }
 }

@@ -1,0 +1,50 @@
+//! Request extractors: the authenticated user and JSON bodies with JSON errors.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The user id from a valid `Authorization: Bearer` access token.
+#[derive(Debug, Clone)]
+pub struct AuthUser(pub String);
+
+/// Verifies the bearer token in `headers`, if any.
+pub fn bearer_user(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))?;
+    state.keys.verify_access_token(token.trim())
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        bearer_user(state, &parts.headers)
+            .map(AuthUser)
+            .ok_or(ApiError::Unauthorized("missing or invalid access token"))
+    }
+}
+
+/// `Json<T>` whose rejections are our JSON 400s instead of axum's plain text.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rej) => Err(ApiError::BadRequest(format!(
+                "malformed JSON body: {}",
+                rej.body_text()
+            ))),
+        }
+    }
+}

@@ -1,0 +1,502 @@
+//! File records: presign (atomic quota reservation), complete, listing, lookup, delete.
+//!
+//! Quota accounting: `users.used_bytes/file_count` and `global_usage.used_bytes`
+//! count every `pending` and `uploaded` file at its declared encrypted size. A
+//! presign reserves with conditional UPDATEs (`... WHERE used + n <= limit`) inside
+//! one transaction, so concurrent presigns can never overshoot; failing, deleting
+//! or expiring a file releases the reservation. Locks are always taken global row
+//! first, then the user row, so PostgreSQL cannot deadlock on them.
+
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use hashdrop_wire::{
+    CompleteRequest, CompleteResponse, FileDetails, FileHash, FileMatch, FileSummary, KeyMode,
+    PresignRequest, PresignResponse, UploadResource,
+};
+use serde::Deserialize;
+
+use super::auth::{ApiJson, AuthUser};
+use crate::db::{now_ms, parse_rfc3339, rfc3339};
+use crate::error::{ApiError, ApiResult};
+use crate::jobs;
+use crate::state::AppState;
+
+/// `?id=` query.
+#[derive(Debug, Deserialize)]
+pub struct IdQuery {
+    id: Option<String>,
+}
+
+fn is_hex64(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A full UUID in canonical lowercase form, or 400.
+pub fn parse_file_id(s: &str) -> ApiResult<String> {
+    uuid::Uuid::parse_str(s.trim())
+        .map(|u| u.to_string())
+        .map_err(|_| ApiError::BadRequest("invalid file id".into()))
+}
+
+/// A file id prefix: 1..=36 chars of hex and dashes (so it is safe inside LIKE).
+fn parse_prefix(q: &IdQuery) -> ApiResult<String> {
+    let p =
+        q.id.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| ApiError::BadRequest("missing id query parameter".into()))?
+            .to_ascii_lowercase();
+    if p.len() > 36 || !p.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+        return Err(ApiError::BadRequest("invalid file id prefix".into()));
+    }
+    Ok(p)
+}
+
+fn exact_id(q: &IdQuery) -> ApiResult<String> {
+    let s =
+        q.id.as_deref()
+            .ok_or_else(|| ApiError::BadRequest("missing id query parameter".into()))?;
+    parse_file_id(s)
+}
+
+/// `POST /api/files/presign`.
+pub async fn presign(
+    State(state): State<AppState>,
+    AuthUser(user_id): AuthUser,
+    ApiJson(req): ApiJson<PresignRequest>,
+) -> ApiResult<Json<PresignResponse>> {
+    let limits = &state.cfg.limits;
+    let name = req.file_name.trim();
+    if name.is_empty() || name.chars().count() > 255 || name.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(
+            "file_name must be 1 to 255 printable characters".into(),
+        ));
+    }
+    if !is_hex64(&req.plaintext_hash) {
+        return Err(ApiError::BadRequest(
+            "plaintext_hash must be 64 hex characters".into(),
+        ));
+    }
+    if req.encrypted_size_bytes == 0 {
+        return Err(ApiError::BadRequest(
+            "encrypted_size_bytes must be positive".into(),
+        ));
+    }
+    if req.encrypted_size_bytes > limits.file_max_bytes {
+        return Err(ApiError::TooLarge("file exceeds the per-file size limit"));
+    }
+    let now = now_ms();
+    let expires_at = match &req.expires_at {
+        Some(s) => {
+            let t = parse_rfc3339(s)
+                .ok_or_else(|| ApiError::BadRequest("expires_at must be RFC 3339".into()))?;
+            if t <= now {
+                return Err(ApiError::BadRequest("expires_at is in the past".into()));
+            }
+            Some(t)
+        }
+        None => None,
+    };
+    if req.max_downloads == Some(0) || req.max_downloads.is_some_and(|m| m > i64::MAX as u64) {
+        return Err(ApiError::BadRequest(
+            "max_downloads must be positive".into(),
+        ));
+    }
+    let size = req.encrypted_size_bytes as i64;
+    let file_id = uuid::Uuid::new_v4().to_string();
+    let object_key = format!("{}/{}", state.keys.user_hash(&user_id), file_id);
+
+    let mut tx = state.db.begin().await?;
+    let global = sqlx::query(
+        "UPDATE global_usage SET used_bytes = used_bytes + $1 WHERE id = 1 AND used_bytes + $1 <= $2",
+    )
+    .bind(size)
+    .bind(limits.global_bytes.min(i64::MAX as u64) as i64)
+    .execute(&mut *tx)
+    .await?;
+    if global.rows_affected() == 0 {
+        return Err(ApiError::Unavailable {
+            message: "global storage limit reached; uploads are temporarily disabled",
+            code: "global_quota_exceeded",
+        });
+    }
+    let user = sqlx::query(
+        "UPDATE users SET used_bytes = used_bytes + $1, file_count = file_count + 1, updated_at = $2 \
+         WHERE id = $3 AND verified_at IS NOT NULL AND used_bytes + $1 <= $4 AND file_count + 1 <= $5",
+    )
+    .bind(size)
+    .bind(now)
+    .bind(&user_id)
+    .bind(limits.user_bytes.min(i64::MAX as u64) as i64)
+    .bind(limits.user_files.min(i64::MAX as u64) as i64)
+    .execute(&mut *tx)
+    .await?;
+    if user.rows_affected() == 0 {
+        let exists: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE id = $1")
+            .bind(&user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        return Err(match exists {
+            Some(_) => ApiError::Forbidden {
+                message: "storage quota exceeded",
+                code: "quota_exceeded",
+            },
+            None => ApiError::Unauthorized("account no longer exists"),
+        });
+    }
+    sqlx::query(
+        "INSERT INTO files (id, user_id, object_key, file_name, mime_type, plaintext_hash, \
+         encrypted_size, key_mode, status, expires_at, max_downloads, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $11, $11)",
+    )
+    .bind(&file_id)
+    .bind(&user_id)
+    .bind(&object_key)
+    .bind(name)
+    .bind(req.mime_type.as_deref())
+    .bind(req.plaintext_hash.to_ascii_lowercase())
+    .bind(size)
+    .bind(req.key_management_mode.as_str())
+    .bind(expires_at)
+    .bind(req.max_downloads.map(|m| m as i64))
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    metrics::counter!("hashdrop_presigns_total").increment(1);
+
+    let (url, url_expires) = state.blobs.presign_put(
+        &object_key,
+        req.encrypted_size_bytes,
+        Duration::from_secs(limits.upload_url_ttl_secs),
+    );
+    Ok(Json(PresignResponse {
+        file_id,
+        object_key,
+        upload_resource: UploadResource {
+            url,
+            method: "PUT".into(),
+            expires_at: rfc3339(url_expires),
+        },
+    }))
+}
+
+/// Turns a file `pending`/`uploaded` → `status` (`failed` or `deleted`), releases its
+/// quota and enqueues deletion of its object, all in one transaction. Returns false
+/// if the file was not live (someone else got there first).
+pub async fn retire_file(state: &AppState, file_id: &str, status: &str) -> anyhow::Result<bool> {
+    let mut tx = state.db.begin().await?;
+    let row: Option<(String, String, i64)> = sqlx::query_as(
+        "SELECT user_id, object_key, encrypted_size FROM files \
+         WHERE id = $1 AND status IN ('pending', 'uploaded')",
+    )
+    .bind(file_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((user_id, key, size)) = row else {
+        return Ok(false);
+    };
+    release_quota(&mut tx, &user_id, size).await?;
+    let r = sqlx::query(
+        "UPDATE files SET status = $1, updated_at = $2 WHERE id = $3 AND status IN ('pending', 'uploaded')",
+    )
+    .bind(status)
+    .bind(now_ms())
+    .bind(file_id)
+    .execute(&mut *tx)
+    .await?;
+    if r.rows_affected() == 0 {
+        return Ok(false);
+    }
+    jobs::enqueue_blob_delete(&mut tx, &key, state.cfg.jobs.max_attempts).await?;
+    tx.commit().await?;
+    state.jobs_notify.notify_one();
+    Ok(true)
+}
+
+/// Marks a stale pending upload failed (cleaner).
+pub async fn fail_pending(state: &AppState, file_id: &str) -> anyhow::Result<bool> {
+    retire_file(state, file_id, "failed").await
+}
+
+async fn release_quota(
+    tx: &mut sqlx::AnyConnection,
+    user_id: &str,
+    size: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE global_usage SET used_bytes = used_bytes - $1 WHERE id = 1")
+        .bind(size)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "UPDATE users SET used_bytes = used_bytes - $1, file_count = file_count - 1 WHERE id = $2",
+    )
+    .bind(size)
+    .bind(user_id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// `POST /api/files/complete`: measures the stored object; a missing object is 400,
+/// one whose size differs from the declared size is deleted and the upload failed.
+pub async fn complete(
+    State(state): State<AppState>,
+    AuthUser(user_id): AuthUser,
+    ApiJson(req): ApiJson<CompleteRequest>,
+) -> ApiResult<Json<CompleteResponse>> {
+    let file_id = parse_file_id(&req.file_id)?;
+    let row: Option<(String, String, i64, String)> = sqlx::query_as(
+        "SELECT object_key, status, encrypted_size, plaintext_hash FROM files WHERE id = $1 AND user_id = $2",
+    )
+    .bind(&file_id)
+    .bind(&user_id)
+    .fetch_optional(state.db.pool())
+    .await?;
+    let Some((key, status, declared, hash)) = row else {
+        return Err(ApiError::NotFound("file not found"));
+    };
+    if let Some(h) = &req.plaintext_hash {
+        if !h.is_empty() && !h.eq_ignore_ascii_case(&hash) {
+            return Err(ApiError::BadRequest(
+                "plaintext_hash differs from the one given at presign".into(),
+            ));
+        }
+    }
+    match status.as_str() {
+        "uploaded" => {
+            return Ok(Json(CompleteResponse {
+                s3_object_key: key,
+                uploaded_file_size: declared as u64,
+            }))
+        }
+        "pending" => {}
+        _ => return Err(ApiError::NotFound("file not found")),
+    }
+    let Some(stored) = state.blobs.size(&key).await? else {
+        return Err(ApiError::BadRequest("object has not been uploaded".into()));
+    };
+    if stored != declared as u64 {
+        retire_file(&state, &file_id, "failed").await?;
+        return Err(if stored > state.cfg.limits.file_max_bytes {
+            ApiError::TooLarge("uploaded object exceeds the size limit")
+        } else {
+            ApiError::BadRequest(
+                "uploaded object size differs from encrypted_size_bytes; upload failed".into(),
+            )
+        });
+    }
+    let r = sqlx::query(
+        "UPDATE files SET status = 'uploaded', plaintext_size = $1, updated_at = $2 \
+         WHERE id = $3 AND user_id = $4 AND status = 'pending'",
+    )
+    .bind(req.plaintext_size_bytes.unwrap_or(0).min(i64::MAX as u64) as i64)
+    .bind(now_ms())
+    .bind(&file_id)
+    .bind(&user_id)
+    .execute(state.db.pool())
+    .await?;
+    if r.rows_affected() == 0 {
+        return Err(ApiError::NotFound("file not found"));
+    }
+    metrics::counter!("hashdrop_uploads_completed_total").increment(1);
+    Ok(Json(CompleteResponse {
+        s3_object_key: key,
+        uploaded_file_size: stored,
+    }))
+}
+
+type FileRow = (
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    i64,
+);
+
+const FILE_COLUMNS: &str = "id, file_name, status, plaintext_size, encrypted_size, object_key, \
+     key_mode, plaintext_hash, expires_at, max_downloads, download_count, created_at";
+
+fn key_mode(s: &str) -> KeyMode {
+    KeyMode::parse(s).unwrap_or(KeyMode::Vault)
+}
+
+/// `GET /api/files/all`: the reference answers 404 when the user has no files.
+pub async fn list_all(
+    State(state): State<AppState>,
+    AuthUser(user_id): AuthUser,
+) -> ApiResult<Json<Vec<FileSummary>>> {
+    let rows: Vec<(String, String, i64, String, String, i64)> = sqlx::query_as(
+        "SELECT id, file_name, encrypted_size, status, key_mode, created_at FROM files \
+         WHERE user_id = $1 ORDER BY created_at DESC, id",
+    )
+    .bind(&user_id)
+    .fetch_all(state.db.pool())
+    .await?;
+    if rows.is_empty() {
+        return Err(ApiError::NotFound("no files found"));
+    }
+    Ok(Json(
+        rows.into_iter()
+            .map(|(id, name, size, status, mode, created)| FileSummary {
+                file_id: id,
+                file_name: name,
+                encrypted_size_bytes: size as u64,
+                status,
+                key_management_mode: key_mode(&mode),
+                created_at: rfc3339(created),
+            })
+            .collect(),
+    ))
+}
+
+async fn by_prefix(state: &AppState, user_id: &str, prefix: &str) -> ApiResult<Vec<FileRow>> {
+    let sql = format!(
+        "SELECT {FILE_COLUMNS} FROM files WHERE user_id = $1 AND id LIKE $2 ORDER BY created_at DESC LIMIT 100"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(user_id)
+        .bind(format!("{prefix}%"))
+        .fetch_all(state.db.pool())
+        .await?)
+}
+
+/// `GET /api/files/resolve?id=PREFIX`.
+pub async fn resolve(
+    State(state): State<AppState>,
+    AuthUser(user_id): AuthUser,
+    Query(q): Query<IdQuery>,
+) -> ApiResult<Json<Vec<FileMatch>>> {
+    let prefix = parse_prefix(&q)?;
+    let rows = by_prefix(&state, &user_id, &prefix).await?;
+    if rows.is_empty() {
+        return Err(ApiError::NotFound("no files match"));
+    }
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| FileMatch {
+                file_id: r.0,
+                file_name: r.1,
+            })
+            .collect(),
+    ))
+}
+
+/// Public download URL of a file.
+pub fn download_url(state: &AppState, user_id: &str, file_id: &str) -> String {
+    format!(
+        "{}/files/download/{}/{}",
+        state.public_url,
+        state.keys.user_hash(user_id),
+        file_id
+    )
+}
+
+/// `GET /api/files?id=PREFIX`.
+pub async fn details(
+    State(state): State<AppState>,
+    AuthUser(user_id): AuthUser,
+    Query(q): Query<IdQuery>,
+) -> ApiResult<Json<Vec<FileDetails>>> {
+    let prefix = parse_prefix(&q)?;
+    let rows = by_prefix(&state, &user_id, &prefix).await?;
+    if rows.is_empty() {
+        return Err(ApiError::NotFound("no files match"));
+    }
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| FileDetails {
+                download_url: download_url(&state, &user_id, &r.0),
+                share_url: format!("{}/d/{}", state.public_url, r.0),
+                file_id: r.0,
+                file_name: r.1,
+                status: r.2,
+                plaintext_size_bytes: r.3 as u64,
+                encrypted_size_bytes: r.4 as u64,
+                s3_key: r.5,
+                key_management_mode: key_mode(&r.6),
+                plaintext_hash: r.7,
+                expires_at: r.8.map(rfc3339),
+                max_downloads: r.9.map(|m| m as u64),
+                download_count: r.10 as u64,
+            })
+            .collect(),
+    ))
+}
+
+/// `GET /api/files/hash?id=UUID`.
+pub async fn hash(
+    State(state): State<AppState>,
+    AuthUser(user_id): AuthUser,
+    Query(q): Query<IdQuery>,
+) -> ApiResult<Json<FileHash>> {
+    let id = exact_id(&q)?;
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT plaintext_hash FROM files WHERE id = $1 AND user_id = $2")
+            .bind(&id)
+            .bind(&user_id)
+            .fetch_optional(state.db.pool())
+            .await?;
+    row.map(|(hash,)| Json(FileHash { hash }))
+        .ok_or(ApiError::NotFound("file not found"))
+}
+
+/// `GET /api/files/salt?id=UUID`: kept for reference clients. age passphrase files
+/// carry their scrypt salt in the header, so there is never a salt to return.
+pub async fn salt(
+    State(_state): State<AppState>,
+    AuthUser(_user_id): AuthUser,
+    Query(q): Query<IdQuery>,
+) -> ApiResult<StatusCode> {
+    exact_id(&q)?;
+    Err(ApiError::NotFound(
+        "no passphrase salt stored: age files keep it in their header",
+    ))
+}
+
+/// `DELETE /api/files?id=PREFIX`: refuses an ambiguous prefix with 409.
+pub async fn delete_file(
+    State(state): State<AppState>,
+    AuthUser(user_id): AuthUser,
+    Query(q): Query<IdQuery>,
+) -> ApiResult<StatusCode> {
+    let prefix = parse_prefix(&q)?;
+    let rows = by_prefix(&state, &user_id, &prefix).await?;
+    let id = match rows.as_slice() {
+        [] => return Err(ApiError::NotFound("file not found")),
+        [one] => one.0.clone(),
+        _ => return Err(ApiError::Conflict("id prefix matches several files")),
+    };
+    let mut tx = state.db.begin().await?;
+    let row: Option<(String, String, i64)> = sqlx::query_as(
+        "SELECT status, object_key, encrypted_size FROM files WHERE id = $1 AND user_id = $2",
+    )
+    .bind(&id)
+    .bind(&user_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((status, key, size)) = row else {
+        return Err(ApiError::NotFound("file not found"));
+    };
+    if status == "pending" || status == "uploaded" {
+        release_quota(&mut tx, &user_id, size).await?;
+    }
+    sqlx::query("DELETE FROM files WHERE id = $1")
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    jobs::enqueue_blob_delete(&mut tx, &key, state.cfg.jobs.max_attempts).await?;
+    tx.commit().await?;
+    state.jobs_notify.notify_one();
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,68 @@
+//! HTTP routes. Handlers are thin: parse, call domain code, map to wire types.
+
+pub mod auth;
+pub mod files;
+pub mod ops;
+pub mod public;
+pub mod users;
+
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{delete, get, patch, post};
+use axum::Router;
+
+use crate::ratelimit::{limit, Group};
+use crate::state::AppState;
+
+/// Builds the full router, each endpoint group behind its own rate limits.
+pub fn router(state: AppState) -> Router {
+    let group = |g: Group, r: Router<AppState>| {
+        r.route_layer(from_fn_with_state((state.clone(), g), limit))
+    };
+    let health = Router::new()
+        .route("/api/healthz", get(ops::healthz))
+        .route("/api/readyz", get(ops::readyz))
+        .route("/api/cli/version", get(ops::cli_version))
+        .route("/metrics", get(ops::metrics))
+        .route("/api/openapi.json", get(ops::openapi));
+    let auth_routes = Router::new()
+        .route("/api/user/register", post(users::register))
+        .route("/api/user/login", post(users::login))
+        .route("/api/user", delete(users::delete_account))
+        .route("/admin/reset", delete(ops::admin_reset));
+    let otp = Router::new().route("/api/user/verify", patch(users::verify));
+    let token = Router::new()
+        .route("/api/token/refresh", post(users::refresh))
+        .route("/api/token/revoke", post(users::revoke));
+    let upload = Router::new()
+        .route("/api/files/presign", post(files::presign))
+        .route("/api/files/complete", post(files::complete));
+    let list = Router::new().route("/api/files/all", get(files::list_all));
+    let file_meta = Router::new()
+        .route("/api/files/resolve", get(files::resolve))
+        .route("/api/files", get(files::details).delete(files::delete_file))
+        .route("/api/files/hash", get(files::hash))
+        .route("/api/files/salt", get(files::salt));
+    let download = Router::new()
+        .route(
+            "/files/download/{user_hash}/{file_id}",
+            get(public::download),
+        )
+        .route("/api/share/{file_id}", get(public::share_info))
+        .route("/d/{file_id}", get(public::share_page))
+        .route(
+            "/blob/{prefix}/{name}",
+            get(crate::blob::get_blob).put(crate::blob::put_blob),
+        );
+    Router::new()
+        .merge(group(Group::Health, health))
+        .merge(group(Group::Auth, auth_routes))
+        .merge(group(Group::Otp, otp))
+        .merge(group(Group::Token, token))
+        .merge(group(Group::Upload, upload))
+        .merge(group(Group::List, list))
+        .merge(group(Group::FileMeta, file_meta))
+        .merge(group(Group::Download, download))
+        .fallback(ops::not_found)
+        .layer(from_fn(crate::observability::request_context))
+        .with_state(state)
+}

@@ -1,0 +1,112 @@
+//! Operational endpoints: health, readiness, version, metrics, OpenAPI, dev reset.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use hashdrop_wire::{CliVersion, Readiness, ReadinessChecks};
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// `GET /api/healthz`: liveness, plain `OK` like the reference.
+pub async fn healthz() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "OK")
+}
+
+/// `GET /api/readyz`: 200 when the database and blob store answer and the server
+/// is not draining; 503 otherwise.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let db_ok = state.db.ping().await.is_ok();
+    let blob_ok = state.blobs.check().await.is_ok();
+    let draining = state.is_draining();
+    let ready = db_ok && blob_ok && !draining;
+    let word = |ok: bool| if ok { "ok" } else { "error" }.to_string();
+    let body = Readiness {
+        status: if ready { "ready" } else { "not_ready" }.into(),
+        draining,
+        checks: ReadinessChecks {
+            database: word(db_ok),
+            blob_store: word(blob_ok),
+        },
+    };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+/// `GET /api/cli/version`.
+pub async fn cli_version(State(state): State<AppState>) -> Json<CliVersion> {
+    Json(CliVersion {
+        compatible_version: state.cfg.cli_version.clone(),
+    })
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    // Gauges sampled at scrape time.
+    if let Ok(rows) =
+        sqlx::query_as::<_, (String, i64)>("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+            .fetch_all(state.db.pool())
+            .await
+    {
+        for s in ["queued", "running", "done", "dead"] {
+            let n = rows.iter().find(|r| r.0 == s).map(|r| r.1).unwrap_or(0);
+            metrics::gauge!("hashdrop_jobs", "state" => s).set(n as f64);
+        }
+    }
+    if let Ok((bytes,)) =
+        sqlx::query_as::<_, (i64,)>("SELECT used_bytes FROM global_usage WHERE id = 1")
+            .fetch_one(state.db.pool())
+            .await
+    {
+        metrics::gauge!("hashdrop_storage_reserved_bytes").set(bytes as f64);
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::observability::prometheus().render(),
+    )
+        .into_response()
+}
+
+/// `GET /api/openapi.json`.
+pub async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi::document_json(),
+    )
+        .into_response()
+}
+
+/// `DELETE /admin/reset`: dev mode only. Deletes every account and file and queues
+/// deletion of every object.
+pub async fn admin_reset(State(state): State<AppState>) -> ApiResult<StatusCode> {
+    if !state.cfg.dev_mode {
+        return Err(ApiError::Forbidden {
+            message: "reset is only available in dev mode",
+            code: "not_dev_mode",
+        });
+    }
+    let mut tx = state.db.begin().await?;
+    let keys: Vec<(String,)> = sqlx::query_as("SELECT object_key FROM files")
+        .fetch_all(&mut *tx)
+        .await?;
+    for (k,) in &keys {
+        crate::jobs::enqueue_blob_delete(&mut tx, k, state.cfg.jobs.max_attempts).await?;
+    }
+    sqlx::query("DELETE FROM users").execute(&mut *tx).await?;
+    sqlx::query("UPDATE global_usage SET used_bytes = 0 WHERE id = 1")
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    state.jobs_notify.notify_one();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Fallback: JSON 404.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route")
+}

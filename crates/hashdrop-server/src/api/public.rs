@@ -1,0 +1,208 @@
+//! Public, unauthenticated paths a recipient uses: the counted download redirect,
+//! the share facts and the share page.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use hashdrop_wire::{KeyMode, ShareInfo};
+
+use super::files::{download_url, parse_file_id};
+use crate::db::{now_ms, rfc3339};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+/// What the public paths need to know about a file.
+struct PublicFile {
+    user_id: String,
+    object_key: String,
+    file_name: String,
+    encrypted_size: i64,
+    key_mode: String,
+    expires_at: Option<i64>,
+    max_downloads: Option<i64>,
+    download_count: i64,
+}
+
+async fn live_file(state: &AppState, file_id: &str) -> ApiResult<PublicFile> {
+    type Row = (
+        String,
+        String,
+        String,
+        i64,
+        String,
+        Option<i64>,
+        Option<i64>,
+        i64,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT user_id, object_key, file_name, encrypted_size, key_mode, expires_at, \
+         max_downloads, download_count FROM files WHERE id = $1 AND status = 'uploaded'",
+    )
+    .bind(file_id)
+    .fetch_optional(state.db.pool())
+    .await?;
+    let r = row.ok_or(ApiError::NotFound("file not found"))?;
+    Ok(PublicFile {
+        user_id: r.0,
+        object_key: r.1,
+        file_name: r.2,
+        encrypted_size: r.3,
+        key_mode: r.4,
+        expires_at: r.5,
+        max_downloads: r.6,
+        download_count: r.7,
+    })
+}
+
+fn check_shareable(f: &PublicFile, now: i64) -> ApiResult<()> {
+    if f.expires_at.is_some_and(|e| e <= now) {
+        return Err(ApiError::Gone("this share link has expired"));
+    }
+    if f.max_downloads.is_some_and(|m| f.download_count >= m) {
+        return Err(ApiError::Gone("this file reached its download limit"));
+    }
+    Ok(())
+}
+
+/// `GET /files/download/{user_hash}/{file_id}`: counts the download and answers 303
+/// to a short-lived signed blob URL. Both counters move in one transaction with
+/// conditional UPDATEs, so with a daily limit of N exactly N concurrent requests win.
+pub async fn download(
+    State(state): State<AppState>,
+    Path((user_hash, file_id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let file_id = parse_file_id(&file_id)?;
+    let f = live_file(&state, &file_id).await?;
+    if state.keys.user_hash(&f.user_id) != user_hash {
+        return Err(ApiError::NotFound("file not found"));
+    }
+    let now = now_ms();
+    check_shareable(&f, now)?;
+    let day = now / DAY_MS;
+    let mut tx = state.db.begin().await?;
+    let total = sqlx::query(
+        "UPDATE files SET download_count = download_count + 1 WHERE id = $1 AND status = 'uploaded' \
+         AND (max_downloads IS NULL OR download_count < max_downloads) \
+         AND (expires_at IS NULL OR expires_at > $2)",
+    )
+    .bind(&file_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    if total.rows_affected() == 0 {
+        return Err(ApiError::Gone("this file is no longer available"));
+    }
+    let daily = sqlx::query(
+        "INSERT INTO download_counts (file_id, day, count) VALUES ($1, $2, 1) \
+         ON CONFLICT (file_id, day) DO UPDATE SET count = download_counts.count + 1 \
+         WHERE download_counts.count < $3",
+    )
+    .bind(&file_id)
+    .bind(day)
+    .bind(
+        state
+            .cfg
+            .limits
+            .daily_downloads_per_file
+            .min(i64::MAX as u64) as i64,
+    )
+    .execute(&mut *tx)
+    .await?;
+    if daily.rows_affected() == 0 {
+        let retry_after = (((day + 1) * DAY_MS - now) / 1000).max(1) as u64;
+        return Err(ApiError::TooManyRequests {
+            message: "daily download limit reached for this file",
+            code: "download_limit",
+            retry_after,
+        });
+    }
+    tx.commit().await?;
+    metrics::counter!("hashdrop_downloads_total").increment(1);
+    let url = state.blobs.presign_get(
+        &f.object_key,
+        Duration::from_secs(state.cfg.limits.download_url_ttl_secs),
+    );
+    Ok((
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, url),
+            (header::CACHE_CONTROL, "no-store".into()),
+        ],
+    )
+        .into_response())
+}
+
+/// `GET /api/share/{file_id}`: what a recipient needs, nothing about the owner.
+pub async fn share_info(
+    State(state): State<AppState>,
+    Path(file_id): Path<String>,
+) -> ApiResult<Json<ShareInfo>> {
+    let file_id = parse_file_id(&file_id)?;
+    let f = live_file(&state, &file_id).await?;
+    check_shareable(&f, now_ms())?;
+    Ok(Json(ShareInfo {
+        download_url: download_url(&state, &f.user_id, &file_id),
+        file_id,
+        file_name: f.file_name,
+        encrypted_size_bytes: f.encrypted_size as u64,
+        key_management_mode: KeyMode::parse(&f.key_mode).unwrap_or(KeyMode::Vault),
+        expires_at: f.expires_at.map(rfc3339),
+    }))
+}
+
+fn html_escape(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '&' => "&amp;".into(),
+            '<' => "&lt;".into(),
+            '>' => "&gt;".into(),
+            '"' => "&quot;".into(),
+            '\'' => "&#39;".into(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// `GET /d/{file_id}`: a minimal page until the in-browser decryptor exists. The key
+/// is in the URL fragment, which browsers never send, so the page cannot show it.
+pub async fn share_page(State(state): State<AppState>, Path(file_id): Path<String>) -> Response {
+    let found = match parse_file_id(&file_id) {
+        Ok(id) => match live_file(&state, &id).await {
+            Ok(f) if check_shareable(&f, now_ms()).is_ok() => Some((id, f)),
+            _ => None,
+        },
+        Err(_) => None,
+    };
+    let csp = (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; style-src 'unsafe-inline'",
+    );
+    let Some((id, f)) = found else {
+        return (
+            StatusCode::NOT_FOUND,
+            [csp],
+            Html("<!doctype html><meta charset=utf-8><title>Hashdrop</title>\
+                  <p>This share link does not exist, has expired or reached its download limit.</p>"
+                .to_string()),
+        )
+            .into_response();
+    };
+    let page = format!(
+        "<!doctype html><html><head><meta charset=utf-8><meta name=referrer content=no-referrer>\
+         <title>Hashdrop: {name}</title></head><body style=\"font-family:sans-serif;max-width:40em;margin:2em auto\">\
+         <h1>{name}</h1><p>Encrypted file, {size} bytes. It was encrypted on the sender's device; \
+         this server only holds ciphertext and never sees the key.</p>\
+         <p>To download and decrypt it, copy this page's full address (including the part \
+         after <code>#</code>) and run:</p><pre>hashdrop decrypt 'LINK'</pre>\
+         <p>File id: <code>{id}</code></p></body></html>",
+        name = html_escape(&f.file_name),
+        size = f.encrypted_size,
+        id = id,
+    );
+    (StatusCode::OK, [csp], Html(page)).into_response()
+}

@@ -1,0 +1,401 @@
+//! Accounts and sessions: register, verify, login, delete, refresh, revoke.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use hashdrop_wire::{
+    Credentials, LoginResponse, RefreshRequest, RefreshResponse, UserResponse, VerifyRequest,
+};
+
+use super::auth::{ApiJson, AuthUser};
+use crate::db::{now_ms, rfc3339};
+use crate::error::{ApiError, ApiResult};
+use crate::jobs;
+use crate::state::AppState;
+
+const OTP_DOMAIN: &str = "otp";
+const REFRESH_DOMAIN: &str = "refresh-token";
+
+fn normalize_email(email: &str) -> ApiResult<String> {
+    let e = email.trim().to_ascii_lowercase();
+    let valid = e.len() <= 254
+        && e.split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'))
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control());
+    if valid {
+        Ok(e)
+    } else {
+        Err(ApiError::BadRequest("invalid email address".into()))
+    }
+}
+
+fn check_password(p: &str) -> ApiResult<()> {
+    let n = p.chars().count();
+    if !(8..=128).contains(&n) {
+        return Err(ApiError::BadRequest(
+            "password must be 8 to 128 characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn otp_hash(state: &AppState, user_id: &str, otp: &str) -> String {
+    state
+        .keys
+        .keyed_hash(OTP_DOMAIN, format!("{user_id}:{otp}").as_bytes())
+}
+
+/// `POST /api/user/register`: creates an unverified account (or refreshes the
+/// password and code of a still-unverified one) and mails a 6-digit code.
+pub async fn register(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<Credentials>,
+) -> ApiResult<impl IntoResponse> {
+    let email = normalize_email(&req.email)?;
+    check_password(&req.password)?;
+    let hash = state.hasher.hash(req.password).await?;
+    let now = now_ms();
+    let otp = crate::crypto::generate_otp();
+    let mut tx = state.db.begin().await?;
+    let existing: Option<(String, Option<i64>, i64)> =
+        sqlx::query_as("SELECT id, verified_at, created_at FROM users WHERE email = $1")
+            .bind(&email)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let (id, created_at) = match existing {
+        Some((_, Some(_), _)) => return Err(ApiError::Conflict("email already registered")),
+        Some((id, None, created_at)) => {
+            sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+                .bind(&hash)
+                .bind(now)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            (id, created_at)
+        }
+        None => {
+            let id = uuid::Uuid::new_v4().to_string();
+            let r = sqlx::query(
+                "INSERT INTO users (id, email, password_hash, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $4)",
+            )
+            .bind(&id)
+            .bind(&email)
+            .bind(&hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await;
+            if let Err(e) = r {
+                if e.as_database_error()
+                    .is_some_and(|d| d.is_unique_violation())
+                {
+                    return Err(ApiError::Conflict("email already registered"));
+                }
+                return Err(e.into());
+            }
+            (id, now)
+        }
+    };
+    sqlx::query("DELETE FROM otps WHERE user_id = $1")
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO otps (user_id, code_hash, expires_at, attempts) VALUES ($1, $2, $3, 0)",
+    )
+    .bind(&id)
+    .bind(otp_hash(&state, &id, &otp))
+    .bind(now + state.cfg.auth.otp_ttl_secs as i64 * 1000)
+    .execute(&mut *tx)
+    .await?;
+    let mail = crate::mailer::Mail {
+        to: email.clone(),
+        subject: "Your Hashdrop verification code".into(),
+        body: format!(
+            "Your Hashdrop verification code is: {otp}\n\nIt expires in {} minutes.\n",
+            state.cfg.auth.otp_ttl_secs / 60
+        ),
+    };
+    jobs::enqueue(
+        &mut tx,
+        jobs::KIND_SEND_MAIL,
+        &serde_json::to_value(&mail).map_err(anyhow::Error::from)?,
+        None,
+        state.cfg.jobs.max_attempts,
+    )
+    .await?;
+    tx.commit().await?;
+    state.jobs_notify.notify_one();
+    Ok((
+        StatusCode::CREATED,
+        Json(UserResponse {
+            id,
+            created_at: rfc3339(created_at),
+            updated_at: rfc3339(now),
+            email,
+        }),
+    ))
+}
+
+/// `PATCH /api/user/verify`: checks the code. Every guess first consumes one of the
+/// capped attempts in a single conditional UPDATE, so parallel guessing cannot get
+/// more tries than the cap.
+pub async fn verify(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<VerifyRequest>,
+) -> ApiResult<StatusCode> {
+    let email = normalize_email(&req.email)?;
+    let invalid = ApiError::Unauthorized("invalid email or code");
+    let user: Option<(String, Option<i64>)> =
+        sqlx::query_as("SELECT id, verified_at FROM users WHERE email = $1")
+            .bind(&email)
+            .fetch_optional(state.db.pool())
+            .await?;
+    let Some((user_id, verified_at)) = user else {
+        return Err(invalid);
+    };
+    if verified_at.is_some() {
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    let otp = req.otp.trim();
+    let well_formed = otp.len() == 6 && otp.bytes().all(|b| b.is_ascii_digit());
+    let now = now_ms();
+    let row: Option<(String, i64)> = sqlx::query_as(
+        "UPDATE otps SET attempts = attempts + 1 WHERE user_id = $1 AND attempts < $2 \
+         RETURNING code_hash, expires_at",
+    )
+    .bind(&user_id)
+    .bind(state.cfg.auth.otp_max_attempts as i64)
+    .fetch_optional(state.db.pool())
+    .await?;
+    let Some((code_hash, expires_at)) = row else {
+        let exists: Option<(i64,)> = sqlx::query_as("SELECT attempts FROM otps WHERE user_id = $1")
+            .bind(&user_id)
+            .fetch_optional(state.db.pool())
+            .await?;
+        return Err(match exists {
+            Some(_) => ApiError::TooManyRequests {
+                message: "too many wrong codes; register again to get a new code",
+                code: "otp_attempts_exceeded",
+                retry_after: state.cfg.auth.otp_ttl_secs,
+            },
+            None => invalid,
+        });
+    };
+    if expires_at < now {
+        return Err(ApiError::BadRequest("verification code expired".into()));
+    }
+    let expected = otp_hash(&state, &user_id, otp);
+    let matches: bool = {
+        use subtle::ConstantTimeEq;
+        well_formed && expected.as_bytes().ct_eq(code_hash.as_bytes()).into()
+    };
+    if !matches {
+        return Err(invalid);
+    }
+    let mut tx = state.db.begin().await?;
+    sqlx::query("UPDATE users SET verified_at = $1, updated_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(&user_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM otps WHERE user_id = $1")
+        .bind(&user_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Checks email + password; `None` when either is wrong. Runs a hash even for an
+/// unknown email so timing does not reveal which accounts exist.
+async fn check_credentials(
+    state: &AppState,
+    creds: Credentials,
+) -> ApiResult<Option<(String, Option<i64>)>> {
+    let email = creds.email.trim().to_ascii_lowercase();
+    let user: Option<(String, String, Option<i64>)> =
+        sqlx::query_as("SELECT id, password_hash, verified_at FROM users WHERE email = $1")
+            .bind(&email)
+            .fetch_optional(state.db.pool())
+            .await?;
+    match user {
+        Some((id, hash, verified)) => {
+            if state.hasher.verify(creds.password, hash).await? {
+                Ok(Some((id, verified)))
+            } else {
+                Ok(None)
+            }
+        }
+        None => {
+            let _ = state.hasher.hash(creds.password).await?;
+            Ok(None)
+        }
+    }
+}
+
+async fn issue_refresh_token(
+    state: &AppState,
+    conn: &mut sqlx::AnyConnection,
+    user_id: &str,
+) -> ApiResult<String> {
+    let token = crate::crypto::random_hex(32);
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, user_id, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(state.keys.keyed_hash(REFRESH_DOMAIN, token.as_bytes()))
+    .bind(user_id)
+    .bind(now)
+    .bind(now + state.cfg.auth.refresh_token_ttl_secs as i64 * 1000)
+    .execute(conn)
+    .await?;
+    Ok(token)
+}
+
+/// `POST /api/user/login`.
+pub async fn login(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<Credentials>,
+) -> ApiResult<Json<LoginResponse>> {
+    let Some((user_id, verified)) = check_credentials(&state, req).await? else {
+        return Err(ApiError::Unauthorized("invalid email or password"));
+    };
+    if verified.is_none() {
+        return Err(ApiError::Unauthorized("account not verified"));
+    }
+    let mut conn = state.db.pool().acquire().await?;
+    let refresh_token = issue_refresh_token(&state, &mut conn, &user_id).await?;
+    let access_token = state
+        .keys
+        .issue_access_token(&user_id, state.cfg.auth.access_token_ttl_secs)?;
+    Ok(Json(LoginResponse {
+        access_token,
+        refresh_token,
+    }))
+}
+
+/// `DELETE /api/user`: needs a valid token *and* the account's email and password.
+/// Rows go in one transaction; objects are deleted by durable jobs.
+pub async fn delete_account(
+    State(state): State<AppState>,
+    AuthUser(user_id): AuthUser,
+    ApiJson(req): ApiJson<Credentials>,
+) -> ApiResult<StatusCode> {
+    match check_credentials(&state, req).await? {
+        Some((id, _)) if id == user_id => {}
+        _ => return Err(ApiError::Unauthorized("invalid email or password")),
+    }
+    let mut tx = state.db.begin().await?;
+    // Global row first: every path that touches both counters locks in this order.
+    let used: Option<(i64,)> = sqlx::query_as("SELECT used_bytes FROM users WHERE id = $1")
+        .bind(&user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some((used,)) = used else {
+        return Err(ApiError::Unauthorized("invalid email or password"));
+    };
+    sqlx::query("UPDATE global_usage SET used_bytes = used_bytes - $1 WHERE id = 1")
+        .bind(used)
+        .execute(&mut *tx)
+        .await?;
+    let keys: Vec<(String,)> = sqlx::query_as("SELECT object_key FROM files WHERE user_id = $1")
+        .bind(&user_id)
+        .fetch_all(&mut *tx)
+        .await?;
+    for (key,) in &keys {
+        jobs::enqueue_blob_delete(&mut tx, key, state.cfg.jobs.max_attempts).await?;
+    }
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(&user_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    state.jobs_notify.notify_one();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/token/refresh`: single-use rotation. Presenting an already rotated
+/// token is treated as theft: every session of the account is revoked.
+pub async fn refresh(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> ApiResult<Json<RefreshResponse>> {
+    let invalid = ApiError::Unauthorized("refresh token invalid, expired or revoked");
+    let hash = state
+        .keys
+        .keyed_hash(REFRESH_DOMAIN, req.refresh_token.trim().as_bytes());
+    let now = now_ms();
+    let new_token = crate::crypto::random_hex(32);
+    let new_hash = state.keys.keyed_hash(REFRESH_DOMAIN, new_token.as_bytes());
+    let mut tx = state.db.begin().await?;
+    let rotated: Option<(String,)> = sqlx::query_as(
+        "UPDATE refresh_tokens SET revoked_at = $1, replaced_by = $2 \
+         WHERE token_hash = $3 AND revoked_at IS NULL AND expires_at > $1 RETURNING user_id",
+    )
+    .bind(now)
+    .bind(&new_hash)
+    .bind(&hash)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((user_id,)) = rotated else {
+        let row: Option<(String, Option<String>)> =
+            sqlx::query_as("SELECT user_id, replaced_by FROM refresh_tokens WHERE token_hash = $1")
+                .bind(&hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some((user_id, Some(_))) = row {
+            tracing::warn!(
+                user_id,
+                "refresh token reuse detected; revoking all sessions"
+            );
+            sqlx::query(
+                "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(&user_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        }
+        return Err(invalid);
+    };
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, user_id, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&new_hash)
+    .bind(&user_id)
+    .bind(now)
+    .bind(now + state.cfg.auth.refresh_token_ttl_secs as i64 * 1000)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let access_token = state
+        .keys
+        .issue_access_token(&user_id, state.cfg.auth.access_token_ttl_secs)?;
+    Ok(Json(RefreshResponse {
+        access_token,
+        refresh_token: new_token,
+    }))
+}
+
+/// `POST /api/token/revoke`: always 204 for a well-formed body, so it reveals nothing.
+pub async fn revoke(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> ApiResult<StatusCode> {
+    let hash = state
+        .keys
+        .keyed_hash(REFRESH_DOMAIN, req.refresh_token.trim().as_bytes());
+    sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL",
+    )
+    .bind(now_ms())
+    .bind(&hash)
+    .execute(state.db.pool())
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,304 @@
+//! Blob storage behind a small trait. The local implementation is the embedded
+//! stand-in for S3 + CloudFront: the server accepts and serves object bytes only
+//! through HMAC-signed, expiring URLs for one key and one method.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::extract::{Path as AxPath, Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+use tower::ServiceExt;
+
+use crate::crypto::Keys;
+use crate::db::now_ms;
+use crate::error::ApiError;
+
+/// An object store that hands out presigned URLs.
+#[async_trait]
+pub trait BlobStore: Send + Sync + std::fmt::Debug {
+    /// URL accepting one `PUT` of at most `max_bytes` to `key` until `expires_ms`.
+    fn presign_put(&self, key: &str, max_bytes: u64, ttl: Duration) -> (String, i64);
+    /// URL serving `key` until it expires.
+    fn presign_get(&self, key: &str, ttl: Duration) -> String;
+    /// Stored size of `key`, `None` when absent (S3's HEAD).
+    async fn size(&self, key: &str) -> anyhow::Result<Option<u64>>;
+    /// Deletes `key`; deleting an absent key succeeds.
+    async fn delete(&self, key: &str) -> anyhow::Result<()>;
+    /// Stores a local file under `key` (backups).
+    async fn put_file(&self, key: &str, src: &Path) -> anyhow::Result<()>;
+    /// Copies `key` into a local file (restore).
+    async fn get_file(&self, key: &str, dst: &Path) -> anyhow::Result<()>;
+    /// Keys under a first-level prefix such as `backups`.
+    async fn list(&self, prefix: &str) -> anyhow::Result<Vec<String>>;
+    /// Readiness probe.
+    async fn check(&self) -> anyhow::Result<()>;
+}
+
+/// Opens the store named by a URL (`file://DIR`).
+pub fn open(url: &str, public_url: &str, keys: Keys) -> anyhow::Result<Arc<LocalBlobStore>> {
+    if let Some(dir) = url.strip_prefix("file://") {
+        let root = PathBuf::from(dir);
+        std::fs::create_dir_all(&root)
+            .with_context(|| format!("creating blob dir {}", root.display()))?;
+        Ok(Arc::new(LocalBlobStore {
+            root,
+            public_url: public_url.to_string(),
+            keys,
+        }))
+    } else {
+        anyhow::bail!("unsupported blob store URL (only file:// is built; s3:// is planned)")
+    }
+}
+
+/// Blobs in a local directory, served by this process.
+#[derive(Debug)]
+pub struct LocalBlobStore {
+    root: PathBuf,
+    public_url: String,
+    keys: Keys,
+}
+
+/// Checks one path segment of an object key: short, `[A-Za-z0-9._-]`, not dot-led.
+fn valid_segment(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && !s.starts_with('.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// Object keys are exactly `prefix/name`; anything else never reaches the filesystem.
+pub fn valid_key(key: &str) -> bool {
+    let mut parts = key.split('/');
+    matches!((parts.next(), parts.next(), parts.next()), (Some(a), Some(b), None) if valid_segment(a) && valid_segment(b))
+}
+
+impl LocalBlobStore {
+    fn path(&self, key: &str) -> anyhow::Result<PathBuf> {
+        if !valid_key(key) {
+            anyhow::bail!("invalid object key");
+        }
+        Ok(self.root.join(key))
+    }
+
+    fn sign(&self, method: &str, key: &str, exp: i64, max: u64) -> String {
+        self.keys.keyed_hash(
+            "blob-url",
+            format!("{method}\n{key}\n{exp}\n{max}").as_bytes(),
+        )
+    }
+
+    fn check_sig(&self, method: &str, key: &str, q: &SignedQuery) -> Result<(), ApiError> {
+        let forbidden = ApiError::Forbidden {
+            message: "invalid or expired signature",
+            code: "bad_signature",
+        };
+        if !valid_key(key) {
+            return Err(forbidden);
+        }
+        let data = format!("{method}\n{key}\n{}\n{}", q.exp, q.max.unwrap_or(0));
+        if !self.keys.verify_mac("blob-url", data.as_bytes(), &q.sig) {
+            return Err(forbidden);
+        }
+        if q.exp < now_ms() / 1000 {
+            return Err(forbidden);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl BlobStore for LocalBlobStore {
+    fn presign_put(&self, key: &str, max_bytes: u64, ttl: Duration) -> (String, i64) {
+        let exp = now_ms() / 1000 + ttl.as_secs() as i64;
+        let sig = self.sign("PUT", key, exp, max_bytes);
+        (
+            format!(
+                "{}/blob/{key}?exp={exp}&max={max_bytes}&sig={sig}",
+                self.public_url
+            ),
+            exp * 1000,
+        )
+    }
+
+    fn presign_get(&self, key: &str, ttl: Duration) -> String {
+        let exp = now_ms() / 1000 + ttl.as_secs() as i64;
+        let sig = self.sign("GET", key, exp, 0);
+        format!("{}/blob/{key}?exp={exp}&sig={sig}", self.public_url)
+    }
+
+    async fn size(&self, key: &str) -> anyhow::Result<Option<u64>> {
+        match tokio::fs::metadata(self.path(key)?).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> anyhow::Result<()> {
+        match tokio::fs::remove_file(self.path(key)?).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn put_file(&self, key: &str, src: &Path) -> anyhow::Result<()> {
+        let dst = self.path(key)?;
+        if let Some(p) = dst.parent() {
+            tokio::fs::create_dir_all(p).await?;
+        }
+        let tmp = dst.with_extension(format!("part-{}", crate::crypto::random_hex(4)));
+        tokio::fs::copy(src, &tmp).await?;
+        tokio::fs::rename(&tmp, &dst).await?;
+        Ok(())
+    }
+
+    async fn get_file(&self, key: &str, dst: &Path) -> anyhow::Result<()> {
+        tokio::fs::copy(self.path(key)?, dst)
+            .await
+            .context("copying object")?;
+        Ok(())
+    }
+
+    async fn list(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        if !valid_segment(prefix) {
+            anyhow::bail!("invalid prefix");
+        }
+        let mut out = Vec::new();
+        let mut rd = match tokio::fs::read_dir(self.root.join(prefix)).await {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e.into()),
+        };
+        while let Some(entry) = rd.next_entry().await? {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if valid_segment(&name) && !name.contains(".part-") {
+                out.push(format!("{prefix}/{name}"));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn check(&self) -> anyhow::Result<()> {
+        let m = tokio::fs::metadata(&self.root).await?;
+        anyhow::ensure!(m.is_dir(), "blob root is not a directory");
+        Ok(())
+    }
+}
+
+/// Query string of a signed blob URL.
+#[derive(Debug, Deserialize)]
+pub struct SignedQuery {
+    exp: i64,
+    #[serde(default)]
+    max: Option<u64>,
+    sig: String,
+}
+
+/// `PUT /blob/{prefix}/{name}`: streams the body to a temporary file and renames it
+/// into place; a body passing the signed limit is cut off with 413 and removed.
+pub async fn put_blob(
+    State(state): State<crate::state::AppState>,
+    AxPath((prefix, name)): AxPath<(String, String)>,
+    Query(q): Query<SignedQuery>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let store = state.local_blobs.clone();
+    let key = format!("{prefix}/{name}");
+    store.check_sig("PUT", &key, &q)?;
+    let max = q.max.unwrap_or(0);
+    let too_large = ApiError::TooLarge("object exceeds the per-file size limit");
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > max {
+            return Err(too_large);
+        }
+    }
+    let dst = store.path(&key)?;
+    let dir = dst.parent().context("object path has a parent")?;
+    tokio::fs::create_dir_all(dir).await?;
+    let tmp = dir.join(format!("{name}.part-{}", crate::crypto::random_hex(6)));
+    let result = async {
+        let mut file = tokio::fs::File::create(&tmp).await?;
+        let mut written: u64 = 0;
+        let mut stream = req.into_body().into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|_| ApiError::BadRequest("upload interrupted".into()))?;
+            written += chunk.len() as u64;
+            if written > max {
+                return Err(too_large);
+            }
+            file.write_all(&chunk).await?;
+        }
+        file.sync_all().await?;
+        drop(file);
+        tokio::fs::rename(&tmp, &dst).await?;
+        Ok::<u64, ApiError>(written)
+    }
+    .await;
+    match result {
+        Ok(_) => Ok(StatusCode::OK.into_response()),
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            Err(e)
+        }
+    }
+}
+
+/// `GET /blob/{prefix}/{name}`: serves the object with Range support. Objects never
+/// change under a key, so caches may keep them forever.
+pub async fn get_blob(
+    State(state): State<crate::state::AppState>,
+    AxPath((prefix, name)): AxPath<(String, String)>,
+    Query(q): Query<SignedQuery>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let store = state.local_blobs.clone();
+    let key = format!("{prefix}/{name}");
+    store.check_sig("GET", &key, &q)?;
+    let path = store.path(&key)?;
+    if tokio::fs::metadata(&path).await.is_err() {
+        return Err(ApiError::NotFound("object not found"));
+    }
+    let svc = tower_http::services::ServeFile::new(&path);
+    let resp = svc
+        .oneshot(req)
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("serving blob: {e}")))?;
+    let mut resp = resp.map(Body::new);
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=31536000, immutable"),
+    );
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_checked() {
+        assert!(valid_key("usrh-abc/123e4567-e89b-12d3-a456-426614174000"));
+        assert!(valid_key("backups/db-1.sqlite"));
+        for bad in [
+            "../x/y", "a/../b", "a/b/c", "a", "/a/b", "a/.b", "a/b c", "", "a/",
+        ] {
+            assert!(!valid_key(bad), "{bad}");
+        }
+    }
+}

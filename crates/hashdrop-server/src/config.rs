@@ -1,0 +1,424 @@
+//! Layered configuration: built-in defaults → TOML file → `HASHDROP_*` environment →
+//! command-line flags. Every field has a default so `hashdrop-server` runs with no
+//! arguments at all.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Full server configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: String,
+    /// Directory holding the SQLite file, blobs, secrets and the mail spool.
+    pub data_dir: PathBuf,
+    /// Base URL of every link handed out; defaults to `http://{listen}`.
+    pub public_url: Option<String>,
+    /// `sqlite://PATH` or `postgres://...`; defaults to `{data_dir}/hashdrop.db`.
+    pub database_url: Option<String>,
+    /// `file://DIR`; defaults to `{data_dir}/blobs`. (`s3://` is a documented future path.)
+    pub blob_store: Option<String>,
+    /// `log` (writes `.eml` files under `{data_dir}/mail/`).
+    pub mailer: String,
+    /// Enables `DELETE /admin/reset`. Never in production.
+    pub dev_mode: bool,
+    /// Answer of `GET /api/cli/version`.
+    pub cli_version: String,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Time between SIGTERM and closing the listener, so load balancers see readyz 503.
+    pub shutdown_grace_ms: u64,
+    /// Authentication settings.
+    pub auth: AuthConfig,
+    /// Storage and download limits.
+    pub limits: Limits,
+    /// Rate limiting.
+    pub rate_limit: RateLimitConfig,
+    /// Background jobs and cleaners.
+    pub jobs: JobsConfig,
+    /// SQLite snapshots.
+    pub backup: BackupConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./hashdrop-data"),
+            public_url: None,
+            database_url: None,
+            blob_store: None,
+            mailer: "log".into(),
+            dev_mode: false,
+            cli_version: env!("CARGO_PKG_VERSION").into(),
+            trusted_proxies: Vec::new(),
+            shutdown_grace_ms: 0,
+            auth: AuthConfig::default(),
+            limits: Limits::default(),
+            rate_limit: RateLimitConfig::default(),
+            jobs: JobsConfig::default(),
+            backup: BackupConfig::default(),
+        }
+    }
+}
+
+/// Authentication settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Argon2id memory cost in KiB (OWASP: 19456).
+    pub argon2_m_cost_kib: u32,
+    /// Argon2id iterations.
+    pub argon2_t_cost: u32,
+    /// Argon2id parallelism.
+    pub argon2_p_cost: u32,
+    /// Access token lifetime.
+    pub access_token_ttl_secs: u64,
+    /// Refresh token lifetime.
+    pub refresh_token_ttl_secs: u64,
+    /// OTP lifetime.
+    pub otp_ttl_secs: u64,
+    /// Wrong OTP guesses before the code is burned.
+    pub otp_max_attempts: u32,
+    /// Unverified accounts older than this are deleted by a cleaner.
+    pub unverified_user_ttl_secs: u64,
+    /// JWT signing secret; generated into `{data_dir}/secrets.toml` when absent.
+    pub jwt_secret: Option<String>,
+    /// Key for token/OTP hashes, user hashes and signed URLs; generated when absent.
+    pub hmac_secret: Option<String>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            argon2_m_cost_kib: 19456,
+            argon2_t_cost: 2,
+            argon2_p_cost: 1,
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            otp_ttl_secs: 10 * 60,
+            otp_max_attempts: 5,
+            unverified_user_ttl_secs: 24 * 3600,
+            jwt_secret: None,
+            hmac_secret: None,
+        }
+    }
+}
+
+/// Storage and download limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Bytes across all users (pending + uploaded).
+    pub global_bytes: u64,
+    /// Bytes per user.
+    pub user_bytes: u64,
+    /// Files per user (pending + uploaded).
+    pub user_files: u64,
+    /// Largest single object.
+    pub file_max_bytes: u64,
+    /// Downloads per file per UTC day.
+    pub daily_downloads_per_file: u64,
+    /// Lifetime of a signed upload URL.
+    pub upload_url_ttl_secs: u64,
+    /// Lifetime of a signed download URL.
+    pub download_url_ttl_secs: u64,
+    /// Pending uploads older than this are swept.
+    pub pending_upload_ttl_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            global_bytes: 50 * 1024 * 1024 * 1024,
+            user_bytes: 1024 * 1024 * 1024,
+            user_files: 1000,
+            file_max_bytes: 100 * 1024 * 1024,
+            daily_downloads_per_file: 100,
+            upload_url_ttl_secs: 15 * 60,
+            download_url_ttl_secs: 5 * 60,
+            pending_upload_ttl_secs: 3600,
+        }
+    }
+}
+
+/// One endpoint group's pair of token buckets.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GroupLimit {
+    /// Requests per minute for the whole group (bucket size = one minute's worth).
+    pub global_per_minute: u32,
+    /// Requests per minute per client IP or user; 0 = no per-key bucket.
+    pub per_key_per_minute: u32,
+}
+
+/// Rate limiting per endpoint group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Master switch.
+    pub enabled: bool,
+    /// register, login, delete account (per IP).
+    pub auth: GroupLimit,
+    /// verify (per IP).
+    pub otp: GroupLimit,
+    /// refresh, revoke (per IP).
+    pub token: GroupLimit,
+    /// presign, complete, blob PUT (per user / IP).
+    pub upload: GroupLimit,
+    /// files/all (per user).
+    pub list: GroupLimit,
+    /// resolve, get, hash, salt, delete (per user).
+    pub file_meta: GroupLimit,
+    /// download redirect, share facts, share page, blob GET (per IP).
+    pub download: GroupLimit,
+    /// healthz, readyz, cli/version (global only).
+    pub health: GroupLimit,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        let g = |global_per_minute, per_key_per_minute| GroupLimit {
+            global_per_minute,
+            per_key_per_minute,
+        };
+        RateLimitConfig {
+            enabled: true,
+            auth: g(300, 10),
+            otp: g(300, 10),
+            token: g(1200, 60),
+            upload: g(600, 30),
+            list: g(6000, 120),
+            file_meta: g(6000, 300),
+            download: g(60000, 600),
+            health: g(60000, 0),
+        }
+    }
+}
+
+/// Background jobs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Run the worker in this process.
+    pub worker_enabled: bool,
+    /// Attempts before a job is marked dead.
+    pub max_attempts: u32,
+    /// First retry delay; doubles each attempt, with jitter.
+    pub backoff_base_ms: u64,
+    /// Cap on the retry delay.
+    pub backoff_max_ms: u64,
+    /// Idle poll interval of the worker.
+    pub poll_interval_ms: u64,
+    /// Schedule the cleaners.
+    pub cleaners_enabled: bool,
+    /// Interval between cleaner runs.
+    pub cleaner_interval_secs: u64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            worker_enabled: true,
+            max_attempts: 8,
+            backoff_base_ms: 2000,
+            backoff_max_ms: 3600 * 1000,
+            poll_interval_ms: 1000,
+            cleaners_enabled: true,
+            cleaner_interval_secs: 900,
+        }
+    }
+}
+
+/// SQLite snapshots (`VACUUM INTO`, stored in the blob store under `backups/`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupConfig {
+    /// Interval between snapshots; 0 disables the schedule.
+    pub interval_secs: u64,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            interval_secs: 24 * 3600,
+        }
+    }
+}
+
+/// Values given on the command line; `None` means "not given".
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FlagOverrides {
+    /// `--listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// `--data-dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// `--public-url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// `--database-url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+}
+
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "public_url",
+    "database_url",
+    "blob_store",
+    "mailer",
+    "dev_mode",
+    "cli_version",
+    "trusted_proxies",
+    "shutdown_grace_ms",
+    "auth",
+    "limits",
+    "rate_limit",
+    "jobs",
+    "backup",
+];
+
+impl Config {
+    /// Loads defaults, then `config_file` (if any), then `HASHDROP_*` variables
+    /// (nested keys with `__`, e.g. `HASHDROP_LIMITS__USER_BYTES`), then flags.
+    pub fn load(config_file: Option<&Path>, flags: &FlagOverrides) -> anyhow::Result<Config> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = config_file {
+            if !path.exists() {
+                anyhow::bail!("config file {} does not exist", path.display());
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        // HASHDROP_CONFIG names the file, it is not a config key.
+        fig = fig
+            .merge(
+                Env::prefixed("HASHDROP_")
+                    .filter(|k| {
+                        // Only our own keys: the CLI and the test suites use other
+                        // HASHDROP_* variables that must not break server startup.
+                        let top = k.as_str().split("__").next().unwrap_or("");
+                        TOP_LEVEL_KEYS.contains(&top)
+                    })
+                    .split("__"),
+            )
+            .merge(Serialized::defaults(flags));
+        Ok(fig.extract()?)
+    }
+
+    /// Effective public URL without trailing slash.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
+    /// Effective database URL.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(u) => u.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("hashdrop.db").display()),
+        }
+    }
+
+    /// Effective blob store URL.
+    pub fn blob_store_url(&self) -> String {
+        match &self.blob_store {
+            Some(u) => u.clone(),
+            None => format!("file://{}", self.data_dir.join("blobs").display()),
+        }
+    }
+}
+
+/// Annotated example configuration printed by `hashdrop-server example-config`.
+pub const EXAMPLE_CONFIG: &str = r#"# hashdrop-server configuration. Every key is optional; shown values are the defaults.
+# Precedence: built-in defaults < this file (--config / HASHDROP_CONFIG) <
+# HASHDROP_* environment variables (nested keys joined with "__", e.g.
+# HASHDROP_LIMITS__USER_BYTES=1000000) < command-line flags.
+
+listen = "127.0.0.1:8080"          # --listen / HASHDROP_LISTEN
+data_dir = "./hashdrop-data"       # --data-dir / HASHDROP_DATA_DIR: db, blobs, secrets, mail
+# public_url = "https://drop.example.com"   # --public-url; default http://{listen}
+# database_url = "postgres://user@db/hashdrop"  # default sqlite://{data_dir}/hashdrop.db
+# blob_store = "file:///var/lib/hashdrop/blobs" # default file://{data_dir}/blobs
+mailer = "log"                     # writes each mail as {data_dir}/mail/*.eml
+dev_mode = false                   # true enables DELETE /admin/reset
+trusted_proxies = []               # e.g. ["127.0.0.1"]: believe X-Forwarded-For from these
+shutdown_grace_ms = 0              # readyz answers 503 this long before the listener closes
+
+[auth]
+argon2_m_cost_kib = 19456
+argon2_t_cost = 2
+argon2_p_cost = 1
+access_token_ttl_secs = 900
+refresh_token_ttl_secs = 2592000
+otp_ttl_secs = 600
+otp_max_attempts = 5
+unverified_user_ttl_secs = 86400
+# jwt_secret / hmac_secret: generated into {data_dir}/secrets.toml on first start.
+# Set them explicitly (identical on every instance) when running several servers.
+
+[limits]
+global_bytes = 53687091200         # 50 GiB across all users
+user_bytes = 1073741824            # 1 GiB per user
+user_files = 1000
+file_max_bytes = 104857600         # 100 MiB per object
+daily_downloads_per_file = 100
+upload_url_ttl_secs = 900
+download_url_ttl_secs = 300
+pending_upload_ttl_secs = 3600
+
+[rate_limit]
+enabled = true
+# requests per minute: whole group, and per client IP / user (0 = none)
+auth = { global_per_minute = 300, per_key_per_minute = 10 }
+otp = { global_per_minute = 300, per_key_per_minute = 10 }
+token = { global_per_minute = 1200, per_key_per_minute = 60 }
+upload = { global_per_minute = 600, per_key_per_minute = 30 }
+list = { global_per_minute = 6000, per_key_per_minute = 120 }
+file_meta = { global_per_minute = 6000, per_key_per_minute = 300 }
+download = { global_per_minute = 60000, per_key_per_minute = 600 }
+health = { global_per_minute = 60000, per_key_per_minute = 0 }
+
+[jobs]
+worker_enabled = true
+max_attempts = 8                   # then the job is "dead"; `hashdrop-server jobs retry ID`
+backoff_base_ms = 2000
+backoff_max_ms = 3600000
+poll_interval_ms = 1000
+cleaners_enabled = true
+cleaner_interval_secs = 900
+
+[backup]
+interval_secs = 86400              # SQLite only; 0 disables
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_to_defaults() {
+        let parsed: Config = toml_parse(EXAMPLE_CONFIG);
+        let d = Config::default();
+        assert_eq!(parsed.listen, d.listen);
+        assert_eq!(parsed.limits.user_bytes, d.limits.user_bytes);
+        assert_eq!(parsed.rate_limit.download, d.rate_limit.download);
+        assert_eq!(parsed.jobs.max_attempts, d.jobs.max_attempts);
+    }
+
+    fn toml_parse(s: &str) -> Config {
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(s))
+            .extract()
+            .unwrap()
+    }
+}

@@ -1,0 +1,172 @@
+//! `hashdrop-server`: the Hashdrop API server as a library, so the binary, the
+//! integration tests and the CLI's tests can all start it in-process.
+//!
+//! Start: [`App::build`] from a [`config::Config`], then [`App::serve`] with a bound
+//! listener and a shutdown future.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod blob;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod jobs;
+pub mod mailer;
+pub mod observability;
+pub mod openapi;
+pub mod ratelimit;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+pub use config::Config;
+pub use state::AppState;
+
+/// A configured server, ready to serve.
+#[derive(Debug)]
+pub struct App {
+    state: AppState,
+}
+
+impl App {
+    /// Creates the data dir, loads or generates secrets, connects the database
+    /// (applying migrations) and opens the blob store.
+    pub async fn build(cfg: Config) -> anyhow::Result<App> {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+        let secrets = crypto::Secrets::load_or_create(&cfg.data_dir, &cfg.auth)?;
+        let keys = crypto::Keys::new(&secrets);
+        let db = db::Db::connect(&cfg.database_url()).await?;
+        let public_url: Arc<str> = cfg.public_url().into();
+        let local = blob::open(&cfg.blob_store_url(), &public_url, keys.clone())?;
+        let state = AppState {
+            hasher: crypto::PasswordHasherCfg::new(&cfg.auth)?,
+            limiter: Arc::new(ratelimit::MemoryLimiter::new(cfg.rate_limit.clone())),
+            cfg: Arc::new(cfg),
+            db,
+            keys,
+            blobs: local.clone(),
+            local_blobs: local,
+            draining: Arc::new(AtomicBool::new(false)),
+            jobs_notify: Arc::new(Notify::new()),
+            public_url,
+        };
+        Ok(App { state })
+    }
+
+    /// The shared state (tests use it to reach the database and job queue).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves on `listener` until `shutdown` resolves; then readiness turns 503,
+    /// the listener closes after `shutdown_grace_ms`, in-flight requests finish and
+    /// background tasks stop.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let state = self.state;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let background = jobs::spawn_background(state.clone(), stop_rx);
+        let router = api::router(state.clone());
+        let draining = state.draining.clone();
+        let grace = Duration::from_millis(state.cfg.shutdown_grace_ms);
+        let signal = async move {
+            shutdown.await;
+            draining.store(true, Ordering::SeqCst);
+            tracing::info!("shutdown requested: draining");
+            if !grace.is_zero() {
+                tokio::time::sleep(grace).await;
+            }
+        };
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal)
+        .await
+        .context("serving")?;
+        let _ = stop_tx.send(true);
+        for h in background {
+            let _ = h.await;
+        }
+        state.db.close().await;
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+/// Takes a consistent SQLite snapshot with `VACUUM INTO` and stores it in the blob
+/// store as `backups/hashdrop-{unix_ms}.sqlite`. Returns the object key.
+pub async fn backup_now(state: &AppState) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        state.db.backend() == db::Backend::Sqlite,
+        "backups are built for SQLite only (use pg_dump for PostgreSQL)"
+    );
+    let dir = state.cfg.data_dir.join("tmp");
+    tokio::fs::create_dir_all(&dir).await?;
+    let name = format!("hashdrop-{}.sqlite", db::now_ms());
+    let tmp = dir.join(&name);
+    let path = tmp
+        .to_str()
+        .context("data dir path is not UTF-8")?
+        .replace('\'', "''");
+    sqlx::query(&format!("VACUUM INTO '{path}'"))
+        .execute(state.db.pool())
+        .await
+        .context("VACUUM INTO")?;
+    let key = format!("backups/{name}");
+    let r = state.blobs.put_file(&key, &tmp).await;
+    let _ = tokio::fs::remove_file(&tmp).await;
+    r?;
+    Ok(key)
+}
+
+/// Restores a snapshot from the blob store over the SQLite database at `db_path`.
+/// The server must be stopped. `key` `None` picks the newest snapshot. The current
+/// file is kept as `{db_path}.before-restore`.
+pub async fn restore(cfg: &Config, key: Option<&str>) -> anyhow::Result<String> {
+    let url = cfg.database_url();
+    let db_path = url
+        .strip_prefix("sqlite://")
+        .context("restore is built for SQLite only")?;
+    let db_path = std::path::PathBuf::from(db_path.split('?').next().unwrap_or(db_path));
+    let secrets = crypto::Secrets::load_or_create(&cfg.data_dir, &cfg.auth)?;
+    let store = blob::open(
+        &cfg.blob_store_url(),
+        &cfg.public_url(),
+        crypto::Keys::new(&secrets),
+    )?;
+    let key = match key {
+        Some(k) => k.to_string(),
+        None => {
+            use blob::BlobStore;
+            store
+                .list("backups")
+                .await?
+                .pop()
+                .context("no backups found")?
+        }
+    };
+    let tmp = db_path.with_extension("restoring");
+    blob::BlobStore::get_file(store.as_ref(), &key, &tmp).await?;
+    if db_path.exists() {
+        tokio::fs::rename(&db_path, db_path.with_extension("db.before-restore")).await?;
+    }
+    for ext in ["db-wal", "db-shm"] {
+        let _ = tokio::fs::remove_file(db_path.with_extension(ext)).await;
+    }
+    tokio::fs::rename(&tmp, &db_path).await?;
+    Ok(key)
+}

@@ -1,0 +1,44 @@
+//! Shared application state handed to every handler.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::blob::{BlobStore, LocalBlobStore};
+use crate::config::Config;
+use crate::crypto::{Keys, PasswordHasherCfg};
+use crate::db::Db;
+use crate::ratelimit::RateLimiter;
+
+/// Cheap to clone: everything is behind `Arc`s.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Effective configuration.
+    pub cfg: Arc<Config>,
+    /// Metadata database.
+    pub db: Db,
+    /// Keyed hashes, JWTs.
+    pub keys: Keys,
+    /// Password hashing.
+    pub hasher: PasswordHasherCfg,
+    /// Object storage.
+    pub blobs: Arc<dyn BlobStore>,
+    /// The local store again, for its signed-URL HTTP routes.
+    pub local_blobs: Arc<LocalBlobStore>,
+    /// Rate limiter.
+    pub limiter: Arc<dyn RateLimiter>,
+    /// Set when shutdown begins; readiness answers 503 from then on.
+    pub draining: Arc<AtomicBool>,
+    /// Wakes the job worker when work is enqueued.
+    pub jobs_notify: Arc<Notify>,
+    /// Base of every public link.
+    pub public_url: Arc<str>,
+}
+
+impl AppState {
+    /// True once shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+}
