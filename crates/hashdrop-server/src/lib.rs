@@ -41,6 +41,8 @@ impl App {
     /// Creates the data dir, loads or generates secrets, connects the database
     /// (applying migrations) and opens the blob store.
     pub async fn build(cfg: Config) -> anyhow::Result<App> {
+        // Install the metrics recorder before the first request is counted.
+        observability::prometheus();
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
         let secrets = crypto::Secrets::load_or_create(&cfg.data_dir, &cfg.auth)?;

@@ -1,0 +1,1043 @@
+//! End-to-end API tests over real HTTP, each on SQLite and on PostgreSQL.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{error_code, poll, presign_body, Backend, TestApp};
+use hashdrop_wire::*;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+both_backends!(
+    health_readiness_version_metrics_openapi,
+    register_verify_login_errors,
+    otp_brute_force_is_capped,
+    refresh_rotation_reuse_and_revoke,
+    upload_list_download_share_delete,
+    cross_user_access_is_404,
+    quota_race_never_overshoots,
+    download_counter_race_exactly_limit,
+    max_downloads_and_expiry,
+    signed_url_tampering_and_expiry,
+    oversized_put_is_cut_off,
+    rate_limit_answers_429_with_headers,
+    delete_account_removes_rows_and_blobs,
+    stale_pending_upload_cleaner_releases_quota,
+    admin_reset_is_dev_only,
+);
+
+async fn health_readiness_version_metrics_openapi(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let r = app.get("/api/healthz", None).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    assert!(r.headers().contains_key("x-request-id"));
+    assert_eq!(r.text().await.unwrap(), "OK");
+
+    let r = app.get("/api/readyz", None).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let ready: Readiness = r.json().await.unwrap();
+    assert_eq!(ready.checks.database, "ok");
+    assert_eq!(ready.checks.blob_store, "ok");
+    assert!(!ready.draining);
+
+    let v: CliVersion = app
+        .get("/api/cli/version", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(!v.compatible_version.is_empty());
+
+    let m = app.get("/metrics", None).await;
+    assert_eq!(m.status(), StatusCode::OK);
+    let text = m.text().await.unwrap();
+    assert!(text.contains("hashdrop_http_requests_total"), "{text}");
+
+    let doc: serde_json::Value = app
+        .get("/api/openapi.json", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for p in [
+        "/api/files/presign",
+        "/files/download/{user_hash}/{file_id}",
+        "/api/share/{file_id}",
+    ] {
+        assert!(doc["paths"][p].is_object(), "{p} documented");
+    }
+
+    let r = app.get("/no/such/route", None).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_code(r).await, "not_found");
+}
+
+async fn register_verify_login_errors(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    // Malformed JSON and bad input are JSON 400s.
+    let r = app
+        .client
+        .post(app.url("/api/user/register"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(r).await, "bad_request");
+    assert_eq!(
+        app.register("a@example.com", "short").await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        app.register("not-an-email", "long enough pw")
+            .await
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+
+    let r = app.register("a@example.com", "long enough pw").await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let u: UserResponse = r.json().await.unwrap();
+    assert_eq!(u.email, "a@example.com");
+    assert!(uuid::Uuid::parse_str(&u.id).is_ok());
+
+    // Unverified accounts cannot log in.
+    let login = json!({"email": "a@example.com", "password": "long enough pw"});
+    let r = app.post("/api/user/login", None, login.clone()).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    let otp = app.otp_for("a@example.com").await;
+    let wrong = if otp == "000000" { "111111" } else { "000000" };
+    let verify = |code: &str| json!({"email": "a@example.com", "otp": code});
+    let r = app
+        .send_json(Method::PATCH, "/api/user/verify", None, verify(wrong))
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = app
+        .send_json(
+            Method::PATCH,
+            "/api/user/verify",
+            None,
+            json!({"email": "nobody@example.com", "otp": otp}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = app
+        .send_json(Method::PATCH, "/api/user/verify", None, verify(&otp))
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+
+    // A verified email cannot be registered again.
+    let r = app.register("A@example.com", "another password").await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+
+    let r = app
+        .post(
+            "/api/user/login",
+            None,
+            json!({"email": "a@example.com", "password": "wrong password"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = app.post("/api/user/login", None, login).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let t: LoginResponse = r.json().await.unwrap();
+    assert_eq!(t.access_token.split('.').count(), 3);
+    assert!(t.refresh_token.len() >= 32);
+
+    // Bearer checks.
+    assert_eq!(
+        app.get("/api/files/all", None).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.get("/api/files/all", Some("garbage")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // Fresh account: the reference answers 404 for an empty list.
+    assert_eq!(
+        app.get("/api/files/all", Some(&t.access_token))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+async fn otp_brute_force_is_capped(b: Backend) {
+    let app = TestApp::spawn_with(b, |c| c.auth.otp_max_attempts = 3).await;
+    assert_eq!(
+        app.register("b@example.com", "long enough pw")
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let otp = app.otp_for("b@example.com").await;
+    let guesses: Vec<String> = (0..10)
+        .map(|i| format!("{:06}", i))
+        .filter(|g| *g != otp)
+        .take(8)
+        .collect();
+    // Parallel guesses: at most 3 are even evaluated.
+    let futs = guesses.iter().map(|g| {
+        app.send_json(
+            Method::PATCH,
+            "/api/user/verify",
+            None,
+            json!({"email": "b@example.com", "otp": g}),
+        )
+    });
+    let results = futures_util::future::join_all(futs).await;
+    let unauthorized = results
+        .iter()
+        .filter(|r| r.status() == StatusCode::UNAUTHORIZED)
+        .count();
+    let capped = results
+        .iter()
+        .filter(|r| r.status() == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(unauthorized, 3);
+    assert_eq!(capped, 5);
+    // Even the right code is refused now.
+    let r = app
+        .send_json(
+            Method::PATCH,
+            "/api/user/verify",
+            None,
+            json!({"email": "b@example.com", "otp": otp}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(error_code(r).await, "otp_attempts_exceeded");
+    // Registering again issues a fresh code that works.
+    assert_eq!(
+        app.register("b@example.com", "long enough pw")
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let otp2 = poll(Duration::from_secs(10), || async {
+        let o = app.otp_for("b@example.com").await;
+        (o != otp).then_some(o)
+    })
+    .await
+    .expect("second code");
+    let r = app
+        .send_json(
+            Method::PATCH,
+            "/api/user/verify",
+            None,
+            json!({"email": "b@example.com", "otp": otp2}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+}
+
+async fn refresh_rotation_reuse_and_revoke(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.user("c@example.com").await;
+    let r = app
+        .post(
+            "/api/token/refresh",
+            None,
+            json!({"refresh_token": t.refresh_token}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r1: RefreshResponse = r.json().await.unwrap();
+    assert_ne!(r1.refresh_token, t.refresh_token);
+    assert_eq!(
+        app.get("/api/files/all", Some(&r1.access_token))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // Reusing the rotated token fails and kills the whole family.
+    let r = app
+        .post(
+            "/api/token/refresh",
+            None,
+            json!({"refresh_token": t.refresh_token}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = app
+        .post(
+            "/api/token/refresh",
+            None,
+            json!({"refresh_token": r1.refresh_token}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // Revoke: a fresh login's token stops working.
+    let t2: LoginResponse = app
+        .post(
+            "/api/user/login",
+            None,
+            json!({"email": "c@example.com", "password": "correct horse battery"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let r = app
+        .post(
+            "/api/token/revoke",
+            None,
+            json!({"refresh_token": t2.refresh_token}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = app
+        .post(
+            "/api/token/refresh",
+            None,
+            json!({"refresh_token": t2.refresh_token}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = app
+        .post(
+            "/api/token/refresh",
+            None,
+            json!({"refresh_token": "nonsense"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = app
+        .post("/api/token/revoke", None, json!({"nope": 1}))
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+async fn upload_list_download_share_delete(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.user("d@example.com").await;
+    let tok = t.access_token.as_str();
+    let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    let p = app
+        .upload(tok, &data, json!({"key_management_mode": "passphrase"}))
+        .await;
+    assert!(p.object_key.starts_with("usrh-"));
+    assert!(p.object_key.ends_with(&p.file_id));
+
+    // complete is idempotent.
+    let r = app
+        .post(
+            "/api/files/complete",
+            Some(tok),
+            json!({"file_id": p.file_id}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let c: CompleteResponse = r.json().await.unwrap();
+    assert_eq!(c.uploaded_file_size, 5000);
+    assert_eq!(c.s3_object_key, p.object_key);
+
+    let all: Vec<FileSummary> = app
+        .get("/api/files/all", Some(tok))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].status, "uploaded");
+    assert_eq!(all[0].key_management_mode, KeyMode::Passphrase);
+    assert_eq!(all[0].encrypted_size_bytes, 5000);
+
+    let prefix = &p.file_id[..6];
+    let m: Vec<FileMatch> = app
+        .get(&format!("/api/files/resolve?id={prefix}"), Some(tok))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        m,
+        vec![FileMatch {
+            file_name: "report.pdf".into(),
+            file_id: p.file_id.clone()
+        }]
+    );
+    assert_eq!(
+        app.get("/api/files/resolve", Some(tok)).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        app.get("/api/files/resolve?id=zz%25", Some(tok))
+            .await
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        app.get("/api/files/resolve?id=ffffffff-0", Some(tok))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+
+    let d = app.details(tok, prefix).await;
+    assert_eq!(d.plaintext_hash, "ab".repeat(32));
+    assert_eq!(d.plaintext_size_bytes, 3);
+    assert_eq!(d.s3_key, p.object_key);
+
+    let h: FileHash = app
+        .get(&format!("/api/files/hash?id={}", p.file_id), Some(tok))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(h.hash, "ab".repeat(32));
+    assert_eq!(
+        app.get("/api/files/hash?id=abc", Some(tok)).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    let r = app
+        .get(&format!("/api/files/salt?id={}", p.file_id), Some(tok))
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // Public share facts: nothing about the owner.
+    let r = app.get(&format!("/api/share/{}", p.file_id), None).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let raw: serde_json::Value = r.json().await.unwrap();
+    let text = raw.to_string();
+    assert!(!text.contains("d@example.com"));
+    let s: ShareInfo = serde_json::from_value(raw).unwrap();
+    assert_eq!(s.encrypted_size_bytes, 5000);
+    assert_eq!(s.key_management_mode, KeyMode::Passphrase);
+    assert_eq!(s.download_url, d.download_url);
+    let page = app.get(&format!("/d/{}", p.file_id), None).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("hashdrop decrypt"));
+    assert_eq!(
+        app.get("/d/not-a-uuid", None).await.status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // Download: 303 to a signed URL serving the bytes, with Range.
+    let r = app.client.get(&s.download_url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let r = app.client.get(&loc).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("immutable"));
+    assert_eq!(r.bytes().await.unwrap().as_ref(), data.as_slice());
+    let r = app
+        .client
+        .get(&loc)
+        .header("range", "bytes=100-199")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &data[100..200]);
+    assert_eq!(app.details(tok, prefix).await.download_count, 1);
+    let bad = app.url(&format!("/files/download/usrh-0000/{}", p.file_id));
+    assert_eq!(
+        app.client.get(&bad).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    let bad = app.url("/files/download/usrh-0000/not-a-uuid");
+    assert_eq!(
+        app.client.get(&bad).send().await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+
+    // Delete by prefix; an ambiguous prefix is refused.
+    let p2 = app.upload(tok, b"second", json!({})).await;
+    assert_eq!(
+        app.delete("/api/files?id=", Some(tok)).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    let common_prefix: String = p
+        .file_id
+        .chars()
+        .zip(p2.file_id.chars())
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a)
+        .collect();
+    if common_prefix.is_empty() {
+        // ids share no first char; any single hex digit prefix that matches both is impossible
+    } else {
+        let r = app
+            .delete(&format!("/api/files?id={common_prefix}"), Some(tok))
+            .await;
+        assert_eq!(r.status(), StatusCode::CONFLICT);
+    }
+    let r = app
+        .delete(&format!("/api/files?id={}", p.file_id), Some(tok))
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.delete(&format!("/api/files?id={}", p.file_id), Some(tok))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get(&format!("/api/share/{}", p.file_id), None)
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.client
+            .get(&s.download_url)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    // The object goes through a durable job.
+    let blob = app.state.blobs.clone();
+    let key = p.object_key.clone();
+    let gone = poll(Duration::from_secs(10), || {
+        let blob = blob.clone();
+        let key = key.clone();
+        async move { blob.size(&key).await.unwrap().is_none().then_some(()) }
+    })
+    .await;
+    assert!(gone.is_some(), "object deleted by job");
+    let all: Vec<FileSummary> = app
+        .get("/api/files/all", Some(tok))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].file_id, p2.file_id);
+}
+
+async fn cross_user_access_is_404(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let a = app.user("owner@example.com").await;
+    let bb = app.user("intruder@example.com").await;
+    let p = app
+        .upload(&a.access_token, b"secret bytes", json!({}))
+        .await;
+    let bt = Some(bb.access_token.as_str());
+    let id = &p.file_id;
+    for path in [
+        format!("/api/files?id={id}"),
+        format!("/api/files?id={}", &id[..8]),
+        format!("/api/files/resolve?id={id}"),
+        format!("/api/files/hash?id={id}"),
+        format!("/api/files/salt?id={id}"),
+    ] {
+        assert_eq!(
+            app.get(&path, bt).await.status(),
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        app.delete(&format!("/api/files?id={id}"), bt)
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let r = app
+        .post("/api/files/complete", bt, json!({"file_id": id}))
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // B's own user hash with A's file id.
+    let pb = app.upload(&bb.access_token, b"b", json!({})).await;
+    let b_hash = pb.object_key.split('/').next().unwrap();
+    let r = app
+        .client
+        .get(app.url(&format!("/files/download/{b_hash}/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // Nothing changed for A.
+    let d = app.details(&a.access_token, id).await;
+    assert_eq!(d.status, "uploaded");
+    assert_eq!(d.download_count, 0);
+    assert!(app.state.blobs.size(&p.object_key).await.unwrap().is_some());
+}
+
+async fn quota_race_never_overshoots(b: Backend) {
+    let app = TestApp::spawn_with(b, |c| {
+        c.limits.user_files = 5;
+        c.limits.user_bytes = 1_000_000;
+    })
+    .await;
+    let t = app.user("q@example.com").await;
+    let futs = (0..20).map(|_| app.presign(&t.access_token, presign_body(1000)));
+    let rs = futures_util::future::join_all(futs).await;
+    let ok = rs.iter().filter(|r| r.status() == StatusCode::OK).count();
+    let refused = rs
+        .iter()
+        .filter(|r| r.status() == StatusCode::FORBIDDEN)
+        .count();
+    assert_eq!((ok, refused), (5, 15));
+
+    // Byte quota, separately: 10 × 300 KB against 1 MB → 3 fit.
+    let app2 = TestApp::spawn_with(b, |c| c.limits.user_bytes = 1_000_000).await;
+    let t2 = app2.user("q2@example.com").await;
+    let rs = futures_util::future::join_all(
+        (0..10).map(|_| app2.presign(&t2.access_token, presign_body(300_000))),
+    )
+    .await;
+    assert_eq!(
+        rs.iter().filter(|r| r.status() == StatusCode::OK).count(),
+        3
+    );
+
+    // Global quota → 503 with Retry-After.
+    let app3 = TestApp::spawn_with(b, |c| c.limits.global_bytes = 2500).await;
+    let t3 = app3.user("q3@example.com").await;
+    let rs = futures_util::future::join_all(
+        (0..6).map(|_| app3.presign(&t3.access_token, presign_body(1000))),
+    )
+    .await;
+    assert_eq!(
+        rs.iter().filter(|r| r.status() == StatusCode::OK).count(),
+        2
+    );
+    let r = rs
+        .into_iter()
+        .find(|r| r.status() == StatusCode::SERVICE_UNAVAILABLE)
+        .unwrap();
+    assert!(r.headers().contains_key("retry-after"));
+
+    // Per-file max → 413.
+    let r = app3
+        .presign(
+            &t3.access_token,
+            presign_body(app3.state.cfg.limits.file_max_bytes + 1),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+async fn download_counter_race_exactly_limit(b: Backend) {
+    let app = TestApp::spawn_with(b, |c| c.limits.daily_downloads_per_file = 3).await;
+    let t = app.user("dl@example.com").await;
+    let p = app.upload(&t.access_token, b"payload", json!({})).await;
+    let url = app.details(&t.access_token, &p.file_id).await.download_url;
+    let rs = futures_util::future::join_all((0..50).map(|_| app.client.get(&url).send())).await;
+    let statuses: Vec<StatusCode> = rs.into_iter().map(|r| r.unwrap().status()).collect();
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::SEE_OTHER)
+            .count(),
+        3
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+            .count(),
+        47
+    );
+    let r = app.client.get(&url).send().await.unwrap();
+    assert!(
+        r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(error_code(r).await, "download_limit");
+    assert_eq!(
+        app.details(&t.access_token, &p.file_id)
+            .await
+            .download_count,
+        3
+    );
+}
+
+async fn max_downloads_and_expiry(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.user("m@example.com").await;
+    let tok = &t.access_token;
+    let p = app.upload(tok, b"x", json!({"max_downloads": 2})).await;
+    let url = app.details(tok, &p.file_id).await.download_url;
+    for _ in 0..2 {
+        assert_eq!(
+            app.client.get(&url).send().await.unwrap().status(),
+            StatusCode::SEE_OTHER
+        );
+    }
+    assert_eq!(
+        app.client.get(&url).send().await.unwrap().status(),
+        StatusCode::GONE
+    );
+    assert_eq!(
+        app.get(&format!("/api/share/{}", p.file_id), None)
+            .await
+            .status(),
+        StatusCode::GONE
+    );
+
+    // Expiry in the past is refused at presign; a near expiry takes effect.
+    let mut body = presign_body(1);
+    body["expires_at"] = json!("2001-01-01T00:00:00Z");
+    assert_eq!(
+        app.presign(tok, body.clone()).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    body["expires_at"] = json!("tomorrow");
+    assert_eq!(
+        app.presign(tok, body).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let soon = soon
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let p = app.upload(tok, b"y", json!({"expires_at": soon})).await;
+    let s: ShareInfo = app
+        .get(&format!("/api/share/{}", p.file_id), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(s.expires_at.is_some());
+    let gone = poll(Duration::from_secs(10), || async {
+        (app.client
+            .get(&s.download_url)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == StatusCode::GONE)
+            .then_some(())
+    })
+    .await;
+    assert!(gone.is_some());
+    // The expired-shares cleaner retires it and frees its object.
+    let n = hashdrop_server::jobs::run_cleaner(&app.state, "expired_shares")
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(app.details(tok, &p.file_id).await.status, "deleted");
+}
+
+async fn signed_url_tampering_and_expiry(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.user("s@example.com").await;
+    let r = app.presign(&t.access_token, presign_body(10)).await;
+    let p: PresignResponse = r.json().await.unwrap();
+    let url = p.upload_resource.url.clone();
+    let tampered = [
+        url.replace("max=10", "max=1000000"),
+        url.replace(&p.file_id, &uuid::Uuid::new_v4().to_string()),
+        url.replace("sig=", "sig=00"),
+        url.replace("/blob/usrh-", "/blob/usrx-"),
+        url.split("&sig=").next().unwrap().to_string(),
+    ];
+    for u in &tampered {
+        let r = app.client.put(u).body(vec![1u8; 10]).send().await.unwrap();
+        assert!(
+            r.status() == StatusCode::FORBIDDEN || r.status() == StatusCode::BAD_REQUEST,
+            "{u}: {}",
+            r.status()
+        );
+    }
+    // A GET with a PUT signature is refused.
+    assert_eq!(
+        app.client.get(&url).send().await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    // Path traversal never reaches the filesystem.
+    let r = app
+        .client
+        .get(app.url("/blob/..%2F..%2Fetc/passwd?exp=9999999999&sig=00"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status() == StatusCode::FORBIDDEN || r.status() == StatusCode::NOT_FOUND);
+    // The genuine URL works.
+    assert_eq!(
+        app.client
+            .put(&url)
+            .body(vec![1u8; 10])
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    // Expiry: a URL signed for 1 s stops working.
+    let short = app
+        .state
+        .blobs
+        .presign_get(&p.object_key, Duration::from_secs(1));
+    assert_eq!(
+        app.client.get(&short).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let expired = poll(Duration::from_secs(5), || async {
+        (app.client.get(&short).send().await.unwrap().status() == StatusCode::FORBIDDEN)
+            .then_some(())
+    })
+    .await;
+    assert!(expired.is_some(), "expired URL refused");
+}
+
+async fn oversized_put_is_cut_off(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.user("o@example.com").await;
+    let p: PresignResponse = app
+        .presign(&t.access_token, presign_body(1000))
+        .await
+        .json()
+        .await
+        .unwrap();
+    // Declared length over the limit: refused before reading.
+    let r = app
+        .client
+        .put(&p.upload_resource.url)
+        .body(vec![0u8; 4000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Streamed body without a length: cut off once it passes the limit.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..8).map(|_| Ok(vec![7u8; 500])).collect();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let r = app
+        .client
+        .put(&p.upload_resource.url)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        app.state.blobs.size(&p.object_key).await.unwrap().is_none(),
+        "no partial object"
+    );
+    let leftovers = std::fs::read_dir(
+        app.data_dir
+            .join("blobs")
+            .join(p.object_key.split('/').next().unwrap()),
+    )
+    .map(|rd| rd.count())
+    .unwrap_or(0);
+    assert_eq!(leftovers, 0, "no temp files left");
+    // complete without an object is a 400; a short object fails the upload.
+    let r = app
+        .post(
+            "/api/files/complete",
+            Some(&t.access_token),
+            json!({"file_id": p.file_id}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.client
+            .put(&p.upload_resource.url)
+            .body(vec![1u8; 999])
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let r = app
+        .post(
+            "/api/files/complete",
+            Some(&t.access_token),
+            json!({"file_id": p.file_id}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.details(&t.access_token, &p.file_id).await.status,
+        "failed"
+    );
+}
+
+async fn rate_limit_answers_429_with_headers(b: Backend) {
+    let app = TestApp::spawn_with(b, |c| {
+        c.rate_limit.enabled = true;
+        c.rate_limit.auth.per_key_per_minute = 3;
+        c.rate_limit.health.global_per_minute = 1000;
+    })
+    .await;
+    let mut last = None;
+    for i in 0..4 {
+        let r = app
+            .post(
+                "/api/user/login",
+                None,
+                json!({"email": "x@example.com", "password": "whatever1"}),
+            )
+            .await;
+        assert!(r.headers().contains_key("x-ratelimit-limit"));
+        assert!(r.headers().contains_key("x-ratelimit-remaining"));
+        if i < 3 {
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        }
+        last = Some(r);
+    }
+    let r = last.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry));
+    assert_eq!(r.headers()["x-ratelimit-remaining"], "0");
+    assert_eq!(error_code(r).await, "rate_limited");
+    // Other groups are unaffected.
+    assert_eq!(app.get("/api/healthz", None).await.status(), StatusCode::OK);
+}
+
+async fn delete_account_removes_rows_and_blobs(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.user("del@example.com").await;
+    let p = app.upload(&t.access_token, b"bye", json!({})).await;
+    let creds = json!({"email": "del@example.com", "password": "correct horse battery"});
+    let r = app
+        .send_json(Method::DELETE, "/api/user", None, creds.clone())
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let wrong = json!({"email": "del@example.com", "password": "wrong password"});
+    let r = app
+        .send_json(Method::DELETE, "/api/user", Some(&t.access_token), wrong)
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = app
+        .send_json(
+            Method::DELETE,
+            "/api/user",
+            Some(&t.access_token),
+            creds.clone(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = app.post("/api/user/login", None, creds).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = app
+        .post(
+            "/api/token/refresh",
+            None,
+            json!({"refresh_token": t.refresh_token}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.get(&format!("/api/share/{}", p.file_id), None)
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let blob = app.state.blobs.clone();
+    let gone = poll(Duration::from_secs(10), || {
+        let blob = blob.clone();
+        let key = p.object_key.clone();
+        async move { blob.size(&key).await.unwrap().is_none().then_some(()) }
+    })
+    .await;
+    assert!(gone.is_some());
+    let (used,): (i64,) = sqlx::query_as("SELECT used_bytes FROM global_usage WHERE id = 1")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(used, 0);
+}
+
+async fn stale_pending_upload_cleaner_releases_quota(b: Backend) {
+    let app = TestApp::spawn_with(b, |c| {
+        c.limits.pending_upload_ttl_secs = 0;
+        c.limits.user_files = 1;
+    })
+    .await;
+    let t = app.user("stale@example.com").await;
+    let p: PresignResponse = app
+        .presign(&t.access_token, presign_body(10))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        app.client
+            .put(&p.upload_resource.url)
+            .body(vec![0u8; 10])
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.presign(&t.access_token, presign_body(10))
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    let swept = poll(Duration::from_secs(5), || async {
+        let n = hashdrop_server::jobs::run_cleaner(&app.state, "stale_pending_uploads")
+            .await
+            .unwrap();
+        (n == 1).then_some(())
+    })
+    .await;
+    assert!(swept.is_some());
+    assert_eq!(
+        app.details(&t.access_token, &p.file_id).await.status,
+        "failed"
+    );
+    assert_eq!(
+        app.presign(&t.access_token, presign_body(10))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let blob = app.state.blobs.clone();
+    let gone = poll(Duration::from_secs(10), || {
+        let blob = blob.clone();
+        let key = p.object_key.clone();
+        async move { blob.size(&key).await.unwrap().is_none().then_some(()) }
+    })
+    .await;
+    assert!(gone.is_some());
+    // Every cleaner runs without error on this backend.
+    for c in hashdrop_server::jobs::CLEANERS {
+        hashdrop_server::jobs::run_cleaner(&app.state, c)
+            .await
+            .unwrap();
+    }
+}
+
+async fn admin_reset_is_dev_only(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let r = app.delete("/admin/reset", None).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let dev = TestApp::spawn_with(b, |c| c.dev_mode = true).await;
+    let t = dev.user("r@example.com").await;
+    dev.upload(&t.access_token, b"z", json!({})).await;
+    assert_eq!(
+        dev.delete("/admin/reset", None).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let r = dev
+        .post(
+            "/api/user/login",
+            None,
+            json!({"email": "r@example.com", "password": "correct horse battery"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}

@@ -1,0 +1,425 @@
+//! Test harness: a real server on 127.0.0.1:0 with a temp data dir, on SQLite or on a
+//! fresh PostgreSQL database (from HASHDROP_TEST_POSTGRES_URL) dropped afterwards.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hashdrop_server::{App, AppState, Config};
+use hashdrop_wire::*;
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::Connection;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates `NAME::sqlite` and `NAME::postgres` tests from `async fn NAME(Backend)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::common::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::common::postgres_admin_url().is_some() {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            }
+        }
+    )*};
+}
+
+/// The admin URL, or `None` with a printed notice. With
+/// HASHDROP_TEST_REQUIRE_SERVICES=1 a missing URL fails the test instead.
+pub fn postgres_admin_url() -> Option<String> {
+    match std::env::var("HASHDROP_TEST_POSTGRES_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            if std::env::var("HASHDROP_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!("HASHDROP_TEST_POSTGRES_URL is unset but HASHDROP_TEST_REQUIRE_SERVICES=1");
+            }
+            eprintln!("SKIP postgres variant: HASHDROP_TEST_POSTGRES_URL is unset");
+            None
+        }
+    }
+}
+
+/// Config for tests: cheap argon2, no rate limits, fast job polling, no schedules.
+pub fn test_config(data_dir: &Path) -> Config {
+    let mut cfg = Config {
+        data_dir: data_dir.to_path_buf(),
+        ..Config::default()
+    };
+    cfg.auth.argon2_m_cost_kib = 64;
+    cfg.auth.argon2_t_cost = 1;
+    cfg.auth.argon2_p_cost = 1;
+    cfg.rate_limit.enabled = false;
+    cfg.jobs.poll_interval_ms = 50;
+    cfg.jobs.backoff_base_ms = 5;
+    cfg.jobs.backoff_max_ms = 20;
+    cfg.jobs.cleaners_enabled = false;
+    cfg.backup.interval_secs = 0;
+    cfg
+}
+
+struct PgDb {
+    admin_url: String,
+    name: String,
+}
+
+impl Drop for PgDb {
+    // Runs even when the test panicked, on its own runtime so it works from any context.
+    fn drop(&mut self) {
+        let admin = self.admin_url.clone();
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                            .execute(&mut c)
+                            .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let prefix = match base.rfind('/') {
+        Some(i) if i > "postgres://".len() => &base[..i],
+        _ => base,
+    };
+    format!("{prefix}/{db}{query}")
+}
+
+/// Creates a fresh database; returns its URL and the guard that drops it.
+async fn fresh_pg() -> (String, PgDb) {
+    let admin = postgres_admin_url().expect("postgres URL");
+    let name = format!("hashdrop_test_{}", uuid::Uuid::new_v4().simple());
+    let mut c = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("connect to HASHDROP_TEST_POSTGRES_URL");
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut c)
+        .await
+        .expect("create test database");
+    (
+        with_database(&admin, &name),
+        PgDb {
+            admin_url: admin,
+            name,
+        },
+    )
+}
+
+/// A running server.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub data_dir: PathBuf,
+    pub backend: Backend,
+    pub database_url: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+    _tmp: Option<tempfile::TempDir>,
+    _pg: Option<PgDb>,
+}
+
+impl TestApp {
+    /// Starts a server with the test config.
+    pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// Starts a server after `tweak` adjusts the config.
+    pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut cfg = test_config(tmp.path());
+        let pg = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                let (url, guard) = fresh_pg().await;
+                cfg.database_url = Some(url);
+                Some(guard)
+            }
+        };
+        tweak(&mut cfg);
+        let mut app = Self::start(cfg, backend).await;
+        app._tmp = Some(tmp);
+        app._pg = pg;
+        app
+    }
+
+    /// Starts a server on an existing config (restarts use this).
+    pub async fn start(mut cfg: Config, backend: Backend) -> TestApp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        cfg.listen = addr.to_string();
+        cfg.public_url = Some(format!("http://{addr}"));
+        let data_dir = cfg.data_dir.clone();
+        let database_url = cfg.database_url();
+        let app = App::build(cfg).await.expect("build app");
+        let state = app.state().clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(app.serve(listener, async move {
+            let _ = rx.await;
+        }));
+        TestApp {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            state,
+            data_dir,
+            backend,
+            database_url,
+            shutdown: Some(tx),
+            handle: Some(handle),
+            _tmp: None,
+            _pg: None,
+        }
+    }
+
+    /// Signals shutdown without waiting.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Shuts down and waits for the server task.
+    pub async fn stop(&mut self) {
+        self.begin_shutdown();
+        if let Some(h) = self.handle.take() {
+            tokio::time::timeout(Duration::from_secs(20), h)
+                .await
+                .expect("server stops in time")
+                .expect("join")
+                .expect("serve ok");
+        }
+    }
+
+    /// Takes the temp dir and pg guard, for restarting on the same data.
+    pub fn take_resources(&mut self) -> (Option<tempfile::TempDir>, Option<()>) {
+        (self._tmp.take(), None)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut r = self.client.get(self.url(path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.expect("request")
+    }
+
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: serde_json::Value,
+    ) -> reqwest::Response {
+        let mut r = self.client.request(method, self.url(path)).json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.expect("request")
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: serde_json::Value,
+    ) -> reqwest::Response {
+        self.send_json(reqwest::Method::POST, path, token, body)
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut r = self.client.delete(self.url(path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.expect("request")
+    }
+
+    pub async fn register(&self, email: &str, password: &str) -> reqwest::Response {
+        self.post(
+            "/api/user/register",
+            None,
+            json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// Waits for the newest mail to `email` and returns its 6-digit code.
+    pub async fn otp_for(&self, email: &str) -> String {
+        let dir = self.data_dir.join("mail");
+        let needle = format!("To: <{email}>");
+        let found = poll(Duration::from_secs(10), || {
+            let dir = dir.clone();
+            let needle = needle.clone();
+            async move {
+                let mut newest: Option<(String, String)> = None;
+                let rd = std::fs::read_dir(&dir).ok()?;
+                for e in rd.flatten() {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    if !name.ends_with(".eml") {
+                        continue;
+                    }
+                    let text = std::fs::read_to_string(e.path()).ok()?;
+                    if text.contains(&needle) && newest.as_ref().is_none_or(|(n, _)| *n < name) {
+                        newest = Some((name, text));
+                    }
+                }
+                newest.map(|(_, t)| t)
+            }
+        })
+        .await
+        .expect("verification mail arrives");
+        let i = found.find("code is: ").expect("code in mail") + "code is: ".len();
+        found[i..i + 6].to_string()
+    }
+
+    /// Registers, verifies and logs in; returns the tokens.
+    pub async fn user(&self, email: &str) -> LoginResponse {
+        let pw = "correct horse battery";
+        assert_eq!(self.register(email, pw).await.status(), StatusCode::CREATED);
+        let otp = self.otp_for(email).await;
+        let r = self
+            .send_json(
+                reqwest::Method::PATCH,
+                "/api/user/verify",
+                None,
+                json!({"email": email, "otp": otp}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        let r = self
+            .post(
+                "/api/user/login",
+                None,
+                json!({"email": email, "password": pw}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json().await.expect("login json")
+    }
+
+    pub async fn presign(&self, token: &str, body: serde_json::Value) -> reqwest::Response {
+        self.post("/api/files/presign", Some(token), body).await
+    }
+
+    /// Presign + PUT + complete; returns the presign answer.
+    pub async fn upload(
+        &self,
+        token: &str,
+        data: &[u8],
+        extra: serde_json::Value,
+    ) -> PresignResponse {
+        let mut body = presign_body(data.len() as u64);
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        let r = self.presign(token, body).await;
+        assert_eq!(r.status(), StatusCode::OK, "presign");
+        let p: PresignResponse = r.json().await.expect("presign json");
+        let r = self
+            .client
+            .put(&p.upload_resource.url)
+            .body(data.to_vec())
+            .send()
+            .await
+            .expect("put");
+        assert_eq!(r.status(), StatusCode::OK, "blob put");
+        let r = self
+            .post(
+                "/api/files/complete",
+                Some(token),
+                json!({"file_id": p.file_id, "plaintext_size_bytes": 3}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "complete");
+        p
+    }
+
+    pub async fn details(&self, token: &str, id: &str) -> FileDetails {
+        let r = self.get(&format!("/api/files?id={id}"), Some(token)).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let mut v: Vec<FileDetails> = r.json().await.expect("details json");
+        v.remove(0)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.begin_shutdown();
+        if let Some(h) = self.handle.take() {
+            h.abort();
+        }
+    }
+}
+
+pub fn presign_body(size: u64) -> serde_json::Value {
+    json!({
+        "file_name": "report.pdf",
+        "plaintext_hash": "ab".repeat(32),
+        "encrypted_size_bytes": size,
+        "key_management_mode": "vault",
+    })
+}
+
+/// Polls `f` every 20 ms until it yields `Some` or `timeout` passes.
+pub async fn poll<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Error body of a failed response.
+pub async fn error_code(r: reqwest::Response) -> String {
+    let b: ErrorBody = r.json().await.expect("error body is JSON");
+    b.code
+}
