@@ -304,8 +304,9 @@ impl Config {
                     .filter(|k| {
                         // Only our own keys: the CLI and the test suites use other
                         // HASHDROP_* variables that must not break server startup.
+                        // Keys are still upper case here; figment lowercases later.
                         let top = k.as_str().split("__").next().unwrap_or("");
-                        TOP_LEVEL_KEYS.contains(&top)
+                        TOP_LEVEL_KEYS.iter().any(|t| t.eq_ignore_ascii_case(top))
                     })
                     .split("__"),
             )

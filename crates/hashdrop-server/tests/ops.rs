@@ -1,0 +1,309 @@
+//! Operational behaviour: job retries and `jobs retry`, backup + restore, graceful
+//! shutdown, configuration layering.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{poll, presign_body, Backend, TestApp};
+use hashdrop_server::jobs;
+use hashdrop_wire::PresignResponse;
+use reqwest::StatusCode;
+use serde_json::json;
+
+both_backends!(
+    failing_job_goes_dead_and_jobs_retry_revives_it,
+    graceful_shutdown_finishes_in_flight_request
+);
+
+fn server_bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hashdrop-server"));
+    // The child must not inherit layering inputs from the developer's shell.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HASHDROP_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("HASHDROP_LOG", "warn");
+    c
+}
+
+async fn job_row(app: &TestApp, id: i64) -> jobs::JobRow {
+    jobs::list(&app.state.db, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|j| j.id == id)
+        .expect("job listed")
+}
+
+async fn failing_job_goes_dead_and_jobs_retry_revives_it(b: Backend) {
+    let app = TestApp::spawn_with(b, |c| c.jobs.max_attempts = 3).await;
+    // Break the mailer: its spool path is a file, so every send fails.
+    let mail = app.data_dir.join("mail");
+    std::fs::write(&mail, b"not a directory").unwrap();
+    assert_eq!(
+        app.register("j@example.com", "long enough pw")
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let id = poll(Duration::from_secs(15), || async {
+        jobs::list(&app.state.db, Some("dead"))
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|j| j.kind == jobs::KIND_SEND_MAIL)
+            .map(|j| j.id)
+    })
+    .await
+    .expect("mail job ends dead");
+    let row = job_row(&app, id).await;
+    assert_eq!(row.attempts, 3);
+    assert!(row.last_error.is_some());
+
+    // `jobs list` shows it, `jobs retry` revives it; with the mailer fixed it succeeds.
+    let base_args = |c: &mut Command| {
+        c.arg("--data-dir")
+            .arg(&app.data_dir)
+            .arg("--database-url")
+            .arg(&app.database_url);
+    };
+    let mut list = server_bin();
+    base_args(&mut list);
+    let out = list
+        .args(["jobs", "list", "--state", "dead"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("send_mail") && text.contains("dead"),
+        "{text}"
+    );
+
+    std::fs::remove_file(&mail).unwrap();
+    let mut retry = server_bin();
+    base_args(&mut retry);
+    let out = retry
+        .args(["jobs", "retry", &id.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    app.state.jobs_notify.notify_one();
+    let done = poll(Duration::from_secs(15), || async {
+        (job_row(&app, id).await.state == "done").then_some(())
+    })
+    .await;
+    assert!(done.is_some(), "revived job completes");
+    assert_eq!(app.otp_for("j@example.com").await.len(), 6);
+
+    // Retrying a job that is not dead fails loudly.
+    let mut again = server_bin();
+    base_args(&mut again);
+    let out = again
+        .args(["jobs", "retry", &id.to_string()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+async fn graceful_shutdown_finishes_in_flight_request(b: Backend) {
+    let mut app = TestApp::spawn_with(b, |c| c.shutdown_grace_ms = 400).await;
+    let t = app.user("g@example.com").await;
+    let p: PresignResponse = app
+        .presign(&t.access_token, presign_body(2000))
+        .await
+        .json()
+        .await
+        .unwrap();
+    // An upload whose body is still arriving when shutdown starts.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let client = app.client.clone();
+    let url = p.upload_resource.url.clone();
+    let put = tokio::spawn(async move { client.put(&url).body(body).send().await });
+    tx.send(Ok(vec![1u8; 1000])).await.unwrap();
+    let blobs_dir = app.data_dir.join("blobs");
+    let started = poll(Duration::from_secs(5), || {
+        let d = blobs_dir.clone();
+        async move {
+            let prefix = std::fs::read_dir(&d).ok()?.next()?.ok()?.path();
+            std::fs::read_dir(prefix).ok()?.next().map(|_| ())
+        }
+    })
+    .await;
+    assert!(started.is_some(), "upload in flight");
+
+    app.begin_shutdown();
+    // While draining, readiness says 503.
+    let fresh = reqwest::Client::new();
+    let url = app.url("/api/readyz");
+    let not_ready = poll(Duration::from_secs(5), || async {
+        match fresh.get(&url).send().await {
+            Ok(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+    assert!(not_ready.is_some(), "readyz 503 while draining");
+
+    tx.send(Ok(vec![2u8; 1000])).await.unwrap();
+    drop(tx);
+    let r = put.await.unwrap().expect("in-flight upload answered");
+    assert_eq!(r.status(), StatusCode::OK);
+    app.stop().await;
+    assert_eq!(
+        app.state.blobs.size(&p.object_key).await.unwrap(),
+        Some(2000)
+    );
+    // The listener is closed afterwards.
+    assert!(fresh.get(app.url("/api/healthz")).send().await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_backup_and_restore_round_trip() {
+    let mut app = TestApp::spawn(Backend::Sqlite).await;
+    let keep = app.user("keep@example.com").await;
+    app.upload(&keep.access_token, b"kept", json!({})).await;
+    // The scheduled path: a backup job run by the worker.
+    {
+        let mut conn = app.state.db.pool().acquire().await.unwrap();
+        jobs::enqueue(
+            &mut conn,
+            jobs::KIND_BACKUP,
+            &json!({}),
+            Some("backup:test"),
+            3,
+        )
+        .await
+        .unwrap();
+    }
+    app.state.jobs_notify.notify_one();
+    let blobs = app.state.blobs.clone();
+    let key = poll(Duration::from_secs(15), || {
+        let blobs = blobs.clone();
+        async move { blobs.list("backups").await.unwrap().pop() }
+    })
+    .await
+    .expect("backup stored in the blob store");
+    // Changes after the snapshot are lost by a restore.
+    app.user("late@example.com").await;
+    app.stop().await;
+    let (tmp, _) = app.take_resources();
+    let tmp = tmp.unwrap();
+
+    let mut restore = server_bin();
+    let out = restore
+        .arg("--data-dir")
+        .arg(tmp.path())
+        .args(["restore", "--from", &key])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let cfg = common::test_config(tmp.path());
+    let app2 = TestApp::start(cfg, Backend::Sqlite).await;
+    let login = |email: &str| {
+        app2.post(
+            "/api/user/login",
+            None,
+            json!({"email": email, "password": "correct horse battery"}),
+        )
+    };
+    let r = login("keep@example.com").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let t: hashdrop_wire::LoginResponse = r.json().await.unwrap();
+    let files: Vec<hashdrop_wire::FileSummary> = app2
+        .get("/api/files/all", Some(&t.access_token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!(
+        login("late@example.com").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    drop(app2);
+    drop(tmp);
+}
+
+#[test]
+fn config_layers_defaults_file_env_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hashdrop.toml");
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:1111\"\npublic_url = \"https://file.example\"\n[limits]\nuser_files = 7\n",
+    )
+    .unwrap();
+    let show = |f: &dyn Fn(&mut Command)| {
+        let mut c = server_bin();
+        f(&mut c);
+        let out = c.arg("show-config").output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let v = show(&|_| {});
+    assert_eq!(v["listen"], "127.0.0.1:8080");
+    assert_eq!(v["data_dir"], "./hashdrop-data");
+    let v = show(&|c| {
+        c.env("HASHDROP_CONFIG", &file);
+    });
+    assert_eq!(v["listen"], "127.0.0.1:1111");
+    assert_eq!(v["limits"]["user_files"], 7);
+    let v = show(&|c| {
+        c.env("HASHDROP_CONFIG", &file)
+            .env("HASHDROP_LISTEN", "127.0.0.1:2222")
+            .env("HASHDROP_LIMITS__USER_FILES", "9")
+            .env("HASHDROP_UNRELATED_CLI_SETTING", "ignored");
+    });
+    assert_eq!(v["listen"], "127.0.0.1:2222");
+    assert_eq!(v["limits"]["user_files"], 9);
+    assert_eq!(v["public_url"], "https://file.example");
+    let v = show(&|c| {
+        c.env("HASHDROP_CONFIG", &file)
+            .env("HASHDROP_LISTEN", "127.0.0.1:2222")
+            .args([
+                "--listen",
+                "127.0.0.1:3333",
+                "--public-url",
+                "https://flag.example",
+            ]);
+    });
+    assert_eq!(v["listen"], "127.0.0.1:3333");
+    assert_eq!(v["public_url"], "https://flag.example");
+
+    let out = server_bin().arg("example-config").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("[limits]") && text.contains("HASHDROP_"));
+    let out = server_bin().arg("--help").output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "--listen",
+        "--data-dir",
+        "--config",
+        "--public-url",
+        "HASHDROP_LISTEN",
+    ] {
+        assert!(help.contains(needle), "--help mentions {needle}");
+    }
+}
