@@ -1,0 +1,359 @@
+//! `hashdrop decrypt LINK [DEST]`: download, decrypt into a temporary file next to the
+//! destination, and rename it into place only once the whole stream authenticated
+//! (and, with `--verify`, the plaintext hash matched). Any failure leaves no output.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use futures_util::TryStreamExt;
+use hashdrop_crypto::{decrypt, to_hex, AgeIdentity, Keys, Passphrase};
+use hashdrop_wire::{FileHash, KeyMode, ShareInfo};
+use reqwest::Method;
+use serde_json::json;
+use tokio_util::io::{StreamReader, SyncIoBridge};
+use url::Url;
+
+use crate::api::{read_json, transport_error, HttpError};
+use crate::cli::DecryptArgs;
+use crate::error::{fail, from_crypto};
+use crate::secrets::{self, SecretKind};
+use crate::util::{human_bytes, progress};
+use crate::{vault_store, Ctx};
+
+/// What a link points at.
+#[derive(Debug)]
+struct Target {
+    origin: String,
+    file_id: String,
+    download_url: Option<String>,
+    fragment_key: Option<String>,
+}
+
+fn parse_link(link: &str) -> anyhow::Result<Target> {
+    let bad = || {
+        fail(
+            "bad_link",
+            format!("{link:?} is not a Hashdrop share link or download URL"),
+            "pass a link like https://HOST/d/FILE_ID#AGE-SECRET-KEY-1... or https://HOST/files/download/USER/FILE_ID",
+        )
+    };
+    let url = Url::parse(link.trim()).map_err(|_| bad())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(bad());
+    }
+    let origin = url.origin().ascii_serialization();
+    let segments: Vec<&str> = url
+        .path_segments()
+        .map(|s| s.filter(|p| !p.is_empty()).collect())
+        .unwrap_or_default();
+    let fragment_key = url
+        .fragment()
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .map(str::to_string);
+    let (file_id, download_url) = match segments.as_slice() {
+        [.., "d", id] => (id.to_string(), None),
+        [.., "files", "download", _user, id] => {
+            let mut plain = url.clone();
+            plain.set_fragment(None);
+            (id.to_string(), Some(plain.to_string()))
+        }
+        _ => return Err(bad()),
+    };
+    if file_id.len() != 36 || !file_id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+        return Err(bad());
+    }
+    Ok(Target {
+        origin,
+        file_id: file_id.to_ascii_lowercase(),
+        download_url,
+        fragment_key,
+    })
+}
+
+/// A safe file name from the display name: its last path component, no control
+/// characters, never `.`/`..`/empty.
+fn safe_name(name: &str, fallback: &str) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = last.chars().filter(|c| !c.is_control()).collect();
+    let cleaned = cleaned.trim().to_string();
+    if cleaned.is_empty() || cleaned == "." || cleaned == ".." {
+        fallback.to_string()
+    } else {
+        cleaned
+    }
+}
+
+fn default_dir() -> PathBuf {
+    dirs::download_dir()
+        .or_else(|| dirs::home_dir().map(|h| h.join("Downloads")))
+        .filter(|d| d.is_dir())
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn destination(dest: Option<&Path>, name: &str, force: bool) -> anyhow::Result<PathBuf> {
+    let path = match dest {
+        None => default_dir().join(name),
+        Some(d) if d.is_dir() => d.join(name),
+        Some(d) => d.to_path_buf(),
+    };
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        return Err(fail(
+            "no_dir",
+            format!("the directory {} does not exist", parent.display()),
+            "create it or choose another destination",
+        ));
+    }
+    if path.exists() && !force {
+        return Err(fail(
+            "exists",
+            format!("{} already exists", path.display()),
+            "choose another destination or pass --force to replace it",
+        ));
+    }
+    Ok(path)
+}
+
+async fn share_info(ctx: &Ctx, t: &Target) -> anyhow::Result<ShareInfo> {
+    let url = format!("{}/api/share/{}", t.origin, t.file_id);
+    ctx.api.trace(&Method::GET, &url);
+    let resp = ctx
+        .api
+        .http()
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| transport_error(e, &t.origin))?;
+    if !resp.status().is_success() {
+        return Err(HttpError::read(resp).await.into_user("shared file"));
+    }
+    read_json(resp).await
+}
+
+fn keys_for(ctx: &Ctx, args: &DecryptArgs, t: &Target, info: &ShareInfo) -> anyhow::Result<Keys> {
+    let parse = |s: &str| -> anyhow::Result<Keys> {
+        let id: AgeIdentity = s.parse().map_err(|_| {
+            fail(
+                "invalid_key",
+                "the key is not an age identity (AGE-SECRET-KEY-1...)",
+                "copy the whole key, or the whole link including the part after '#'",
+            )
+        })?;
+        Ok(Keys::identity(id))
+    };
+    let from_vault = || -> anyhow::Result<Keys> {
+        let home = ctx.home();
+        let pass = vault_store::passphrase(home)?;
+        let vault = vault_store::open(home, &pass)?;
+        Ok(vault.keys_for(&t.file_id))
+    };
+    let passphrase = || -> anyhow::Result<Keys> {
+        Ok(Keys::passphrase(Passphrase::new(secrets::secret(
+            SecretKind::Passphrase,
+            false,
+            1,
+        )?)))
+    };
+    if let Some(k) = &args.key {
+        return parse(k);
+    }
+    if args.vault {
+        return from_vault();
+    }
+    if args.passphrase {
+        return passphrase();
+    }
+    if let Some(k) = &t.fragment_key {
+        return parse(k);
+    }
+    match info.key_management_mode {
+        KeyMode::Passphrase => passphrase(),
+        KeyMode::Vault if vault_store::exists(ctx.home()) => from_vault(),
+        KeyMode::Vault => Err(fail(
+            "no_key",
+            "the link carries no key (nothing after '#') and there is no local vault",
+            "use the full share link, or pass --key IDENTITY",
+        )),
+    }
+}
+
+/// `hashdrop decrypt`.
+pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
+    let target = parse_link(&args.link)?;
+    let info = share_info(ctx, &target).await?;
+    let keys = keys_for(ctx, &args, &target, &info)?;
+    let expected = if args.verify {
+        let path = format!("/api/files/hash?id={}", target.file_id);
+        match ctx.api.session() {
+            Ok(_) => {}
+            Err(_) => {
+                return Err(fail(
+                    "verify_needs_login",
+                    "--verify compares with the hash the owner's upload recorded, which needs the owner's login",
+                    "log in as the owner (`hashdrop auth login`) or drop --verify",
+                ))
+            }
+        }
+        let h: FileHash = ctx
+            .api
+            .authed_json::<(), _>(Method::GET, &path, None, "file")
+            .await?
+            .map_err(|e| e.into_user("file hash"))?;
+        Some(h.hash.to_ascii_lowercase())
+    } else {
+        None
+    };
+    let name = safe_name(&info.file_name, &target.file_id);
+    let dest = destination(args.dest.as_deref(), &name, args.force)?;
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+
+    let url = target
+        .download_url
+        .clone()
+        .unwrap_or_else(|| info.download_url.clone());
+    ctx.api.trace(&Method::GET, &url);
+    let resp = ctx
+        .api
+        .http()
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| transport_error(e, &target.origin))?;
+    if !resp.status().is_success() {
+        return Err(HttpError::read(resp).await.into_user("shared file"));
+    }
+    let total = resp.content_length().unwrap_or(info.encrypted_size_bytes);
+    let bar = progress(total, "downloading");
+    let b = bar.clone();
+    let stream = resp
+        .bytes_stream()
+        .inspect_ok(move |c| b.inc(c.len() as u64))
+        .map_err(std::io::Error::other);
+    let reader = StreamReader::new(stream);
+    let tmp = tempfile::Builder::new()
+        .prefix(".hashdrop-")
+        .suffix(".part")
+        .tempfile_in(&dir)
+        .map_err(|e| {
+            fail(
+                "io",
+                format!("cannot write in {} ({e})", dir.display()),
+                "choose a writable destination",
+            )
+        })?;
+    let handle = tokio::runtime::Handle::current();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let bridge = SyncIoBridge::new_with_handle(reader, handle);
+        let result = {
+            let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file());
+            decrypt(bridge, &mut out, &keys).and_then(|s| {
+                out.flush()?;
+                Ok(s)
+            })
+        };
+        (tmp, result)
+    })
+    .await?;
+    bar.finish_and_clear();
+    let (tmp, result) = outcome;
+    let summary = match result {
+        Ok(s) => s,
+        Err(hashdrop_crypto::CryptoError::Io(e)) => {
+            drop(tmp);
+            return Err(fail(
+                "download_failed",
+                format!("the download failed ({e}); no output was written"),
+                "check the connection and retry",
+            ));
+        }
+        Err(e) => {
+            drop(tmp);
+            return Err(from_crypto(e, "the downloaded file"));
+        }
+    };
+    let actual = to_hex(&summary.plaintext_sha256);
+    if let Some(expected) = &expected {
+        if expected != &actual {
+            drop(tmp);
+            return Err(fail(
+                "hash_mismatch",
+                format!("the decrypted file's SHA-256 {actual} differs from the uploaded one {expected}; no output was written"),
+                "the file on the server is not the one uploaded: ask the owner to upload it again",
+            ));
+        }
+    }
+    tmp.as_file().sync_all()?;
+    let persisted = if args.force {
+        tmp.persist(&dest).map(|_| ())
+    } else {
+        tmp.persist_noclobber(&dest).map(|_| ())
+    };
+    persisted.map_err(|e| {
+        fail(
+            "io",
+            format!("cannot create {} ({})", dest.display(), e.error),
+            "choose another destination",
+        )
+    })?;
+    crate::home::sync_dir(&dir);
+    let verified = expected.is_some();
+    ctx.emit(
+        format!(
+            "Decrypted {} ({}) to {}{}",
+            info.file_name,
+            human_bytes(summary.plaintext_len),
+            dest.display(),
+            if verified { ", SHA-256 verified" } else { "" }
+        ),
+        json!({
+            "file_id": target.file_id,
+            "file_name": info.file_name,
+            "path": dest,
+            "plaintext_size_bytes": summary.plaintext_len,
+            "plaintext_hash": actual,
+            "verified": verified,
+        }),
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "0b9c7c36-93a4-4d55-9fb7-3f3b6a7c9e01";
+
+    #[test]
+    fn share_links_and_download_urls_parse() {
+        let t = parse_link(&format!("http://h:1/d/{ID}#AGE-SECRET-KEY-1ABC")).unwrap();
+        assert_eq!(t.origin, "http://h:1");
+        assert_eq!(t.file_id, ID);
+        assert_eq!(t.fragment_key.as_deref(), Some("AGE-SECRET-KEY-1ABC"));
+        assert!(t.download_url.is_none());
+        let t = parse_link(&format!("https://x.example/files/download/usrh-ab/{ID}")).unwrap();
+        assert_eq!(t.file_id, ID);
+        assert_eq!(
+            t.download_url.as_deref(),
+            Some(format!("https://x.example/files/download/usrh-ab/{ID}").as_str())
+        );
+        assert!(parse_link("http://h/other/path").is_err());
+        assert!(parse_link("not a url").is_err());
+        assert!(parse_link("http://h/d/../../etc").is_err());
+    }
+
+    #[test]
+    fn names_cannot_escape_the_directory() {
+        assert_eq!(safe_name("../../etc/passwd", "id"), "passwd");
+        assert_eq!(safe_name("..", "id"), "id");
+        assert_eq!(safe_name("a\nb.txt", "id"), "ab.txt");
+        assert_eq!(safe_name("C:\\x\\y.doc", "id"), "y.doc");
+    }
+}

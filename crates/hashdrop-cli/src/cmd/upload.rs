@@ -1,0 +1,336 @@
+//! `hashdrop upload`: size check, hash, encrypt while uploading, complete, vault.
+
+use std::io::Read;
+use std::path::Path;
+
+use futures_util::TryStreamExt;
+use hashdrop_crypto::{to_hex, AgeIdentity, Encryption, Passphrase, Recipients};
+use hashdrop_wire::{CompleteRequest, CompleteResponse, KeyMode, PresignRequest, PresignResponse};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use reqwest::Method;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::api::{transport_error, HttpError};
+use crate::error::{fail, from_crypto};
+use crate::secrets::{self, SecretKind};
+use crate::util::{human_bytes, progress, rfc3339_after};
+use crate::{vault_store, Ctx};
+
+/// Default client-side cap on the ciphertext size (the server's default per-file
+/// limit); `HASHDROP_MAX_UPLOAD_BYTES` overrides it.
+pub const DEFAULT_MAX_UPLOAD: u64 = 100 * 1024 * 1024;
+
+fn max_upload() -> u64 {
+    std::env::var("HASHDROP_MAX_UPLOAD_BYTES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(DEFAULT_MAX_UPLOAD)
+}
+
+/// Minimum length of a file passphrase.
+pub const MIN_PASSPHRASE: usize = 8;
+
+enum KeyPlan {
+    Vault {
+        pass: Passphrase,
+        file_key: AgeIdentity,
+        account: hashdrop_crypto::AgeRecipient,
+    },
+    Passphrase(Passphrase),
+}
+
+/// `hashdrop upload PATH`.
+pub async fn run(ctx: &Ctx, args: crate::cli::UploadArgs) -> anyhow::Result<()> {
+    let path = args.path.as_path();
+    let meta = std::fs::metadata(path).map_err(|e| {
+        fail(
+            "no_file",
+            format!("cannot read {} ({e})", path.display()),
+            "check the path",
+        )
+    })?;
+    if !meta.is_file() {
+        return Err(fail(
+            "not_a_file",
+            format!("{} is not a regular file", path.display()),
+            "upload one file at a time (archive a directory first)",
+        ));
+    }
+    let size = meta.len();
+    let name = match &args.name {
+        Some(n) => n.trim().to_string(),
+        None => path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "file".into()),
+    };
+    if name.is_empty() {
+        return Err(fail(
+            "bad_name",
+            "the display name is empty",
+            "pass --name NAME",
+        ));
+    }
+    // Fail before any expensive work when not logged in.
+    ctx.api.session()?;
+    let expires_at = match args.expires {
+        Some(d) => Some(rfc3339_after(*d)?),
+        None => None,
+    };
+
+    let plan = if args.no_vault {
+        KeyPlan::Passphrase(Passphrase::new(secrets::secret(
+            SecretKind::Passphrase,
+            true,
+            MIN_PASSPHRASE,
+        )?))
+    } else {
+        let home = ctx.home().clone();
+        let pass = vault_store::passphrase(&home)?;
+        let (vault, created) = vault_store::open_or_create(&home, &pass)?;
+        if created {
+            ctx.note(format!(
+                "Created a new vault in {}. Keep the vault passphrase safe: without it the \
+                 keys of your vault-mode files cannot be recovered.",
+                home.dir().display()
+            ));
+        }
+        KeyPlan::Vault {
+            pass,
+            file_key: AgeIdentity::generate(),
+            account: vault.account().to_recipient(),
+        }
+    };
+    let work = vault_store::work_factor();
+    let encryption = match &plan {
+        KeyPlan::Vault {
+            file_key, account, ..
+        } => Encryption::new(Recipients::Vault {
+            file: &file_key.to_recipient(),
+            account,
+        }),
+        KeyPlan::Passphrase(p) => Encryption::new(Recipients::Passphrase {
+            passphrase: p,
+            work_factor: work,
+        }),
+    }
+    .map_err(|e| from_crypto(e, "the file"))?
+    .expect_plaintext_len(size);
+    let ciphertext_len = encryption.ciphertext_len(size);
+    let limit = max_upload();
+    if ciphertext_len > limit {
+        return Err(fail(
+            "too_large",
+            format!(
+                "{} is too large: {} encrypted, the limit is {}",
+                path.display(),
+                human_bytes(ciphertext_len),
+                human_bytes(limit)
+            ),
+            "upload a smaller file (or raise HASHDROP_MAX_UPLOAD_BYTES if your server allows more)",
+        ));
+    }
+
+    // The server records the plaintext hash when the upload slot is created, so it has
+    // to be known first: one read-only pass, then encryption streams into the upload
+    // and recomputes the hash from its own single read, which must agree.
+    let plaintext_hash = hash_file(path, size).await?;
+    let presign = PresignRequest {
+        file_name: name.clone(),
+        plaintext_hash: to_hex(&plaintext_hash),
+        encrypted_size_bytes: ciphertext_len,
+        key_management_mode: match plan {
+            KeyPlan::Vault { .. } => KeyMode::Vault,
+            KeyPlan::Passphrase(_) => KeyMode::Passphrase,
+        },
+        mime_type: None,
+        expires_at,
+        max_downloads: args.max_downloads,
+    };
+    let slot: PresignResponse = ctx
+        .api
+        .authed_json(Method::POST, "/api/files/presign", Some(&presign), "file")
+        .await?
+        .map_err(|e| e.into_user("upload slot"))?;
+    let file_id = slot.file_id.clone();
+
+    if let Err(e) = put_object(
+        ctx,
+        path,
+        &slot,
+        encryption,
+        ciphertext_len,
+        &plaintext_hash,
+    )
+    .await
+    {
+        // Release the reserved quota now rather than waiting for the server's sweeper.
+        let _ = ctx
+            .api
+            .authed::<()>(Method::DELETE, &format!("/api/files?id={file_id}"), None)
+            .await;
+        return Err(e);
+    }
+    let done: CompleteResponse = ctx
+        .api
+        .authed_json(
+            Method::POST,
+            "/api/files/complete",
+            Some(&CompleteRequest {
+                file_id: file_id.clone(),
+                plaintext_hash: Some(to_hex(&plaintext_hash)),
+                plaintext_size_bytes: Some(size),
+                passphrase_salt: None,
+            }),
+            "file",
+        )
+        .await?
+        .map_err(|e| e.into_user("upload"))?;
+
+    let link = match &plan {
+        KeyPlan::Vault { pass, file_key, .. } => {
+            let home = ctx.home().clone();
+            let key = file_key.clone();
+            let id = file_id.clone();
+            let saved = vault_store::update(&home, pass, move |v| {
+                v.insert(&id, key).map_err(|_| {
+                    fail(
+                        "vault_conflict",
+                        format!("the vault already holds a different key for {id}"),
+                        "report a bug",
+                    )
+                })
+            });
+            let secret = file_key.to_secret_string();
+            let key_text = hashdrop_crypto::secrecy::ExposeSecret::expose_secret(&secret);
+            if let Err(e) = saved {
+                // The file is uploaded but its key did not reach the vault: this line is
+                // the only copy left, so it must not be swallowed.
+                eprintln!(
+                    "hashdrop: warning: the key of {file_id} could not be saved to the vault; \
+                     keep this share link, it is the only copy of the key: {}/d/{file_id}#{key_text}",
+                    ctx.api.base()
+                );
+                return Err(e);
+            }
+            format!("{}/d/{file_id}#{key_text}", ctx.api.base())
+        }
+        KeyPlan::Passphrase(_) => format!("{}/d/{file_id}", ctx.api.base()),
+    };
+    let mode = presign.key_management_mode.as_str();
+    ctx.emit(
+        format!(
+            "Uploaded {name} ({}, {mode} mode)\nFile id:    {file_id}\nShare link: {link}",
+            human_bytes(size)
+        ),
+        json!({
+            "file_id": file_id,
+            "file_name": name,
+            "plaintext_size_bytes": size,
+            "encrypted_size_bytes": done.uploaded_file_size,
+            "key_management_mode": mode,
+            "plaintext_hash": to_hex(&plaintext_hash),
+            "share_link": link,
+        }),
+    );
+    Ok(())
+}
+
+/// SHA-256 of the file, read once without encryption.
+async fn hash_file(path: &Path, size: u64) -> anyhow::Result<[u8; 32]> {
+    let path = path.to_path_buf();
+    let bar = progress(size, "hashing  ");
+    let b = bar.clone();
+    let digest = tokio::task::spawn_blocking(move || -> anyhow::Result<[u8; 32]> {
+        let mut file = std::fs::File::open(&path)?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            b.inc(n as u64);
+        }
+        Ok(hasher.finalize().into())
+    })
+    .await??;
+    bar.finish_and_clear();
+    Ok(digest)
+}
+
+/// Streams the encryption of `path` into the signed upload URL.
+async fn put_object(
+    ctx: &Ctx,
+    path: &Path,
+    slot: &PresignResponse,
+    encryption: Encryption,
+    ciphertext_len: u64,
+    expected_hash: &[u8; 32],
+) -> anyhow::Result<()> {
+    let file = tokio::fs::File::open(path).await?;
+    let body = encryption.into_body(file);
+    let summary = body.summary_handle();
+    let bar = progress(ciphertext_len, "uploading");
+    let b = bar.clone();
+    let stream = body.inspect_ok(move |piece| b.inc(piece.len() as u64));
+    let url = &slot.upload_resource.url;
+    let method = Method::from_bytes(slot.upload_resource.method.as_bytes()).unwrap_or(Method::PUT);
+    ctx.api.trace(&method, url);
+    let result = ctx
+        .api
+        .http()
+        .request(method, url)
+        .header(CONTENT_LENGTH, ciphertext_len)
+        .header(CONTENT_TYPE, "application/octet-stream")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await;
+    bar.finish_and_clear();
+    let resp = match result {
+        Ok(r) => r,
+        Err(e) => {
+            // A failure inside the body stream (the file changed, a read error) shows
+            // up as a transport error; prefer the crypto explanation when there is one.
+            let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(s) = src {
+                if let Some(c) = s.downcast_ref::<hashdrop_crypto::CryptoError>() {
+                    return Err(fail(
+                        "upload_failed",
+                        format!("reading {} failed during upload ({c})", path.display()),
+                        "upload it again once nothing is writing to it",
+                    ));
+                }
+                src = s.source();
+            }
+            return Err(transport_error(e, &ctx.api.base()));
+        }
+    };
+    if !resp.status().is_success() {
+        let e = HttpError::read(resp).await;
+        return Err(if e.status.as_u16() == 403 {
+            fail(
+                "upload_refused",
+                format!("the storage refused the upload ({})", e.message),
+                "the upload link may have expired: run the upload again",
+            )
+        } else {
+            e.into_user("upload slot")
+        });
+    }
+    match summary.get() {
+        Some(s) if &s.plaintext_sha256 == expected_hash => Ok(()),
+        Some(_) => Err(fail(
+            "file_changed",
+            format!("{} changed while it was being uploaded", path.display()),
+            "upload it again once nothing is writing to it",
+        )),
+        None => Err(fail(
+            "upload_failed",
+            "the upload ended before the whole file was encrypted",
+            "retry the upload",
+        )),
+    }
+}
