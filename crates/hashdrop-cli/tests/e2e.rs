@@ -1,0 +1,279 @@
+//! End to end: the real `hashdrop-server` binary and the real `hashdrop` binary.
+
+mod common;
+
+use std::path::Path;
+
+use common::{sample, Client, Server};
+
+fn write(path: &Path, data: &[u8]) {
+    std::fs::write(path, data).unwrap();
+}
+
+fn field(v: &serde_json::Value, k: &str) -> String {
+    v[k].as_str()
+        .unwrap_or_else(|| panic!("no {k} in {v}"))
+        .to_string()
+}
+
+#[test]
+fn full_flow_register_upload_share_decrypt_delete() {
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let alice = Client::signed_up(&server, "alice@example.com");
+    let work = tempfile::tempdir().unwrap();
+    let data = sample(3 * 65536 + 123, 1);
+    let src = work.path().join("report.bin");
+    write(&src, &data);
+
+    // Vault mode (default) and passphrase mode.
+    let up_v = alice.upload(&src, &["--name", "report.bin"]);
+    let id_v = field(&up_v, "file_id");
+    let link_v = field(&up_v, "share_link");
+    assert_eq!(up_v["key_management_mode"], "vault");
+    assert!(link_v.starts_with(&format!("{}/d/{id_v}#AGE-SECRET-KEY-1", server.url)));
+    let up_p = alice.upload(&src, &["-N", "-n", "secret.bin"]);
+    let id_p = field(&up_p, "file_id");
+    let link_p = field(&up_p, "share_link");
+    assert_eq!(link_p, format!("{}/d/{id_p}", server.url));
+    assert_eq!(up_p["key_management_mode"], "passphrase");
+
+    // The state directory is private.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(alice.home.path()), 0o700);
+        for f in ["session.json", "vault.age", "vault.json"] {
+            assert_eq!(mode(&alice.home.path().join(f)), 0o600, "{f}");
+        }
+    }
+
+    // list / show / share
+    let list = alice.run(&["--json", "files", "list"]).ok().json();
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["file_id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&id_v.as_str()) && ids.contains(&id_p.as_str()));
+    let human = alice.run(&["files", "list"]).ok();
+    assert!(human.stdout.contains("report.bin") && human.stdout.contains("secret.bin"));
+    let show = alice
+        .run(&["--json", "files", "show", &id_v[..8], "--reveal-key"])
+        .ok()
+        .json();
+    assert_eq!(field(&show, "file_id"), id_v);
+    assert_eq!(show["plaintext_size_bytes"], data.len() as u64);
+    let key = field(&show, "key");
+    assert!(link_v.ends_with(&format!("#{key}")));
+    let shown = alice.run(&["files", "show", &id_v]).ok();
+    assert!(!shown.stdout.contains(&key), "key only with --reveal-key");
+    let share = alice.run(&["share", &id_v[..8]]).ok();
+    assert_eq!(share.stdout.trim(), link_v);
+    let share_p = alice.run(&["share", &id_p]).ok();
+    assert_eq!(share_p.stdout.trim(), link_p);
+    alice
+        .run(&["files", "show", &id_p, "--reveal-key"])
+        .fails_with("passphrase");
+
+    // decrypt: by share link, by --key, by --vault, by passphrase, each verified.
+    let out = tempfile::tempdir().unwrap();
+    let o1 = out.path().join("by-link.bin");
+    alice
+        .run(&["decrypt", &link_v, o1.to_str().unwrap(), "--verify"])
+        .ok();
+    assert_eq!(std::fs::read(&o1).unwrap(), data);
+    let download_url = field(&show, "download_url");
+    let o2 = out.path().join("by-key.bin");
+    alice
+        .run(&[
+            "decrypt",
+            &download_url,
+            o2.to_str().unwrap(),
+            "--key",
+            &key,
+            "--verify",
+        ])
+        .ok();
+    assert_eq!(std::fs::read(&o2).unwrap(), data);
+    let o3 = out.path().join("by-vault.bin");
+    alice
+        .run(&[
+            "decrypt",
+            &link_v,
+            o3.to_str().unwrap(),
+            "--vault",
+            "--verify",
+        ])
+        .ok();
+    assert_eq!(std::fs::read(&o3).unwrap(), data);
+    // A directory destination gets the display name.
+    let r = alice
+        .run(&[
+            "--json",
+            "decrypt",
+            &link_p,
+            out.path().to_str().unwrap(),
+            "--verify",
+        ])
+        .ok()
+        .json();
+    assert_eq!(r["verified"], true);
+    assert_eq!(std::fs::read(out.path().join("secret.bin")).unwrap(), data);
+    let o5 = out.path().join("by-passphrase-flag.bin");
+    alice
+        .run(&[
+            "decrypt",
+            &link_p,
+            o5.to_str().unwrap(),
+            "--passphrase",
+            "--verify",
+        ])
+        .ok();
+    assert_eq!(std::fs::read(&o5).unwrap(), data);
+    // No temporary files remain next to the outputs.
+    let names: Vec<String> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+    // An existing output is not replaced without --force.
+    alice
+        .run(&["decrypt", &link_v, o1.to_str().unwrap()])
+        .fails_with("already exists");
+    alice
+        .run(&["decrypt", &link_v, o1.to_str().unwrap(), "--force"])
+        .ok();
+
+    // A second user can decrypt the share link, but cannot --verify someone else's file.
+    let bob = Client::new(&server.url, "bob@example.com");
+    let ob = out.path().join("bob.bin");
+    bob.run(&["decrypt", &link_v, ob.to_str().unwrap()]).ok();
+    assert_eq!(std::fs::read(&ob).unwrap(), data);
+    bob.run(&[
+        "decrypt",
+        &link_v,
+        ob.to_str().unwrap(),
+        "--verify",
+        "--force",
+    ])
+    .fails_with("log in");
+
+    // delete
+    alice
+        .run(&["files", "delete", &id_p[..8]])
+        .fails_with("--yes");
+    alice.run(&["files", "delete", &id_p[..8], "--yes"]).ok();
+    alice
+        .run(&[
+            "decrypt",
+            &link_p,
+            out.path().join("gone").to_str().unwrap(),
+        ])
+        .fails_with("not found");
+    assert!(!out.path().join("gone").exists());
+    alice
+        .run(&["files", "show", &id_p])
+        .fails_with("no file of yours");
+
+    // logout revokes; login again; delete the account.
+    alice.run(&["auth", "logout"]).ok();
+    alice.run(&["files", "list"]).fails_with("not logged in");
+    alice
+        .run(&["auth", "login", "--email", "alice@example.com"])
+        .ok();
+    alice
+        .run_env(
+            &["auth", "delete-account", "--yes"],
+            &[("HASHDROP_PASSWORD", "wrong password!")],
+        )
+        .fails_with("wrong password");
+    alice.run(&["auth", "delete-account", "--yes"]).ok();
+    alice
+        .run(&["auth", "login", "--email", "alice@example.com"])
+        .fails_with("wrong email or password");
+    // The vault survives account deletion (keys are never dropped).
+    assert!(alice.home.path().join("vault.age").exists());
+}
+
+#[test]
+fn ten_parallel_uploads_all_end_up_in_the_vault() {
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let c = Client::signed_up(&server, "par@example.com");
+    let work = tempfile::tempdir().unwrap();
+    // One upload first creates the vault, so the ten race only on updates; a second
+    // round below races on creation too.
+    let children: Vec<_> = (0..10)
+        .map(|i| {
+            let p = work.path().join(format!("f{i}.bin"));
+            write(&p, &sample(10_000 + i * 777, i as u64));
+            let mut cmd = c.cmd(&["--json", "upload", p.to_str().unwrap()]);
+            cmd.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        ids.push(field(&v, "file_id"));
+    }
+    assert_eq!(ids.len(), 10);
+    for id in &ids {
+        let show = c
+            .run(&["--json", "files", "show", id, "--reveal-key"])
+            .ok()
+            .json();
+        assert!(field(&show, "key").starts_with("AGE-SECRET-KEY-1"));
+    }
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(c.home.path().join("vault.json")).unwrap()).unwrap();
+    assert_eq!(meta["files"], 10);
+}
+
+#[test]
+fn tampered_blob_leaves_no_output_file() {
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let c = Client::signed_up(&server, "tamper@example.com");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("t.bin");
+    write(&src, &sample(5 * 65536, 9));
+    let up = c.upload(&src, &[]);
+    let id = field(&up, "file_id");
+    let link = field(&up, "share_link");
+    let objects = server.objects();
+    let object = objects
+        .iter()
+        .find(|p| p.file_name().unwrap().to_string_lossy() == id)
+        .unwrap_or_else(|| panic!("object {id} not among {objects:?}"));
+    let mut bytes = std::fs::read(object).unwrap();
+    // Flip a byte in the third payload chunk (index 2 of 0..=4; 65552-byte sealed chunks).
+    let pos = bytes.len() - 2 * 65552 - 100;
+    bytes[pos] ^= 0x40;
+    std::fs::write(object, &bytes).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("t.out");
+    let r = c
+        .run(&["decrypt", &link, dest.to_str().unwrap()])
+        .fails_with("tampered");
+    assert!(r.stderr.contains("chunk 2"), "{r:#?}");
+    assert!(!dest.exists());
+    assert_eq!(
+        std::fs::read_dir(out.path()).unwrap().count(),
+        0,
+        "no temp file left"
+    );
+}
