@@ -1,0 +1,286 @@
+//! Every user-facing error, end to end: one line on stderr, non-zero exit, nothing
+//! half-done.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{sample, Client, Server};
+
+fn write(path: &Path, data: &[u8]) {
+    std::fs::write(path, data).unwrap();
+}
+
+fn field(v: &serde_json::Value, k: &str) -> String {
+    v[k].as_str()
+        .unwrap_or_else(|| panic!("no {k} in {v}"))
+        .to_string()
+}
+
+fn free_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}", l.local_addr().unwrap())
+}
+
+#[test]
+fn server_unreachable() {
+    let c = Client::new(&free_url(), "nobody@example.com");
+    c.run(&["auth", "login", "--email", "nobody@example.com"])
+        .fails_with("cannot reach the server");
+    let link = format!(
+        "{}/d/0b9c7c36-93a4-4d55-9fb7-3f3b6a7c9e01#AGE-SECRET-KEY-1X",
+        free_url()
+    );
+    c.run(&["decrypt", &link, c.home.path().join("x").to_str().unwrap()])
+        .fails_with("cannot reach the server");
+    c.run(&["files", "list"]).fails_with("not logged in");
+}
+
+#[test]
+fn missing_secrets_name_their_variable() {
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let c = Client::new(&server.url, "s@example.com");
+    c.run_env(
+        &["auth", "register", "--email", "s@example.com"],
+        &[("HASHDROP_PASSWORD", "")],
+    )
+    .fails_with("HASHDROP_PASSWORD");
+    c.run(&["auth", "register"]).fails_with("--email");
+    c.run(&["auth", "verify", "--email", "s@example.com"])
+        .fails_with("HASHDROP_OTP");
+    let c = Client::signed_up(&server, "t@example.com");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("a.bin");
+    write(&src, b"hello");
+    c.run_env(
+        &["upload", src.to_str().unwrap(), "-N"],
+        &[("HASHDROP_PASSPHRASE", "")],
+    )
+    .fails_with("HASHDROP_PASSPHRASE");
+    c.run_env(
+        &["upload", src.to_str().unwrap()],
+        &[("HASHDROP_VAULT_PASSWORD", "")],
+    )
+    .fails_with("HASHDROP_VAULT_PASSWORD");
+    // Nothing was uploaded by the failed attempts.
+    let list = c.run(&["--json", "files", "list"]).ok().json();
+    assert_eq!(list.as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn wrong_key_wrong_passphrase_and_wrong_vault_passphrase() {
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let c = Client::signed_up(&server, "k@example.com");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("a.bin");
+    write(&src, &sample(100_000, 3));
+    let v = c.upload(&src, &[]);
+    let p = c.upload(&src, &["-N"]);
+    let out = work.path().join("out.bin");
+    let other = hashdrop_crypto::AgeIdentity::generate();
+    let other_key =
+        hashdrop_crypto::secrecy::ExposeSecret::expose_secret(&other.to_secret_string())
+            .to_string();
+    let link_v = field(&v, "share_link");
+    let base = link_v.split('#').next().unwrap();
+    c.run(&["decrypt", base, out.to_str().unwrap(), "--key", &other_key])
+        .fails_with("wrong key or passphrase");
+    c.run(&[
+        "decrypt",
+        &format!("{base}#{other_key}"),
+        out.to_str().unwrap(),
+    ])
+    .fails_with("wrong key or passphrase");
+    c.run(&[
+        "decrypt",
+        base,
+        out.to_str().unwrap(),
+        "--key",
+        "AGE-SECRET-KEY-1NOPE",
+    ])
+    .fails_with("not an age identity");
+    c.run_env(
+        &["decrypt", &field(&p, "share_link"), out.to_str().unwrap()],
+        &[("HASHDROP_PASSPHRASE", "not the passphrase")],
+    )
+    .fails_with("wrong key or passphrase");
+    c.run_env(
+        &["share", &field(&v, "file_id")],
+        &[("HASHDROP_VAULT_PASSWORD", "not the vault passphrase")],
+    )
+    .fails_with("wrong passphrase for the vault");
+    assert!(!out.exists());
+    let leftovers = std::fs::read_dir(work.path()).unwrap().count();
+    assert_eq!(leftovers, 1, "only the source file remains");
+}
+
+#[test]
+fn daily_download_limit_reached() {
+    let Some(server) = Server::start(&[("HASHDROP_LIMITS__DAILY_DOWNLOADS_PER_FILE", "1")]) else {
+        return;
+    };
+    let c = Client::signed_up(&server, "d@example.com");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("a.bin");
+    write(&src, b"limited");
+    let link = field(&c.upload(&src, &[]), "share_link");
+    c.run(&["decrypt", &link, work.path().join("1").to_str().unwrap()])
+        .ok();
+    c.run(&["decrypt", &link, work.path().join("2").to_str().unwrap()])
+        .fails_with("daily download limit reached");
+    assert!(!work.path().join("2").exists());
+}
+
+#[test]
+fn quota_exceeded_and_too_large() {
+    let Some(server) = Server::start(&[
+        ("HASHDROP_LIMITS__USER_BYTES", "150000"),
+        ("HASHDROP_LIMITS__FILE_MAX_BYTES", "100000"),
+    ]) else {
+        return;
+    };
+    let c = Client::signed_up(&server, "q@example.com");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("a.bin");
+    write(&src, &sample(80_000, 4));
+    c.upload(&src, &[]);
+    c.run(&["upload", src.to_str().unwrap()])
+        .fails_with("storage quota exceeded");
+    // Client-side size check: refused before anything is sent.
+    let big = work.path().join("big.bin");
+    write(&big, &sample(200_000, 5));
+    c.run_env(
+        &["upload", big.to_str().unwrap()],
+        &[("HASHDROP_MAX_UPLOAD_BYTES", "150000")],
+    )
+    .fails_with("too large");
+    // Server-side per-file limit.
+    c.run_env(
+        &["upload", big.to_str().unwrap()],
+        &[("HASHDROP_MAX_UPLOAD_BYTES", "10000000")],
+    )
+    .fails_with("too large for this server");
+    let list = c.run(&["--json", "files", "list"]).ok().json();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+}
+
+#[test]
+fn expired_and_used_up_links() {
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let c = Client::signed_up(&server, "e@example.com");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("a.bin");
+    write(&src, b"short-lived");
+    let once = field(&c.upload(&src, &["--max-downloads", "1"]), "share_link");
+    c.run(&["decrypt", &once, work.path().join("1").to_str().unwrap()])
+        .ok();
+    c.run(&["decrypt", &once, work.path().join("2").to_str().unwrap()])
+        .fails_with("expired or reached its download limit");
+
+    let soon = field(&c.upload(&src, &["--expires", "2s"]), "share_link");
+    // The expiry is a point in time: poll until it has passed (bounded), no fixed sleep.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let dest = work.path().join("3");
+    loop {
+        let r = c.run(&["decrypt", &soon, dest.to_str().unwrap(), "--force"]);
+        if r.code != 0 {
+            r.fails_with("expired");
+            break;
+        }
+        assert!(Instant::now() < deadline, "link never expired");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    c.run(&["upload", src.to_str().unwrap(), "--expires", "soon"])
+        .code
+        .ne(&0)
+        .then_some(())
+        .expect("bad duration refused");
+}
+
+#[test]
+fn file_not_found_and_ambiguous_prefix() {
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let c = Client::signed_up(&server, "n@example.com");
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("o");
+    c.run(&[
+        "decrypt",
+        &format!(
+            "{}/d/0b9c7c36-93a4-4d55-9fb7-3f3b6a7c9e01#AGE-SECRET-KEY-1X",
+            server.url
+        ),
+        out.to_str().unwrap(),
+    ])
+    .fails_with("not found");
+    c.run(&["files", "show", "ffffffff"])
+        .fails_with("no file of yours");
+    c.run(&["files", "show", "not-hex!"])
+        .fails_with("not a file id");
+    c.run(&["decrypt", "http://x/elsewhere", out.to_str().unwrap()])
+        .fails_with("not a Hashdrop share link");
+
+    // Upload until two ids share their first character (at most 17 by pigeonhole).
+    let src = work.path().join("a.bin");
+    write(&src, b"same");
+    let mut ids: Vec<String> = Vec::new();
+    let prefix = loop {
+        let id = field(&c.upload(&src, &["-N"]), "file_id");
+        if let Some(p) = ids.iter().find(|o| o[..1] == id[..1]) {
+            break p[..1].to_string();
+        }
+        ids.push(id);
+        assert!(ids.len() <= 17);
+    };
+    let before = c.run(&["--json", "files", "list"]).ok().json();
+    let r = c
+        .run(&["files", "delete", &prefix, "--yes"])
+        .fails_with("matches");
+    assert!(r.stdout.lines().count() >= 3, "candidates listed: {r:#?}");
+    c.run(&["share", &prefix])
+        .fails_with("give more characters");
+    let after = c.run(&["--json", "files", "list"]).ok().json();
+    assert_eq!(before, after, "an ambiguous delete deletes nothing");
+}
+
+#[test]
+fn access_token_refreshed_and_dead_session_asks_to_log_in() {
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let c = Client::signed_up(&server, "r@example.com");
+    let session_path = c.home.path().join("session.json");
+    let read = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&session_path).unwrap()).unwrap()
+    };
+    let spoil_access = || {
+        let mut s = read();
+        s["access_token"] = "expired.or.garbage".into();
+        std::fs::write(&session_path, serde_json::to_vec(&s).unwrap()).unwrap();
+    };
+    let before = read();
+    spoil_access();
+    c.run(&["files", "list"]).ok();
+    let after = read();
+    assert_ne!(before["refresh_token"], after["refresh_token"], "rotated");
+    assert_ne!(after["access_token"], "expired.or.garbage");
+
+    // Revoke the refresh token behind the CLI's back: the next refresh fails.
+    let http = reqwest::blocking::Client::new();
+    let r = http
+        .post(format!("{}/api/token/revoke", server.url))
+        .json(&serde_json::json!({"refresh_token": after["refresh_token"]}))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    spoil_access();
+    c.run(&["files", "list"]).fails_with("log in again");
+}
