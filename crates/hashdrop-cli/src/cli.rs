@@ -19,14 +19,15 @@ pub struct Cli {
         env = "HASHDROP_SERVER",
         default_value = "http://127.0.0.1:8080",
         global = true,
-        value_name = "URL"
+        value_name = "URL",
+        help_heading = "Global options"
     )]
     pub server: String,
     /// Machine-readable JSON on stdout.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
     /// Show HTTP requests and details on stderr.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Global options")]
     pub verbose: bool,
     /// What to do.
     #[command(subcommand)]
