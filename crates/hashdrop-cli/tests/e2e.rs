@@ -277,3 +277,83 @@ fn tampered_blob_leaves_no_output_file() {
         "no temp file left"
     );
 }
+
+/// With a terminal on stdin, `auth register` prompts for the password twice (no echo),
+/// then for the emailed code, and verifies in one go.
+#[test]
+fn interactive_register_prompts_and_verifies() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    if !common::tool_available("script") {
+        common::skip("util-linux `script` is not installed");
+        return;
+    }
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let email = "tty@example.com";
+    let c = Client::new(&server.url, email);
+    let line = format!(
+        "{} auth register --email {email}",
+        env!("CARGO_BIN_EXE_hashdrop")
+    );
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", &line, "/dev/null"])
+        .env("HASHDROP_HOME", c.home.path())
+        .env("HASHDROP_SERVER", &server.url)
+        .env_remove("HASHDROP_PASSWORD")
+        .env_remove("HASHDROP_OTP")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut tty = child.stdin.take().unwrap();
+    // Collect the terminal output as it comes, so each answer is typed only once its
+    // prompt is shown (typed-ahead text would be echoed before echo is switched off).
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let seen = seen.clone();
+        let mut stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    let wait_for = |needle: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !seen.lock().unwrap().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {needle:?} in {:?}",
+                seen.lock().unwrap()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    wait_for("Account password:");
+    writeln!(tty, "{}", common::PASSWORD).unwrap();
+    tty.flush().unwrap();
+    wait_for("Confirm account password:");
+    writeln!(tty, "{}", common::PASSWORD).unwrap();
+    tty.flush().unwrap();
+    wait_for("Verification code:");
+    let otp = server.otp(email);
+    writeln!(tty, "{otp}").unwrap();
+    tty.flush().unwrap();
+    let status = child.wait().unwrap();
+    drop(tty);
+    reader.join().unwrap();
+    let text = seen.lock().unwrap().clone();
+    assert!(status.success(), "{text}");
+    assert!(text.contains("verified"), "{text}");
+    assert!(!text.contains(common::PASSWORD), "password echoed: {text}");
+    c.run(&["auth", "login", "--email", email]).ok();
+}
