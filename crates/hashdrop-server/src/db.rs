@@ -5,6 +5,7 @@
 //! timestamps, TEXT ids. The few places that differ ask [`Db::backend`].
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -25,13 +26,42 @@ pub enum Backend {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite allows one writer; queueing write transactions here, in FIFO order,
+    /// beats letting connections collide on the file lock, where SQLite's busy
+    /// handler sleeps for milliseconds and wrecks tail latency.
+    write_lock: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// A transaction on either backend.
-pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+/// A write transaction on either backend. Derefs to the connection, so queries
+/// take `&mut *tx`; dropping it without [`Tx::commit`] rolls back.
+#[derive(Debug)]
+pub struct Tx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _writer: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Tx {
+    /// Commits (and releases the SQLite writer slot).
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
+}
 
 impl Db {
     /// Connects (creating the SQLite file if needed) and applies embedded migrations.
@@ -79,7 +109,15 @@ impl Db {
                     .await?
             }
         };
-        let db = Db { pool, backend };
+        let write_lock = match backend {
+            Backend::Sqlite => Some(Arc::new(tokio::sync::Mutex::new(()))),
+            Backend::Postgres => None,
+        };
+        let db = Db {
+            pool,
+            backend,
+            write_lock,
+        };
         match backend {
             Backend::Sqlite => SQLITE_MIGRATOR.run(&db.pool).await,
             Backend::Postgres => POSTGRES_MIGRATOR.run(&db.pool).await,
@@ -102,9 +140,19 @@ impl Db {
     /// (`BEGIN IMMEDIATE`) so a read-then-write transaction waits for the lock
     /// instead of failing with SQLITE_BUSY halfway through.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+        match &self.write_lock {
+            Some(lock) => {
+                let guard = lock.clone().lock_owned().await;
+                let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+                Ok(Tx {
+                    tx,
+                    _writer: Some(guard),
+                })
+            }
+            None => Ok(Tx {
+                tx: self.pool.begin().await?,
+                _writer: None,
+            }),
         }
     }
 

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Load-tests hashdrop-server on loopback with wrk and prints a Markdown table:
+# requests/s and p50/p99 latency for healthz, list (a user with 200 files) and the
+# download redirect, on SQLite and (if reachable) PostgreSQL, plus the server's peak RSS.
+#
+# Usage: scripts/bench-server.sh [DURATION_SECS] [CONNECTIONS]
+#   env: HASHDROP_BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres;
+#        set to "" to skip PostgreSQL), CARGO_TARGET_DIR (default /work/target-server).
+# Bounded: each run lasts DURATION_SECS (default 10) and targets 127.0.0.1 only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION="${1:-10}"
+CONNS="${2:-32}"
+PG_ADMIN="${HASHDROP_BENCH_POSTGRES_URL-postgres://postgres@127.0.0.1:5432/postgres}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-server}"
+
+command -v wrk >/dev/null || { echo "wrk is needed: apt-get install -y wrk" >&2; exit 1; }
+command -v curl >/dev/null || { echo "curl is needed" >&2; exit 1; }
+
+cargo build --release -q -p hashdrop-server
+BIN="$CARGO_TARGET_DIR/release/hashdrop-server"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+SERVER_PID=""
+PG_DB=""
+WORK=""
+cleanup() {
+  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
+  [ -n "$PG_DB" ] && psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS \"$PG_DB\" WITH (FORCE)" >/dev/null 2>&1 || true
+  [ -n "$WORK" ] && rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# wrk prints latency percentiles with units; convert to milliseconds.
+to_ms() {
+  awk -v v="$1" 'BEGIN {
+    n = v + 0; u = v; sub(/^[0-9.]+/, "", u);
+    if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000;
+    printf "%.2f", n }'
+}
+
+run_wrk() { # name url [header]
+  local name="$1" url="$2" hdr="${3:-}" out
+  if [ -n "$hdr" ]; then
+    out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -H "$hdr" "$url")
+  else
+    out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency "$url")
+  fi
+  local rps p50 p99 errs
+  rps=$(awk '/^Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
+  p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
+  p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+  errs=$(awk '/Non-2xx or 3xx/ {print $5}' <<<"$out"); errs="${errs:-0}"
+  printf '| %s | %s | %s | %s | %s | %s |\n' "$BACKEND" "$name" "$rps" "$p50" "$p99" "$errs"
+}
+
+bench_backend() { # backend database_url_or_empty
+  BACKEND="$1"
+  WORK=$(mktemp -d)
+  local port; port=$(free_port)
+  local base="http://127.0.0.1:$port"
+  cat >"$WORK/bench.toml" <<TOML
+[rate_limit]
+enabled = false
+[limits]
+daily_downloads_per_file = 1000000000
+user_files = 100000
+[jobs]
+cleaners_enabled = false
+[backup]
+interval_secs = 0
+TOML
+  local args=(--config "$WORK/bench.toml" --listen "127.0.0.1:$port" --data-dir "$WORK/data")
+  [ -n "$2" ] && args+=(--database-url "$2")
+  HASHDROP_LOG=warn "$BIN" "${args[@]}" >"$WORK/server.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 100); do curl -sf "$base/api/healthz" >/dev/null && break; sleep 0.1; done
+
+  local email="bench@example.com" pw="bench password 1"
+  curl -sf -XPOST "$base/api/user/register" -H 'content-type: application/json' \
+    -d "{\"email\":\"$email\",\"password\":\"$pw\"}" >/dev/null
+  local otp=""
+  for _ in $(seq 1 100); do
+    otp=$(cat "$WORK"/data/mail/*.eml 2>/dev/null | sed -n 's/.*code is: \([0-9]\{6\}\).*/\1/p' | head -n1)
+    [ -n "$otp" ] && break; sleep 0.1
+  done
+  curl -sf -XPATCH "$base/api/user/verify" -H 'content-type: application/json' \
+    -d "{\"email\":\"$email\",\"otp\":\"$otp\"}" >/dev/null
+  local token
+  token=$(curl -sf -XPOST "$base/api/user/login" -H 'content-type: application/json' \
+    -d "{\"email\":\"$email\",\"password\":\"$pw\"}" | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+  local hash; hash=$(printf 'ab%.0s' $(seq 1 32))
+  local file_id=""
+  for i in $(seq 1 200); do
+    local p url
+    p=$(curl -sf -XPOST "$base/api/files/presign" -H "authorization: Bearer $token" \
+      -H 'content-type: application/json' \
+      -d "{\"file_name\":\"f$i.bin\",\"plaintext_hash\":\"$hash\",\"encrypted_size_bytes\":64,\"key_management_mode\":\"vault\"}")
+    file_id=$(sed -n 's/.*"file_id":"\([^"]*\)".*/\1/p' <<<"$p")
+    url=$(sed -n 's/.*"url":"\([^"]*\)".*/\1/p' <<<"$p")
+    head -c 64 /dev/zero | curl -sf -XPUT --data-binary @- "$url" >/dev/null
+    curl -sf -XPOST "$base/api/files/complete" -H "authorization: Bearer $token" \
+      -H 'content-type: application/json' -d "{\"file_id\":\"$file_id\"}" >/dev/null
+  done
+  local dl
+  dl=$(curl -sf "$base/api/files?id=$file_id" -H "authorization: Bearer $token" |
+    sed -n 's/.*"download_url":"\([^"]*\)".*/\1/p')
+
+  run_wrk "healthz" "$base/api/healthz"
+  run_wrk "list (200 files)" "$base/api/files/all" "Authorization: Bearer $token"
+  run_wrk "download redirect (303)" "$dl"
+  local rss; rss=$(awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$SERVER_PID/status")
+  printf '| %s | peak server RSS (VmHWM) | %s MiB | | | |\n' "$BACKEND" "$rss"
+  kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
+  rm -rf "$WORK"; WORK=""
+}
+
+echo "wrk -t2 -c$CONNS -d${DURATION}s, loopback, $(nproc) cores, $(date -u +%Y-%m-%d)"
+echo
+echo "| backend | endpoint | req/s | p50 ms | p99 ms | non-2xx/3xx |"
+echo "|---|---|---|---|---|---|"
+bench_backend sqlite ""
+if [ -n "$PG_ADMIN" ] && psql "$PG_ADMIN" -qAtc 'select 1' >/dev/null 2>&1; then
+  PG_DB="hashdrop_bench_$$"
+  psql "$PG_ADMIN" -qc "CREATE DATABASE \"$PG_DB\"" >/dev/null
+  bench_backend postgres "${PG_ADMIN%/*}/$PG_DB"
+  psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS \"$PG_DB\" WITH (FORCE)" >/dev/null; PG_DB=""
+else
+  echo "| postgres | skipped: $PG_ADMIN not reachable | | | | |"
+fi
