@@ -27,9 +27,9 @@ SERVER_PID=""
 PG_DB=""
 WORK=""
 cleanup() {
-  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
-  [ -n "$PG_DB" ] && psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS \"$PG_DB\" WITH (FORCE)" >/dev/null 2>&1 || true
-  [ -n "$WORK" ] && rm -rf "$WORK"
+  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  if [ -n "$PG_DB" ]; then psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS \"$PG_DB\" WITH (FORCE)" >/dev/null 2>&1 || true; fi
+  if [ -n "$WORK" ]; then rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
@@ -83,7 +83,7 @@ TOML
     -d "{\"email\":\"$email\",\"password\":\"$pw\"}" >/dev/null
   local otp=""
   for _ in $(seq 1 100); do
-    otp=$(cat "$WORK"/data/mail/*.eml 2>/dev/null | sed -n 's/.*code is: \([0-9]\{6\}\).*/\1/p' | head -n1)
+    otp=$(cat "$WORK"/data/mail/*.eml 2>/dev/null | sed -n 's/.*code is: \([0-9]\{6\}\).*/\1/p' | head -n1 || true)
     [ -n "$otp" ] && break; sleep 0.1
   done
   curl -sf -XPATCH "$base/api/user/verify" -H 'content-type: application/json' \

@@ -156,6 +156,15 @@ impl Db {
         }
     }
 
+    /// Takes the SQLite writer slot for a single write statement run outside
+    /// [`Db::begin`] (no-op on PostgreSQL). Hold the guard while the statement runs.
+    pub async fn write_slot(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.write_lock {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        }
+    }
+
     /// Round trip used by readiness.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1")

@@ -271,11 +271,14 @@ pub async fn run_cleaner(state: &AppState, name: &str) -> anyhow::Result<u64> {
             .rows_affected()
         }
         "download_counters" => {
-            sqlx::query("DELETE FROM download_counts WHERE day < $1")
-                .bind(now / day_ms)
-                .execute(db.pool())
-                .await?
-                .rows_affected()
+            let _w = db.write_slot().await;
+            sqlx::query(
+                "UPDATE files SET dl_day_count = 0 WHERE dl_day < $1 AND dl_day_count > 0",
+            )
+            .bind(now / day_ms)
+            .execute(db.pool())
+            .await?
+            .rows_affected()
         }
         "unverified_users" => {
             sqlx::query("DELETE FROM users WHERE verified_at IS NULL AND created_at < $1")

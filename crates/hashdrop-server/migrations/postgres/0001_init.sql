@@ -52,19 +52,15 @@ CREATE TABLE files (
     expires_at BIGINT,
     max_downloads BIGINT,
     download_count BIGINT NOT NULL DEFAULT 0,
+    -- Per-file daily counter kept on the row so one conditional UPDATE both checks
+    -- and counts a download (UTC day number since the epoch).
+    dl_day BIGINT NOT NULL DEFAULT 0,
+    dl_day_count BIGINT NOT NULL DEFAULT 0,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );
 CREATE INDEX files_user_created ON files(user_id, created_at);
 CREATE INDEX files_status_updated ON files(status, updated_at);
-
-CREATE TABLE download_counts (
-    file_id TEXT NOT NULL REFERENCES files(id) ON DELETE CASCADE,
-    day BIGINT NOT NULL,
-    count BIGINT NOT NULL,
-    PRIMARY KEY (file_id, day)
-);
-CREATE INDEX download_counts_day ON download_counts(day);
 
 CREATE TABLE jobs (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

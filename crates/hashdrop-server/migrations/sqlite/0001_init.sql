@@ -52,19 +52,15 @@ CREATE TABLE files (
     expires_at INTEGER,
     max_downloads INTEGER,
     download_count INTEGER NOT NULL DEFAULT 0,
+    -- Per-file daily counter kept on the row so one conditional UPDATE both checks
+    -- and counts a download (UTC day number since the epoch).
+    dl_day INTEGER NOT NULL DEFAULT 0,
+    dl_day_count INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
 );
 CREATE INDEX files_user_created ON files(user_id, created_at);
 CREATE INDEX files_status_updated ON files(status, updated_at);
-
-CREATE TABLE download_counts (
-    file_id TEXT NOT NULL REFERENCES files(id) ON DELETE CASCADE,
-    day INTEGER NOT NULL,
-    count INTEGER NOT NULL,
-    PRIMARY KEY (file_id, day)
-);
-CREATE INDEX download_counts_day ON download_counts(day);
 
 CREATE TABLE jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

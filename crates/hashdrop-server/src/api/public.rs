@@ -70,57 +70,67 @@ fn check_shareable(f: &PublicFile, now: i64) -> ApiResult<()> {
 }
 
 /// `GET /files/download/{user_hash}/{file_id}`: counts the download and answers 303
-/// to a short-lived signed blob URL. Both counters move in one transaction with
-/// conditional UPDATEs, so with a daily limit of N exactly N concurrent requests win.
+/// to a short-lived signed blob URL.
+///
+/// The success path is ONE conditional UPDATE that checks ownership (the object key
+/// embeds the owner hash), status, expiry, the total cap and the daily counter, and
+/// counts in the same step: with a daily limit of N exactly N concurrent requests
+/// win, on both backends. Only a refusal pays for a second query to explain itself.
 pub async fn download(
     State(state): State<AppState>,
     Path((user_hash, file_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let file_id = parse_file_id(&file_id)?;
-    let f = live_file(&state, &file_id).await?;
-    if state.keys.user_hash(&f.user_id) != user_hash {
-        return Err(ApiError::NotFound("file not found"));
+    let not_found = ApiError::NotFound("file not found");
+    if !crate::blob::valid_key(&format!("{user_hash}/{file_id}")) {
+        return Err(not_found);
     }
+    let object_key = format!("{user_hash}/{file_id}");
     let now = now_ms();
-    check_shareable(&f, now)?;
     let day = now / DAY_MS;
-    let mut tx = state.db.begin().await?;
-    if state.db.backend() == crate::db::Backend::Postgres {
-        // A crash may forget the last few counted downloads (allowing a few extra),
-        // which is an acceptable trade for not waiting on a WAL flush per download.
-        sqlx::query("SET LOCAL synchronous_commit = off")
-            .execute(&mut *tx)
-            .await?;
-    }
-    let total = sqlx::query(
-        "UPDATE files SET download_count = download_count + 1 WHERE id = $1 AND status = 'uploaded' \
-         AND (max_downloads IS NULL OR download_count < max_downloads) \
-         AND (expires_at IS NULL OR expires_at > $2)",
-    )
-    .bind(&file_id)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    if total.rows_affected() == 0 {
-        return Err(ApiError::Gone("this file is no longer available"));
-    }
-    let daily = sqlx::query(
-        "INSERT INTO download_counts (file_id, day, count) VALUES ($1, $2, 1) \
-         ON CONFLICT (file_id, day) DO UPDATE SET count = download_counts.count + 1 \
-         WHERE download_counts.count < $3",
-    )
-    .bind(&file_id)
-    .bind(day)
-    .bind(
-        state
-            .cfg
-            .limits
-            .daily_downloads_per_file
-            .min(i64::MAX as u64) as i64,
-    )
-    .execute(&mut *tx)
-    .await?;
-    if daily.rows_affected() == 0 {
+    let daily_limit = state
+        .cfg
+        .limits
+        .daily_downloads_per_file
+        .min(i64::MAX as u64) as i64;
+    let count = || {
+        sqlx::query(
+            "UPDATE files SET download_count = download_count + 1, \
+             dl_day_count = CASE WHEN dl_day = $3 THEN dl_day_count + 1 ELSE 1 END, dl_day = $3 \
+             WHERE id = $1 AND object_key = $2 AND status = 'uploaded' \
+             AND (max_downloads IS NULL OR download_count < max_downloads) \
+             AND (expires_at IS NULL OR expires_at > $4) \
+             AND (dl_day <> $3 OR dl_day_count < $5)",
+        )
+        .bind(file_id.clone())
+        .bind(object_key.clone())
+        .bind(day)
+        .bind(now)
+        .bind(daily_limit)
+    };
+    let counted = match state.db.backend() {
+        crate::db::Backend::Sqlite => {
+            let _writer = state.db.write_slot().await;
+            count().execute(state.db.pool()).await?.rows_affected()
+        }
+        crate::db::Backend::Postgres => {
+            // A crash may forget the last few counted downloads (allowing a few
+            // extra), an acceptable trade for not waiting on a WAL flush per download.
+            let mut tx = state.db.begin().await?;
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *tx)
+                .await?;
+            let n = count().execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+            n
+        }
+    };
+    if counted == 0 {
+        let f = live_file(&state, &file_id).await?;
+        if f.object_key != object_key {
+            return Err(not_found);
+        }
+        check_shareable(&f, now)?;
         let retry_after = (((day + 1) * DAY_MS - now) / 1000).max(1) as u64;
         return Err(ApiError::TooManyRequests {
             message: "daily download limit reached for this file",
@@ -128,10 +138,9 @@ pub async fn download(
             retry_after,
         });
     }
-    tx.commit().await?;
     metrics::counter!("hashdrop_downloads_total").increment(1);
     let url = state.blobs.presign_get(
-        &f.object_key,
+        &object_key,
         Duration::from_secs(state.cfg.limits.download_url_ttl_secs),
     );
     Ok((
