@@ -111,8 +111,15 @@ async fn run(cmd: Command, mut cfg: Config) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("binding {}", cfg.listen))?;
             let addr = listener.local_addr()?;
+            // With --listen 127.0.0.1:0 the real port is known only now; links must use it.
+            cfg.listen = addr.to_string();
+            if cfg.public_url.is_none() {
+                cfg.public_url = Some(format!("http://{addr}"));
+            }
             let app = App::build(cfg).await?;
             tracing::info!(%addr, "hashdrop-server listening");
+            // One stable line on stdout for scripts and tests that start the binary.
+            println!("hashdrop-server listening on http://{addr}");
             app.serve(listener, shutdown_signal()).await?;
         }
         Command::Jobs { action } => {

@@ -1041,3 +1041,34 @@ async fn admin_reset_is_dev_only(b: Backend) {
         .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// Every route in the OpenAPI table is served (no fallback 404, no 405), so the
+/// document cannot list a route the router lacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_table_matches_router() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    for (method, path, ..) in hashdrop_server::openapi::ROUTES {
+        let concrete = path
+            .replace("{user_hash}", "usrh-00")
+            .replace("{file_id}", "00000000-0000-0000-0000-000000000000")
+            .replace("{prefix}", "usrh-00")
+            .replace("{name}", "x");
+        let m = Method::from_bytes(method.as_bytes()).unwrap();
+        let r = app
+            .client
+            .request(m, app.url(&concrete))
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(
+            r.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        if r.status() == StatusCode::NOT_FOUND {
+            if let Ok(b) = r.json::<ErrorBody>().await {
+                assert_ne!(b.error, "no such route", "{method} {path}");
+            }
+        }
+    }
+}

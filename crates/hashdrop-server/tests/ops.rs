@@ -307,3 +307,43 @@ fn config_layers_defaults_file_env_flags() {
         assert!(help.contains(needle), "--help mentions {needle}");
     }
 }
+
+/// The binary on `--listen 127.0.0.1:0`: prints its address, serves, and exits
+/// cleanly on SIGTERM.
+#[test]
+fn binary_serves_on_port_zero_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = server_bin()
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("HASHDROP_AUTH__ARGON2_M_COST_KIB", "64")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("hashdrop-server listening on ")
+        .expect("address line")
+        .to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let r = reqwest::get(format!("{url}/api/healthz")).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    });
+    assert!(
+        dir.path().join("secrets.toml").exists(),
+        "secrets generated"
+    );
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+}

@@ -289,7 +289,12 @@ pub async fn delete_account(
         _ => return Err(ApiError::Unauthorized("invalid email or password")),
     }
     let mut tx = state.db.begin().await?;
-    // Global row first: every path that touches both counters locks in this order.
+    // Lock the global row first, as every quota path does. On PostgreSQL this also
+    // waits out any presign in flight for this user, so the usage read next (a new
+    // snapshot under READ COMMITTED) includes it.
+    sqlx::query("UPDATE global_usage SET used_bytes = used_bytes WHERE id = 1")
+        .execute(&mut *tx)
+        .await?;
     let used: Option<(i64,)> = sqlx::query_as("SELECT used_bytes FROM users WHERE id = $1")
         .bind(&user_id)
         .fetch_optional(&mut *tx)
