@@ -162,6 +162,18 @@ fn full_flow_register_upload_share_decrypt_delete() {
     ])
     .fails_with("log in");
 
+    // Without DEST the file lands in the Downloads directory.
+    let fake_home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(fake_home.path().join("Downloads")).unwrap();
+    let mut cmd = bob.cmd(&["decrypt", &link_v]);
+    cmd.env("HOME", fake_home.path())
+        .env("XDG_CONFIG_HOME", fake_home.path().join(".config"));
+    Client::run_cmd(cmd).ok();
+    assert_eq!(
+        std::fs::read(fake_home.path().join("Downloads/report.bin")).unwrap(),
+        data
+    );
+
     // delete
     alice
         .run(&["files", "delete", &id_p[..8]])
@@ -180,7 +192,21 @@ fn full_flow_register_upload_share_decrypt_delete() {
         .fails_with("no file of yours");
 
     // logout revokes; login again; delete the account.
+    let session: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(alice.home.path().join("session.json")).unwrap())
+            .unwrap();
     alice.run(&["auth", "logout"]).ok();
+    assert!(!alice.home.path().join("session.json").exists());
+    let refreshed = reqwest::blocking::Client::new()
+        .post(format!("{}/api/token/refresh", server.url))
+        .json(&serde_json::json!({"refresh_token": session["refresh_token"]}))
+        .send()
+        .unwrap();
+    assert_eq!(
+        refreshed.status().as_u16(),
+        401,
+        "logout revoked the refresh token"
+    );
     alice.run(&["files", "list"]).fails_with("not logged in");
     alice
         .run(&["auth", "login", "--email", "alice@example.com"])

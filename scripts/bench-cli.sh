@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# CLI throughput benchmark: upload then download+decrypt of a random file through the
+# embedded hashdrop-server on loopback, next to curl moving the same bytes to and from
+# the same server in the same run. Reports MB/s (10^6 bytes/s of plaintext) both ways
+# and the peak RSS of client and server (GNU time -v).
+#
+# usage: scripts/bench-cli.sh [SIZE_MIB]        (default 1024)
+# env:   CARGO_TARGET_DIR (default ./target), KEEP=1 keeps the work directory.
+#
+# Notes on what is measured:
+# - "upload" is the whole `hashdrop upload`: the read-only hashing pass the server's
+#   presign needs, then encrypt-while-uploading, complete, and the vault update.
+# - "download" is the whole `hashdrop decrypt --verify`: share facts, hash lookup,
+#   download, decrypt to a temp file, fsync, rename.
+# - curl PUTs the same number of bytes to a signed upload URL of the same server, and
+#   GETs the stored object through the same download redirect, writing to a file.
+# - scrypt is set to a small work factor (HASHDROP_SCRYPT_WORK_FACTOR=10) so the ~1 s
+#   vault passphrase derivation does not distort a throughput number.
+set -euo pipefail
+
+SIZE_MIB=${1:-1024}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+for tool in curl python3 /usr/bin/time; do
+    command -v "$tool" >/dev/null || { echo "bench-cli: $tool is required" >&2; exit 1; }
+done
+
+echo "building release binaries..." >&2
+(cd "$ROOT" && cargo build --release -q -p hashdrop-cli -p hashdrop-server)
+CLI=$TARGET/release/hashdrop
+SRV=$TARGET/release/hashdrop-server
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/hashdrop-bench.XXXXXX")
+SERVER_PID=""
+cleanup() {
+    if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+    if [ "${KEEP:-0}" != 1 ]; then rm -rf "$WORK"; else echo "kept $WORK" >&2; fi
+}
+trap cleanup EXIT
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+URL="http://127.0.0.1:$PORT"
+BYTES=$((SIZE_MIB * 1024 * 1024))
+LIMIT=$((BYTES * 4))
+
+echo "writing $SIZE_MIB MiB of random data..." >&2
+head -c "$BYTES" /dev/urandom > "$WORK/input.bin"
+
+HASHDROP_RATE_LIMIT__ENABLED=false \
+HASHDROP_LIMITS__FILE_MAX_BYTES=$LIMIT \
+HASHDROP_LIMITS__USER_BYTES=$LIMIT \
+HASHDROP_LIMITS__GLOBAL_BYTES=$LIMIT \
+HASHDROP_LIMITS__UPLOAD_URL_TTL_SECS=3600 \
+HASHDROP_LIMITS__DOWNLOAD_URL_TTL_SECS=3600 \
+RUST_LOG=warn \
+    /usr/bin/time -v -o "$WORK/server.time" \
+    "$SRV" --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" --public-url "$URL" \
+    > "$WORK/server.log" 2>&1 &
+TIME_PID=$!
+for _ in $(seq 1 600); do
+    curl -sf "$URL/api/healthz" >/dev/null 2>&1 && break
+    sleep 0.05
+done
+curl -sf "$URL/api/healthz" >/dev/null || { echo "server did not start" >&2; cat "$WORK/server.log" >&2; exit 1; }
+SERVER_PID=$(pgrep -P "$TIME_PID" || true)
+
+export HASHDROP_SERVER=$URL HASHDROP_HOME=$WORK/home HASHDROP_PASSWORD="bench password 1" \
+    HASHDROP_VAULT_PASSWORD="bench vault 1" HASHDROP_SCRYPT_WORK_FACTOR=10 \
+    HASHDROP_MAX_UPLOAD_BYTES=$LIMIT
+EMAIL=bench@example.com
+"$CLI" auth register --email $EMAIL </dev/null >/dev/null
+for _ in $(seq 1 200); do ls "$WORK"/data/mail/*.eml >/dev/null 2>&1 && break; sleep 0.05; done
+OTP=$(grep -ho 'code is: [0-9]\{6\}' "$WORK"/data/mail/*.eml | tail -1 | grep -o '[0-9]\{6\}')
+HASHDROP_OTP=$OTP "$CLI" auth verify --email $EMAIL </dev/null >/dev/null
+"$CLI" auth login --email $EMAIL </dev/null >/dev/null
+
+now() { date +%s.%N; }
+rss_mib() { awk -F: '/Maximum resident set size/ {printf "%.1f", $2/1024}' "$1"; }
+rate() { python3 -c "print(f'{$BYTES/($2-$1)/1e6:.0f}')"; }
+secs() { python3 -c "print(f'{$2-$1:.2f}')"; }
+
+# hashdrop upload
+t0=$(now)
+/usr/bin/time -v -o "$WORK/up.time" "$CLI" --json upload "$WORK/input.bin" </dev/null > "$WORK/up.json"
+t1=$(now)
+FILE_ID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["file_id"])' "$WORK/up.json")
+LINK=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["share_link"])' "$WORK/up.json")
+
+# hashdrop decrypt
+t2=$(now)
+/usr/bin/time -v -o "$WORK/down.time" "$CLI" decrypt "$LINK" "$WORK/output.bin" --verify </dev/null >/dev/null
+t3=$(now)
+cmp "$WORK/input.bin" "$WORK/output.bin" || { echo "roundtrip mismatch" >&2; exit 1; }
+rm -f "$WORK/output.bin"
+
+# curl: PUT the same bytes to a signed upload URL of the same server, then GET them
+# back through the download redirect.
+ACCESS=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["access_token"])' "$WORK/home/session.json")
+PRESIGN=$(curl -sf -X POST "$URL/api/files/presign" -H "Authorization: Bearer $ACCESS" \
+    -H 'Content-Type: application/json' \
+    -d "{\"file_name\":\"curl.bin\",\"plaintext_hash\":\"$(printf '0%.0s' $(seq 1 64))\",\"encrypted_size_bytes\":$BYTES,\"key_management_mode\":\"passphrase\"}")
+PUT_URL=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["upload_resource"]["url"])' "$PRESIGN")
+CURL_ID=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["file_id"])' "$PRESIGN")
+t4=$(now)
+/usr/bin/time -v -o "$WORK/curl-up.time" curl -sf -T "$WORK/input.bin" "$PUT_URL" -o /dev/null
+t5=$(now)
+curl -sf -X POST "$URL/api/files/complete" -H "Authorization: Bearer $ACCESS" \
+    -H 'Content-Type: application/json' -d "{\"file_id\":\"$CURL_ID\"}" >/dev/null
+DL_URL=$(curl -sf "$URL/api/share/$CURL_ID" | python3 -c 'import json,sys; print(json.load(sys.stdin)["download_url"])')
+t6=$(now)
+/usr/bin/time -v -o "$WORK/curl-down.time" curl -sf -L "$DL_URL" -o "$WORK/curl-out.bin"
+t7=$(now)
+rm -f "$WORK/curl-out.bin"
+
+kill "$SERVER_PID" 2>/dev/null || true
+wait "$TIME_PID" 2>/dev/null || true
+SERVER_PID=""
+
+UP=$(rate "$t0" "$t1"); DOWN=$(rate "$t2" "$t3"); CUP=$(rate "$t4" "$t5"); CDOWN=$(rate "$t6" "$t7")
+cat <<REPORT
+size: $SIZE_MIB MiB ($BYTES bytes), loopback, $(nproc) CPUs, $(uname -r)
+| direction | hashdrop MB/s | time s | curl MB/s | time s | hashdrop/curl | client peak RSS MiB |
+|---|---|---|---|---|---|---|
+| upload   | $UP | $(secs "$t0" "$t1") | $CUP | $(secs "$t4" "$t5") | $(python3 -c "print(f'{$UP/$CUP:.0%}')") | $(rss_mib "$WORK/up.time") |
+| download | $DOWN | $(secs "$t2" "$t3") | $CDOWN | $(secs "$t6" "$t7") | $(python3 -c "print(f'{$DOWN/$CDOWN:.0%}')") | $(rss_mib "$WORK/down.time") |
+curl peak RSS MiB: up $(rss_mib "$WORK/curl-up.time"), down $(rss_mib "$WORK/curl-down.time")
+server peak RSS MiB (whole run): $(rss_mib "$WORK/server.time")
+REPORT
