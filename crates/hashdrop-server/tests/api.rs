@@ -25,6 +25,9 @@ both_backends!(
     delete_account_removes_rows_and_blobs,
     stale_pending_upload_cleaner_releases_quota,
     admin_reset_is_dev_only,
+    per_user_and_forwarded_ip_buckets,
+    concurrent_workers_run_each_job_once,
+    readiness_fails_without_blob_store,
 );
 
 async fn health_readiness_version_metrics_openapi(b: Backend) {
@@ -1071,4 +1074,112 @@ async fn openapi_table_matches_router() {
             }
         }
     }
+}
+
+async fn per_user_and_forwarded_ip_buckets(b: Backend) {
+    let app = TestApp::spawn_with(b, |c| {
+        c.rate_limit.enabled = true;
+        c.rate_limit.list.per_key_per_minute = 2;
+        c.rate_limit.auth.per_key_per_minute = 4;
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let a = app.user("rl-a@example.com").await;
+    let bb = app.user("rl-b@example.com").await;
+    for _ in 0..2 {
+        assert_eq!(
+            app.get("/api/files/all", Some(&a.access_token))
+                .await
+                .status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+    assert_eq!(
+        app.get("/api/files/all", Some(&a.access_token))
+            .await
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Another user has their own bucket.
+    assert_eq!(
+        app.get("/api/files/all", Some(&bb.access_token))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // Behind a trusted proxy each forwarded client has its own bucket.
+    let login = |ip: &'static str| {
+        app.client
+            .post(app.url("/api/user/login"))
+            .header("x-forwarded-for", ip)
+            .json(&json!({"email": "nobody@example.com", "password": "whatever1"}))
+            .send()
+    };
+    // The set-up above used up 127.0.0.1's auth bucket; forwarded clients have their own.
+    assert_eq!(
+        app.register("rl-c@example.com", "long enough pw")
+            .await
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    for _ in 0..4 {
+        assert_eq!(
+            login("203.0.113.7").await.unwrap().status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login("203.0.113.7").await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        login("203.0.113.8").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+async fn concurrent_workers_run_each_job_once(b: Backend) {
+    let app = TestApp::spawn_with(b, |c| c.jobs.worker_enabled = false).await;
+    {
+        let mut conn = app.state.db.pool().acquire().await.unwrap();
+        for i in 0..40 {
+            let mail = json!({"to": format!("w{i}@example.com"), "subject": "s", "body": "code is: 123456"});
+            hashdrop_server::jobs::enqueue(
+                &mut conn,
+                hashdrop_server::jobs::KIND_SEND_MAIL,
+                &mail,
+                None,
+                3,
+            )
+            .await
+            .unwrap();
+        }
+    }
+    let (x, y, z) = tokio::join!(
+        hashdrop_server::jobs::drain_once(&app.state),
+        hashdrop_server::jobs::drain_once(&app.state),
+        hashdrop_server::jobs::drain_once(&app.state),
+    );
+    assert_eq!(x.unwrap() + y.unwrap() + z.unwrap(), 40);
+    let mails = std::fs::read_dir(app.data_dir.join("mail"))
+        .unwrap()
+        .count();
+    assert_eq!(mails, 40, "each job ran exactly once");
+    let done = hashdrop_server::jobs::list(&app.state.db, Some("done"))
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 40);
+}
+
+async fn readiness_fails_without_blob_store(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    std::fs::remove_dir_all(app.data_dir.join("blobs")).unwrap();
+    let r = app.get("/api/readyz", None).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let ready: Readiness = r.json().await.unwrap();
+    assert_eq!(ready.checks.blob_store, "error");
+    assert_eq!(ready.checks.database, "ok");
+    // Liveness is unaffected.
+    assert_eq!(app.get("/api/healthz", None).await.status(), StatusCode::OK);
 }

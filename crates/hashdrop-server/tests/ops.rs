@@ -318,7 +318,9 @@ fn binary_serves_on_port_zero_and_stops_on_sigterm() {
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .env("HASHDROP_AUTH__ARGON2_M_COST_KIB", "64")
+        .env("HASHDROP_LOG", "info")
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -332,8 +334,14 @@ fn binary_serves_on_port_zero_and_stops_on_sigterm() {
         .to_string();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let r = reqwest::get(format!("{url}/api/healthz")).await.unwrap();
+        let r = reqwest::Client::new()
+            .get(format!("{url}/api/readyz"))
+            .header("x-request-id", "probe-4711")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["x-request-id"], "probe-4711");
     });
     assert!(
         dir.path().join("secrets.toml").exists(),
@@ -344,6 +352,17 @@ fn binary_serves_on_port_zero_and_stops_on_sigterm() {
         .status()
         .unwrap();
     assert!(kill.success());
-    let status = child.wait().unwrap();
-    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "clean exit on SIGTERM: {:?}",
+        out.status
+    );
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("request_id=probe-4711") && l.contains("request finished")),
+        "request id on the request's log line:\n{logs}"
+    );
+    assert!(logs.contains("shutdown complete"), "{logs}");
 }
