@@ -246,7 +246,17 @@ pub async fn put_blob(
         }
         file.sync_all().await?;
         drop(file);
-        tokio::fs::rename(&tmp, &dst).await?;
+        // Create-only: an object never changes once written (GET promises
+        // `immutable`), so a second PUT to the same key is refused. A hard link
+        // fails atomically if the name exists; the temp name is removed below.
+        match tokio::fs::hard_link(&tmp, &dst).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(ApiError::Conflict("object already uploaded"));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let _ = tokio::fs::remove_file(&tmp).await;
         Ok::<u64, ApiError>(written)
     }
     .await;

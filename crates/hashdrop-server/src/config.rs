@@ -241,12 +241,15 @@ impl Default for JobsConfig {
 pub struct BackupConfig {
     /// Interval between snapshots; 0 disables the schedule.
     pub interval_secs: u64,
+    /// Snapshots kept in the blob store; older ones are deleted after each backup.
+    pub keep: u32,
 }
 
 impl Default for BackupConfig {
     fn default() -> Self {
         BackupConfig {
             interval_secs: 24 * 3600,
+            keep: 7,
         }
     }
 }
@@ -400,6 +403,7 @@ cleaner_interval_secs = 900
 
 [backup]
 interval_secs = 86400              # SQLite only; 0 disables
+keep = 7                           # snapshots kept under backups/ in the blob store
 "#;
 
 #[cfg(test)]

@@ -49,6 +49,11 @@ impl App {
         let keys = crypto::Keys::new(&secrets);
         let db = db::Db::connect(&cfg.database_url()).await?;
         let public_url: Arc<str> = cfg.public_url().into();
+        anyhow::ensure!(
+            cfg.mailer == "log",
+            "unsupported mailer {:?} (only \"log\" is built; smtp:// is planned)",
+            cfg.mailer
+        );
         let local = blob::open(&cfg.blob_store_url(), &public_url, keys.clone())?;
         let state = AppState {
             hasher: crypto::PasswordHasherCfg::new(&cfg.auth)?,
@@ -132,6 +137,14 @@ pub async fn backup_now(state: &AppState) -> anyhow::Result<String> {
     let r = state.blobs.put_file(&key, &tmp).await;
     let _ = tokio::fs::remove_file(&tmp).await;
     r?;
+    // Names sort by time (fixed-width millisecond stamps), oldest first.
+    let all = state.blobs.list("backups").await?;
+    let keep = state.cfg.backup.keep.max(1) as usize;
+    if all.len() > keep {
+        for old in &all[..all.len() - keep] {
+            state.blobs.delete(old).await?;
+        }
+    }
     Ok(key)
 }
 

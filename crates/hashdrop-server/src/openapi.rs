@@ -151,9 +151,9 @@ pub const ROUTES: &[(&str, &str, &str, bool, &[u16])] = &[
     (
         "PUT",
         "/blob/{prefix}/{name}",
-        "Signed upload of one object",
+        "Signed upload of one object (create-only)",
         false,
-        &[200, 403, 413],
+        &[200, 403, 409, 413],
     ),
     (
         "GET",

@@ -768,17 +768,23 @@ async fn signed_url_tampering_and_expiry(b: Backend) {
         .await
         .unwrap();
     assert!(r.status() == StatusCode::FORBIDDEN || r.status() == StatusCode::NOT_FOUND);
-    // The genuine URL works.
-    assert_eq!(
-        app.client
-            .put(&url)
-            .body(vec![1u8; 10])
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    // The genuine URL works, once: objects are immutable.
+    let r = app
+        .client
+        .put(&url)
+        .body(vec![1u8; 10])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app
+        .client
+        .put(&url)
+        .body(vec![2u8; 10])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
     // Expiry: a URL signed for 1 s stops working.
     let short = app
         .state

@@ -199,8 +199,7 @@ async fn sqlite_backup_and_restore_round_trip() {
     // Changes after the snapshot are lost by a restore.
     app.user("late@example.com").await;
     app.stop().await;
-    let (tmp, _) = app.take_resources();
-    let tmp = tmp.unwrap();
+    let tmp = app.take_data_dir().unwrap();
 
     let mut restore = server_bin();
     let out = restore
@@ -365,4 +364,22 @@ fn binary_serves_on_port_zero_and_stops_on_sigterm() {
         "request id on the request's log line:\n{logs}"
     );
     assert!(logs.contains("shutdown complete"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_keep_only_the_newest() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.backup.keep = 2).await;
+    let mut made = Vec::new();
+    for _ in 0..3 {
+        let key = hashdrop_server::backup_now(&app.state).await.unwrap();
+        made.push(key);
+        // Distinct millisecond stamps: wait for the clock, not a fixed time.
+        let last = hashdrop_server::db::now_ms();
+        poll(Duration::from_secs(1), || async {
+            (hashdrop_server::db::now_ms() > last).then_some(())
+        })
+        .await;
+    }
+    let listed = app.state.blobs.list("backups").await.unwrap();
+    assert_eq!(listed, made[1..].to_vec());
 }

@@ -223,9 +223,9 @@ impl TestApp {
         }
     }
 
-    /// Takes the temp dir and pg guard, for restarting on the same data.
-    pub fn take_resources(&mut self) -> (Option<tempfile::TempDir>, Option<()>) {
-        (self._tmp.take(), None)
+    /// Takes ownership of the temp data dir, for restarting on the same data.
+    pub fn take_data_dir(&mut self) -> Option<tempfile::TempDir> {
+        self._tmp.take()
     }
 
     pub fn url(&self, path: &str) -> String {
