@@ -7,6 +7,7 @@ mod cli;
 mod cmd;
 mod error;
 mod home;
+mod pipe;
 mod secrets;
 mod util;
 mod vault_store;

@@ -2,7 +2,6 @@
 //! destination, and rename it into place only once the whole stream authenticated
 //! (and, with `--verify`, the plaintext hash matched). Any failure leaves no output.
 
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use futures_util::TryStreamExt;
@@ -10,12 +9,12 @@ use hashdrop_crypto::{decrypt, to_hex, AgeIdentity, Keys, Passphrase};
 use hashdrop_wire::{FileHash, KeyMode, ShareInfo};
 use reqwest::Method;
 use serde_json::json;
-use tokio_util::io::{StreamReader, SyncIoBridge};
 use url::Url;
 
 use crate::api::{read_json, transport_error, HttpError};
 use crate::cli::DecryptArgs;
 use crate::error::{fail, from_crypto};
+use crate::pipe::{ChannelReader, ThreadedWriter};
 use crate::secrets::{self, SecretKind};
 use crate::util::{human_bytes, progress};
 use crate::{vault_store, Ctx};
@@ -237,7 +236,7 @@ pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
         .bytes_stream()
         .inspect_ok(move |c| b.inc(c.len() as u64))
         .map_err(std::io::Error::other);
-    let reader = StreamReader::new(stream);
+    let reader = ChannelReader::spawn(stream);
     let tmp = tempfile::Builder::new()
         .prefix(".hashdrop-")
         .suffix(".part")
@@ -249,15 +248,15 @@ pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
                 "choose a writable destination",
             )
         })?;
-    let handle = tokio::runtime::Handle::current();
+    let out_file = tmp.as_file().try_clone()?;
     let outcome = tokio::task::spawn_blocking(move || {
-        let bridge = SyncIoBridge::new_with_handle(reader, handle);
-        let result = {
-            let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file());
-            decrypt(bridge, &mut out, &keys).and_then(|s| {
-                out.flush()?;
-                Ok(s)
-            })
+        let mut out = ThreadedWriter::new(out_file);
+        let result = decrypt(reader, &mut out, &keys);
+        let finished = out.finish();
+        let result = match (result, finished) {
+            (Ok(s), Ok(())) => Ok(s),
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(e.into()),
         };
         (tmp, result)
     })

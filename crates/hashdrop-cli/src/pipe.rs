@@ -1,0 +1,197 @@
+//! Plumbing that lets download, decryption and disk writes overlap: a reader fed by
+//! an async task through a bounded channel, and a writer that hands full buffers to a
+//! thread of its own. Memory stays bounded by the channel capacities.
+
+use std::io::{self, Read, Write};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use bytes::{Buf, Bytes};
+use futures_util::{Stream, StreamExt};
+
+/// Chunks the network task may run ahead of the decryptor.
+const READ_AHEAD: usize = 8;
+/// Size of each buffer handed to the writer thread.
+const WRITE_BUF: usize = 1 << 20;
+/// Buffers the decryptor may run ahead of the disk.
+const WRITE_AHEAD: usize = 2;
+
+/// A blocking `Read` over an async byte stream, pumped by a spawned task.
+#[derive(Debug)]
+pub struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+    done: bool,
+}
+
+impl ChannelReader {
+    /// Spawns the pump on the current runtime. Must be read from a blocking thread.
+    pub fn spawn<S>(stream: S) -> Self
+    where
+        S: Stream<Item = io::Result<Bytes>> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(item) = stream.next().await {
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Self {
+            rx,
+            current: Bytes::new(),
+            done: false,
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => self.current = b,
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                None => {
+                    self.done = true;
+                    return Ok(0);
+                }
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current.advance(n);
+        Ok(n)
+    }
+}
+
+/// A `Write` that fills 1 MiB buffers and writes them on a thread of its own.
+#[derive(Debug)]
+pub struct ThreadedWriter {
+    buf: Vec<u8>,
+    tx: Option<mpsc::SyncSender<Vec<u8>>>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl ThreadedWriter {
+    /// Starts the writer thread over `out`.
+    pub fn new<W: Write + Send + 'static>(mut out: W) -> Self {
+        let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(WRITE_AHEAD);
+        let thread = std::thread::spawn(move || {
+            for piece in rx {
+                out.write_all(&piece)?;
+            }
+            out.flush()
+        });
+        Self {
+            buf: Vec::with_capacity(WRITE_BUF),
+            tx: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(WRITE_BUF));
+        let tx = self
+            .tx
+            .as_ref()
+            .ok_or_else(|| io::Error::other("writer closed"))?;
+        if tx.send(full).is_err() {
+            // The thread stopped on an error: report it.
+            return Err(self
+                .join()
+                .err()
+                .unwrap_or_else(|| io::Error::other("writer stopped")));
+        }
+        Ok(())
+    }
+
+    fn join(&mut self) -> io::Result<()> {
+        self.tx = None;
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| io::Error::other("writer thread panicked"))?,
+            None => Ok(()),
+        }
+    }
+
+    /// Writes what is buffered, waits for the thread and reports its outcome.
+    pub fn finish(mut self) -> io::Result<()> {
+        self.send()?;
+        self.join()
+    }
+}
+
+impl Write for ThreadedWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = WRITE_BUF - self.buf.len();
+        let n = room.min(data.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == WRITE_BUF {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // Buffers are handed over when full or at `finish`; the decryptor's flushes
+        // need not force a small write.
+        Ok(())
+    }
+}
+
+impl Drop for ThreadedWriter {
+    fn drop(&mut self) {
+        let _ = self.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writer_writes_everything_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let file = std::fs::File::create(&path).unwrap();
+        let mut w = ThreadedWriter::new(file);
+        let data: Vec<u8> = (0..3_500_000u32).map(|i| (i * 31 % 251) as u8).collect();
+        for piece in data.chunks(70_001) {
+            w.write_all(piece).unwrap();
+        }
+        w.finish().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reader_yields_the_stream_then_errors() {
+        let items: Vec<io::Result<Bytes>> = vec![
+            Ok(Bytes::from_static(b"hello ")),
+            Ok(Bytes::from_static(b"world")),
+            Err(io::Error::other("cut")),
+        ];
+        let mut r = ChannelReader::spawn(futures_util::stream::iter(items));
+        let (text, err) = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let err = r.read_to_end(&mut out).unwrap_err();
+            (out, err)
+        })
+        .await
+        .unwrap();
+        assert_eq!(text, b"hello world");
+        assert_eq!(err.to_string(), "cut");
+    }
+}
