@@ -22,6 +22,9 @@ fn full_flow_register_upload_share_decrypt_delete() {
         return;
     };
     let alice = Client::signed_up(&server, "alice@example.com");
+    let v = alice.run(&["--json", "version"]).ok().json();
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert!(v["server_compatible_version"].is_string(), "{v}");
     let work = tempfile::tempdir().unwrap();
     let data = sample(3 * 65536 + 123, 1);
     let src = work.path().join("report.bin");
