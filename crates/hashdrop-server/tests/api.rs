@@ -28,6 +28,8 @@ both_backends!(
     per_user_and_forwarded_ip_buckets,
     concurrent_workers_run_each_job_once,
     readiness_fails_without_blob_store,
+    presign_and_complete_validation,
+    expired_otp_and_refresh_token,
 );
 
 async fn health_readiness_version_metrics_openapi(b: Backend) {
@@ -1188,4 +1190,127 @@ async fn readiness_fails_without_blob_store(b: Backend) {
     assert_eq!(ready.checks.database, "ok");
     // Liveness is unaffected.
     assert_eq!(app.get("/api/healthz", None).await.status(), StatusCode::OK);
+}
+
+async fn presign_and_complete_validation(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.user("v@example.com").await;
+    let tok = t.access_token.as_str();
+    let mut cases = Vec::new();
+    for (k, v) in [
+        ("plaintext_hash", json!("xyz")),
+        ("plaintext_hash", json!("g".repeat(64))),
+        ("file_name", json!("")),
+        ("file_name", json!("a\u{7}b")),
+        ("file_name", json!("n".repeat(256))),
+        ("encrypted_size_bytes", json!(0)),
+        ("encrypted_size_bytes", json!(-5)),
+        ("key_management_mode", json!("people")),
+        ("max_downloads", json!(0)),
+    ] {
+        let mut body = presign_body(10);
+        body[k] = v;
+        cases.push(body);
+    }
+    for body in cases {
+        let r = app.presign(tok, body.clone()).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(error_code(r).await, "bad_request");
+    }
+    assert_eq!(
+        app.post("/api/files/presign", None, presign_body(10))
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // Nothing was reserved by the refused requests.
+    let (used, count): (i64, i64) =
+        sqlx::query_as("SELECT used_bytes, file_count FROM users WHERE email = 'v@example.com'")
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
+    assert_eq!((used, count), (0, 0));
+
+    let r = app
+        .post("/api/files/complete", Some(tok), json!({"file_id": "nope"}))
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = app
+        .post(
+            "/api/files/complete",
+            Some(tok),
+            json!({"file_id": uuid::Uuid::new_v4().to_string()}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = app
+        .post("/api/files/complete", None, json!({"file_id": "x"}))
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // A different hash at complete than at presign is refused.
+    let p: PresignResponse = app
+        .presign(tok, presign_body(3))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let r = app
+        .client
+        .put(&p.upload_resource.url)
+        .body(vec![0u8; 3])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app
+        .post(
+            "/api/files/complete",
+            Some(tok),
+            json!({"file_id": p.file_id, "plaintext_hash": "cd".repeat(32)}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = app
+        .post(
+            "/api/files/complete",
+            Some(tok),
+            json!({"file_id": p.file_id, "plaintext_hash": "AB".repeat(32)}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+async fn expired_otp_and_refresh_token(b: Backend) {
+    let app = TestApp::spawn_with(b, |c| {
+        c.auth.otp_ttl_secs = 0;
+        c.auth.refresh_token_ttl_secs = 0;
+    })
+    .await;
+    assert_eq!(
+        app.register("e@example.com", "long enough pw")
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let otp = app.otp_for("e@example.com").await;
+    let r = app
+        .send_json(
+            Method::PATCH,
+            "/api/user/verify",
+            None,
+            json!({"email": "e@example.com", "otp": otp}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    let app = TestApp::spawn_with(b, |c| c.auth.refresh_token_ttl_secs = 0).await;
+    let t = app.user("e2@example.com").await;
+    let r = app
+        .post(
+            "/api/token/refresh",
+            None,
+            json!({"refresh_token": t.refresh_token}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
