@@ -30,6 +30,7 @@ both_backends!(
     readiness_fails_without_blob_store,
     presign_and_complete_validation,
     expired_otp_and_refresh_token,
+    cleaners_remove_expired_rows,
 );
 
 async fn health_readiness_version_metrics_openapi(b: Backend) {
@@ -1313,4 +1314,43 @@ async fn expired_otp_and_refresh_token(b: Backend) {
         )
         .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+async fn cleaners_remove_expired_rows(b: Backend) {
+    use hashdrop_server::jobs::run_cleaner;
+    let app = TestApp::spawn_with(b, |c| {
+        c.auth.refresh_token_ttl_secs = 0;
+        c.auth.unverified_user_ttl_secs = 0;
+    })
+    .await;
+    app.user("kept@example.com").await;
+    assert_eq!(
+        app.register("ghost@example.com", "long enough pw")
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    app.otp_for("ghost@example.com").await;
+    let count = |sql: &'static str| {
+        let pool = app.state.db.pool().clone();
+        async move {
+            let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&pool).await.unwrap();
+            n
+        }
+    };
+    assert_eq!(count("SELECT COUNT(*) FROM refresh_tokens").await, 1);
+    let expired = poll(Duration::from_secs(5), || async {
+        (run_cleaner(&app.state, "refresh_tokens").await.unwrap() == 1).then_some(())
+    })
+    .await;
+    assert!(expired.is_some());
+    assert_eq!(count("SELECT COUNT(*) FROM refresh_tokens").await, 0);
+    // The unverified account goes (and its OTP with it); the verified one stays.
+    let gone = poll(Duration::from_secs(5), || async {
+        (run_cleaner(&app.state, "unverified_users").await.unwrap() == 1).then_some(())
+    })
+    .await;
+    assert!(gone.is_some());
+    assert_eq!(count("SELECT COUNT(*) FROM users").await, 1);
+    assert_eq!(count("SELECT COUNT(*) FROM otps").await, 0);
 }
