@@ -386,3 +386,25 @@ fn interactive_register_prompts_and_verifies() {
     assert!(!text.contains(common::PASSWORD), "password echoed: {text}");
     c.run(&["auth", "login", "--email", email]).ok();
 }
+
+/// An empty file round-trips, and a hostile display name cannot place the output
+/// outside the destination directory.
+#[test]
+fn empty_file_and_hostile_display_name() {
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let c = Client::signed_up(&server, "edge@example.com");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("empty");
+    write(&src, b"");
+    let up = c.upload(&src, &["--name", "../../escape.txt"]);
+    let link = field(&up, "share_link");
+    let out = tempfile::tempdir().unwrap();
+    let inner = out.path().join("inner");
+    std::fs::create_dir(&inner).unwrap();
+    c.run(&["decrypt", &link, inner.to_str().unwrap(), "--verify"])
+        .ok();
+    assert_eq!(std::fs::read(inner.join("escape.txt")).unwrap(), b"");
+    assert!(!out.path().join("escape.txt").exists());
+}
