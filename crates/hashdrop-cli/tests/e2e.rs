@@ -408,3 +408,43 @@ fn empty_file_and_hostile_display_name() {
     assert_eq!(std::fs::read(inner.join("escape.txt")).unwrap(), b"");
     assert!(!out.path().join("escape.txt").exists());
 }
+
+/// Progress bars appear on a terminal (and, per the other tests, never in captured
+/// stderr, where every failure is exactly one line).
+#[test]
+fn progress_bars_on_a_terminal() {
+    use std::process::{Command, Stdio};
+    if !common::tool_available("script") {
+        common::skip("util-linux `script` is not installed");
+        return;
+    }
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let c = Client::signed_up(&server, "tty2@example.com");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("big.bin");
+    write(&src, &sample(8 << 20, 21));
+    let line = format!(
+        "{} upload {} -N",
+        env!("CARGO_BIN_EXE_hashdrop"),
+        src.display()
+    );
+    let mut cmd = Command::new("script");
+    cmd.args(["-q", "-e", "-c", &line, "/dev/null"])
+        .env("HASHDROP_HOME", c.home.path())
+        .env("HASHDROP_SERVER", &server.url)
+        .env("HASHDROP_PASSPHRASE", common::FILE_PASSPHRASE)
+        .env("HASHDROP_SCRYPT_WORK_FACTOR", "10")
+        .stdin(Stdio::null());
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("uploading") || text.contains("hashing"),
+        "no progress bar drawn: {text}"
+    );
+    // Captured (non-terminal) stderr stays free of progress output.
+    let quiet = c.run(&["upload", src.to_str().unwrap(), "-N"]).ok();
+    assert!(quiet.stderr.is_empty(), "{quiet:#?}");
+}
