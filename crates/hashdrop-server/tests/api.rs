@@ -31,6 +31,7 @@ both_backends!(
     presign_and_complete_validation,
     expired_otp_and_refresh_token,
     cleaners_remove_expired_rows,
+    ambiguous_prefix_delete_is_409,
 );
 
 async fn health_readiness_version_metrics_openapi(b: Backend) {
@@ -467,21 +468,6 @@ async fn upload_list_download_share_delete(b: Backend) {
         app.delete("/api/files?id=", Some(tok)).await.status(),
         StatusCode::BAD_REQUEST
     );
-    let common_prefix: String = p
-        .file_id
-        .chars()
-        .zip(p2.file_id.chars())
-        .take_while(|(a, b)| a == b)
-        .map(|(a, _)| a)
-        .collect();
-    if common_prefix.is_empty() {
-        // ids share no first char; any single hex digit prefix that matches both is impossible
-    } else {
-        let r = app
-            .delete(&format!("/api/files?id={common_prefix}"), Some(tok))
-            .await;
-        assert_eq!(r.status(), StatusCode::CONFLICT);
-    }
     let r = app
         .delete(&format!("/api/files?id={}", p.file_id), Some(tok))
         .await;
@@ -1353,4 +1339,48 @@ async fn cleaners_remove_expired_rows(b: Backend) {
     assert!(gone.is_some());
     assert_eq!(count("SELECT COUNT(*) FROM users").await, 1);
     assert_eq!(count("SELECT COUNT(*) FROM otps").await, 0);
+}
+
+async fn ambiguous_prefix_delete_is_409(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.user("amb@example.com").await;
+    let tok = t.access_token.as_str();
+    // Presign until two ids share their first hex digit (at most 17 by pigeonhole).
+    let mut seen: std::collections::HashMap<char, String> = Default::default();
+    let (first, second) = loop {
+        let p: PresignResponse = app
+            .presign(tok, presign_body(1))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let c = p.file_id.chars().next().unwrap();
+        if let Some(other) = seen.insert(c, p.file_id.clone()) {
+            break (other, p.file_id);
+        }
+    };
+    let prefix = &first[..1];
+    let r = app
+        .delete(&format!("/api/files?id={prefix}"), Some(tok))
+        .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let m: Vec<FileMatch> = app
+        .get(&format!("/api/files/resolve?id={prefix}"), Some(tok))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = m.iter().map(|f| f.file_id.as_str()).collect();
+    assert!(ids.contains(&first.as_str()) && ids.contains(&second.as_str()));
+    // Deleting a pending upload by full id works and frees its quota slot.
+    let r = app
+        .delete(&format!("/api/files?id={first}"), Some(tok))
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (count,): (i64,) =
+        sqlx::query_as("SELECT file_count FROM users WHERE email = 'amb@example.com'")
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(count as usize, seen.len());
 }
