@@ -32,6 +32,7 @@ both_backends!(
     expired_otp_and_refresh_token,
     cleaners_remove_expired_rows,
     ambiguous_prefix_delete_is_409,
+    malformed_input_is_json_400_everywhere,
 );
 
 async fn health_readiness_version_metrics_openapi(b: Backend) {
@@ -1383,4 +1384,60 @@ async fn ambiguous_prefix_delete_is_409(b: Backend) {
             .await
             .unwrap();
     assert_eq!(count as usize, seen.len());
+}
+
+async fn malformed_input_is_json_400_everywhere(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.user("bad@example.com").await;
+    let tok = t.access_token.as_str();
+    for (method, path, auth) in [
+        (Method::POST, "/api/user/register", false),
+        (Method::PATCH, "/api/user/verify", false),
+        (Method::POST, "/api/user/login", false),
+        (Method::DELETE, "/api/user", true),
+        (Method::POST, "/api/token/refresh", false),
+        (Method::POST, "/api/token/revoke", false),
+        (Method::POST, "/api/files/presign", true),
+        (Method::POST, "/api/files/complete", true),
+    ] {
+        for body in ["{", "[]", "{\"unexpected\": true}"] {
+            let mut r = app
+                .client
+                .request(method.clone(), app.url(path))
+                .header("content-type", "application/json")
+                .body(body);
+            if auth {
+                r = r.bearer_auth(tok);
+            }
+            let r = r.send().await.unwrap();
+            assert_eq!(
+                r.status(),
+                StatusCode::BAD_REQUEST,
+                "{method} {path} {body}"
+            );
+            assert_eq!(error_code(r).await, "bad_request", "{method} {path} {body}");
+        }
+    }
+    for path in [
+        "/api/files",
+        "/api/files/hash",
+        "/api/files/salt",
+        "/api/files/resolve",
+    ] {
+        let r = app.get(path, Some(tok)).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path} without id");
+        assert_eq!(
+            app.get(path, None).await.status(),
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        app.get("/api/files/salt?id=xyz", Some(tok)).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        app.get("/api/share/not-a-uuid", None).await.status(),
+        StatusCode::BAD_REQUEST
+    );
 }
