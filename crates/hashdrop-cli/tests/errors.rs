@@ -114,6 +114,14 @@ fn wrong_key_wrong_passphrase_and_wrong_vault_passphrase() {
         &[("HASHDROP_VAULT_PASSWORD", "not the vault passphrase")],
     )
     .fails_with("wrong passphrase for the vault");
+    let before = c.run(&["--json", "files", "list"]).ok().json();
+    c.run_env(
+        &["upload", src.to_str().unwrap()],
+        &[("HASHDROP_VAULT_PASSWORD", "not the vault passphrase")],
+    )
+    .fails_with("wrong passphrase for the vault");
+    let after = c.run(&["--json", "files", "list"]).ok().json();
+    assert_eq!(before, after, "nothing uploaded without a usable vault");
     assert!(!out.exists());
     let leftovers = std::fs::read_dir(work.path()).unwrap().count();
     assert_eq!(leftovers, 1, "only the source file remains");

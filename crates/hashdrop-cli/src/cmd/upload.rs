@@ -2,6 +2,8 @@
 
 use std::io::Read;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use futures_util::TryStreamExt;
 use hashdrop_crypto::{to_hex, AgeIdentity, Encryption, Passphrase, Recipients};
@@ -79,63 +81,87 @@ pub async fn run(ctx: &Ctx, args: crate::cli::UploadArgs) -> anyhow::Result<()> 
         None => None,
     };
 
-    let plan = if args.no_vault {
-        KeyPlan::Passphrase(Passphrase::new(secrets::secret(
+    let limit = max_upload();
+    // The age header adds a few hundred bytes to the payload; check the payload now and
+    // the exact size once the header exists.
+    if hashdrop_crypto::payload_len(size) > limit {
+        return Err(too_large(path, hashdrop_crypto::payload_len(size), limit));
+    }
+
+    // Secrets first (prompts must not race a progress bar), then the plaintext hash the
+    // server's presign needs runs while scrypt opens the vault or derives the file key.
+    enum Secret {
+        Vault(Passphrase),
+        File(Passphrase),
+    }
+    let home = ctx.home().clone();
+    let secret = if args.no_vault {
+        Secret::File(Passphrase::new(secrets::secret(
             SecretKind::Passphrase,
             true,
             MIN_PASSPHRASE,
         )?))
     } else {
-        let home = ctx.home().clone();
-        let pass = vault_store::passphrase(&home)?;
-        let (vault, created) = vault_store::open_or_create(&home, &pass)?;
-        if created {
-            ctx.note(format!(
-                "Created a new vault in {}. Keep the vault passphrase safe: without it the \
-                 keys of your vault-mode files cannot be recovered.",
-                home.dir().display()
-            ));
+        Secret::Vault(vault_store::passphrase(&home)?)
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    let hashing = tokio::spawn(hash_file(path.to_path_buf(), size, cancel.clone()));
+
+    let work = vault_store::work_factor();
+    let prepared = tokio::task::block_in_place(|| -> anyhow::Result<_> {
+        let plan = match secret {
+            Secret::File(p) => KeyPlan::Passphrase(p),
+            Secret::Vault(pass) => {
+                let (vault, created) = vault_store::open_or_create(&home, &pass)?;
+                if created {
+                    ctx.note(format!(
+                        "Created a new vault in {}. Keep the vault passphrase safe: without it \
+                         the keys of your vault-mode files cannot be recovered.",
+                        home.dir().display()
+                    ));
+                }
+                KeyPlan::Vault {
+                    pass,
+                    file_key: AgeIdentity::generate(),
+                    account: vault.account().to_recipient(),
+                }
+            }
+        };
+        let encryption = match &plan {
+            KeyPlan::Vault {
+                file_key, account, ..
+            } => Encryption::new(Recipients::Vault {
+                file: &file_key.to_recipient(),
+                account,
+            }),
+            KeyPlan::Passphrase(p) => Encryption::new(Recipients::Passphrase {
+                passphrase: p,
+                work_factor: work,
+            }),
         }
-        KeyPlan::Vault {
-            pass,
-            file_key: AgeIdentity::generate(),
-            account: vault.account().to_recipient(),
+        .map_err(|e| from_crypto(e, "the file"))?
+        .expect_plaintext_len(size);
+        Ok((plan, encryption))
+    });
+    let (plan, encryption) = match prepared {
+        Ok(pe) => pe,
+        Err(e) => {
+            cancel.store(true, Ordering::Relaxed);
+            let _ = hashing.await;
+            return Err(e);
         }
     };
-    let work = vault_store::work_factor();
-    let encryption = match &plan {
-        KeyPlan::Vault {
-            file_key, account, ..
-        } => Encryption::new(Recipients::Vault {
-            file: &file_key.to_recipient(),
-            account,
-        }),
-        KeyPlan::Passphrase(p) => Encryption::new(Recipients::Passphrase {
-            passphrase: p,
-            work_factor: work,
-        }),
-    }
-    .map_err(|e| from_crypto(e, "the file"))?
-    .expect_plaintext_len(size);
     let ciphertext_len = encryption.ciphertext_len(size);
-    let limit = max_upload();
     if ciphertext_len > limit {
-        return Err(fail(
-            "too_large",
-            format!(
-                "{} is too large: {} encrypted, the limit is {}",
-                path.display(),
-                human_bytes(ciphertext_len),
-                human_bytes(limit)
-            ),
-            "upload a smaller file (or raise HASHDROP_MAX_UPLOAD_BYTES if your server allows more)",
-        ));
+        cancel.store(true, Ordering::Relaxed);
+        let _ = hashing.await;
+        return Err(too_large(path, ciphertext_len, limit));
     }
 
     // The server records the plaintext hash when the upload slot is created, so it has
     // to be known first: one read-only pass, then encryption streams into the upload
     // and recomputes the hash from its own single read, which must agree.
-    let plaintext_hash = hash_file(path, size).await?;
+    let plaintext_hash = hashing.await??;
     let presign = PresignRequest {
         file_name: name.clone(),
         plaintext_hash: to_hex(&plaintext_hash),
@@ -237,9 +263,27 @@ pub async fn run(ctx: &Ctx, args: crate::cli::UploadArgs) -> anyhow::Result<()> 
     Ok(())
 }
 
+fn too_large(path: &Path, len: u64, limit: u64) -> anyhow::Error {
+    fail(
+        "too_large",
+        format!(
+            "{} is too large: {} encrypted, the limit is {}",
+            path.display(),
+            human_bytes(len),
+            human_bytes(limit)
+        ),
+        "upload a smaller file (or raise HASHDROP_MAX_UPLOAD_BYTES if your server allows more)",
+    )
+}
+
 /// SHA-256 of the file, read once without encryption.
-async fn hash_file(path: &Path, size: u64) -> anyhow::Result<[u8; 32]> {
-    let path = path.to_path_buf();
+/// Stops early (with an error) once `cancel` is set.
+async fn hash_file(
+    path: std::path::PathBuf,
+    size: u64,
+    cancel: Arc<AtomicBool>,
+) -> anyhow::Result<[u8; 32]> {
+    let path_display = path.display().to_string();
     let bar = progress(size, "hashing  ");
     let b = bar.clone();
     let digest = tokio::task::spawn_blocking(move || -> anyhow::Result<[u8; 32]> {
@@ -247,6 +291,9 @@ async fn hash_file(path: &Path, size: u64) -> anyhow::Result<[u8; 32]> {
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
         loop {
+            if cancel.load(Ordering::Relaxed) {
+                anyhow::bail!("hashing cancelled");
+            }
             let n = file.read(&mut buf)?;
             if n == 0 {
                 break;
@@ -256,9 +303,15 @@ async fn hash_file(path: &Path, size: u64) -> anyhow::Result<[u8; 32]> {
         }
         Ok(hasher.finalize().into())
     })
-    .await??;
+    .await;
     bar.finish_and_clear();
-    Ok(digest)
+    digest?.map_err(|e| {
+        fail(
+            "io",
+            format!("reading {} failed ({e})", path_display),
+            "check the file and retry",
+        )
+    })
 }
 
 /// Streams the encryption of `path` into the signed upload URL.
