@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod mailer;
 pub mod observability;
 pub mod openapi;
+pub mod quota;
 pub mod ratelimit;
 pub mod state;
 

@@ -1,11 +1,6 @@
 //! File records: presign (atomic quota reservation), complete, listing, lookup, delete.
 //!
-//! Quota accounting: `users.used_bytes/file_count` and `global_usage.used_bytes`
-//! count every `pending` and `uploaded` file at its declared encrypted size. A
-//! presign reserves with conditional UPDATEs (`... WHERE used + n <= limit`) inside
-//! one transaction, so concurrent presigns can never overshoot; failing, deleting
-//! or expiring a file releases the reservation. Locks are always taken global row
-//! first, then the user row, so PostgreSQL cannot deadlock on them.
+//! Quotas are reserved and released through [`crate::quota`].
 
 use std::time::Duration;
 
@@ -110,43 +105,7 @@ pub async fn presign(
     let object_key = format!("{}/{}", state.keys.user_hash(&user_id), file_id);
 
     let mut tx = state.db.begin().await?;
-    let global = sqlx::query(
-        "UPDATE global_usage SET used_bytes = used_bytes + $1 WHERE id = 1 AND used_bytes + $1 <= $2",
-    )
-    .bind(size)
-    .bind(limits.global_bytes.min(i64::MAX as u64) as i64)
-    .execute(&mut *tx)
-    .await?;
-    if global.rows_affected() == 0 {
-        return Err(ApiError::Unavailable {
-            message: "global storage limit reached; uploads are temporarily disabled",
-            code: "global_quota_exceeded",
-        });
-    }
-    let user = sqlx::query(
-        "UPDATE users SET used_bytes = used_bytes + $1, file_count = file_count + 1, updated_at = $2 \
-         WHERE id = $3 AND verified_at IS NOT NULL AND used_bytes + $1 <= $4 AND file_count + 1 <= $5",
-    )
-    .bind(size)
-    .bind(now)
-    .bind(&user_id)
-    .bind(limits.user_bytes.min(i64::MAX as u64) as i64)
-    .bind(limits.user_files.min(i64::MAX as u64) as i64)
-    .execute(&mut *tx)
-    .await?;
-    if user.rows_affected() == 0 {
-        let exists: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE id = $1")
-            .bind(&user_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        return Err(match exists {
-            Some(_) => ApiError::Forbidden {
-                message: "storage quota exceeded",
-                code: "quota_exceeded",
-            },
-            None => ApiError::Unauthorized("account no longer exists"),
-        });
-    }
+    crate::quota::reserve(&mut tx, &user_id, size, limits, now).await?;
     sqlx::query(
         "INSERT INTO files (id, user_id, object_key, file_name, mime_type, plaintext_hash, \
          encrypted_size, key_mode, status, expires_at, max_downloads, created_at, updated_at) \
@@ -199,7 +158,7 @@ pub async fn retire_file(state: &AppState, file_id: &str, status: &str) -> anyho
     let Some((user_id, key, size)) = row else {
         return Ok(false);
     };
-    release_quota(&mut tx, &user_id, size).await?;
+    crate::quota::release(&mut tx, &user_id, size).await?;
     let r = sqlx::query(
         "UPDATE files SET status = $1, updated_at = $2 WHERE id = $3 AND status IN ('pending', 'uploaded')",
     )
@@ -220,25 +179,6 @@ pub async fn retire_file(state: &AppState, file_id: &str, status: &str) -> anyho
 /// Marks a stale pending upload failed (cleaner).
 pub async fn fail_pending(state: &AppState, file_id: &str) -> anyhow::Result<bool> {
     retire_file(state, file_id, "failed").await
-}
-
-async fn release_quota(
-    tx: &mut sqlx::AnyConnection,
-    user_id: &str,
-    size: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE global_usage SET used_bytes = used_bytes - $1 WHERE id = 1")
-        .bind(size)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "UPDATE users SET used_bytes = used_bytes - $1, file_count = file_count - 1 WHERE id = $2",
-    )
-    .bind(size)
-    .bind(user_id)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
 }
 
 /// `POST /api/files/complete`: measures the stored object; a missing object is 400,
@@ -489,7 +429,7 @@ pub async fn delete_file(
         return Err(ApiError::NotFound("file not found"));
     };
     if status == "pending" || status == "uploaded" {
-        release_quota(&mut tx, &user_id, size).await?;
+        crate::quota::release(&mut tx, &user_id, size).await?;
     }
     sqlx::query("DELETE FROM files WHERE id = $1")
         .bind(&id)

@@ -69,6 +69,53 @@ fn check_shareable(f: &PublicFile, now: i64) -> ApiResult<()> {
     Ok(())
 }
 
+/// Counts one download of `file_id` if the file is live, belongs to `object_key`'s
+/// owner, is not expired, is under its total cap and under today's `daily_limit`.
+/// Returns false (and changes nothing) otherwise. One conditional UPDATE: the check
+/// and the count cannot be separated by a concurrent request.
+pub async fn count_download(
+    db: &crate::db::Db,
+    file_id: &str,
+    object_key: &str,
+    daily_limit: i64,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let day = now / DAY_MS;
+    let count = || {
+        sqlx::query(
+            "UPDATE files SET download_count = download_count + 1, \
+             dl_day_count = CASE WHEN dl_day = $3 THEN dl_day_count + 1 ELSE 1 END, dl_day = $3 \
+             WHERE id = $1 AND object_key = $2 AND status = 'uploaded' \
+             AND (max_downloads IS NULL OR download_count < max_downloads) \
+             AND (expires_at IS NULL OR expires_at > $4) \
+             AND (dl_day <> $3 OR dl_day_count < $5)",
+        )
+        .bind(file_id.to_string())
+        .bind(object_key.to_string())
+        .bind(day)
+        .bind(now)
+        .bind(daily_limit)
+    };
+    let n = match db.backend() {
+        crate::db::Backend::Sqlite => {
+            let _writer = db.write_slot().await;
+            count().execute(db.pool()).await?.rows_affected()
+        }
+        crate::db::Backend::Postgres => {
+            // A crash may forget the last few counted downloads (allowing a few
+            // extra), an acceptable trade for not waiting on a WAL flush per download.
+            let mut tx = db.begin().await?;
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *tx)
+                .await?;
+            let n = count().execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+            n
+        }
+    };
+    Ok(n == 1)
+}
+
 /// `GET /files/download/{user_hash}/{file_id}`: counts the download and answers 303
 /// to a short-lived signed blob URL.
 ///
@@ -93,39 +140,8 @@ pub async fn download(
         .limits
         .daily_downloads_per_file
         .min(i64::MAX as u64) as i64;
-    let count = || {
-        sqlx::query(
-            "UPDATE files SET download_count = download_count + 1, \
-             dl_day_count = CASE WHEN dl_day = $3 THEN dl_day_count + 1 ELSE 1 END, dl_day = $3 \
-             WHERE id = $1 AND object_key = $2 AND status = 'uploaded' \
-             AND (max_downloads IS NULL OR download_count < max_downloads) \
-             AND (expires_at IS NULL OR expires_at > $4) \
-             AND (dl_day <> $3 OR dl_day_count < $5)",
-        )
-        .bind(file_id.clone())
-        .bind(object_key.clone())
-        .bind(day)
-        .bind(now)
-        .bind(daily_limit)
-    };
-    let counted = match state.db.backend() {
-        crate::db::Backend::Sqlite => {
-            let _writer = state.db.write_slot().await;
-            count().execute(state.db.pool()).await?.rows_affected()
-        }
-        crate::db::Backend::Postgres => {
-            // A crash may forget the last few counted downloads (allowing a few
-            // extra), an acceptable trade for not waiting on a WAL flush per download.
-            let mut tx = state.db.begin().await?;
-            sqlx::query("SET LOCAL synchronous_commit = off")
-                .execute(&mut *tx)
-                .await?;
-            let n = count().execute(&mut *tx).await?.rows_affected();
-            tx.commit().await?;
-            n
-        }
-    };
-    if counted == 0 {
+    let counted = count_download(&state.db, &file_id, &object_key, daily_limit, now).await?;
+    if !counted {
         let f = live_file(&state, &file_id).await?;
         if f.object_key != object_key {
             return Err(not_found);
