@@ -163,6 +163,11 @@ pub struct GroupLimit {
 pub struct RateLimitConfig {
     /// Master switch.
     pub enabled: bool,
+    /// `memory` (per instance) or `redis://...` (shared; falls back to per-instance
+    /// buckets while Redis is unreachable).
+    pub backend: String,
+    /// Prefix of every Redis key, so several deployments can share one Redis.
+    pub redis_key_prefix: String,
     /// register, login, delete account (per IP).
     pub auth: GroupLimit,
     /// verify (per IP).
@@ -189,6 +194,8 @@ impl Default for RateLimitConfig {
         };
         RateLimitConfig {
             enabled: true,
+            backend: "memory".into(),
+            redis_key_prefix: "hashdrop".into(),
             auth: g(300, 10),
             otp: g(300, 10),
             token: g(1200, 60),
@@ -382,6 +389,8 @@ pending_upload_ttl_secs = 3600
 
 [rate_limit]
 enabled = true
+backend = "memory"                 # or "redis://127.0.0.1:6379" to share limits between instances
+redis_key_prefix = "hashdrop"
 # requests per minute: whole group, and per client IP / user (0 = none)
 auth = { global_per_minute = 300, per_key_per_minute = 10 }
 otp = { global_per_minute = 300, per_key_per_minute = 10 }

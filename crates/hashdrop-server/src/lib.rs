@@ -58,7 +58,7 @@ impl App {
         let local = blob::open(&cfg.blob_store_url(), &public_url, keys.clone())?;
         let state = AppState {
             hasher: crypto::PasswordHasherCfg::new(&cfg.auth)?,
-            limiter: Arc::new(ratelimit::MemoryLimiter::new(cfg.rate_limit.clone())),
+            limiter: ratelimit::from_config(&cfg.rate_limit)?,
             cfg: Arc::new(cfg),
             db,
             keys,

@@ -180,6 +180,177 @@ impl RateLimiter for MemoryLimiter {
     }
 }
 
+/// Limits shared by every instance through Redis: fixed one-minute windows, one
+/// counter per group (global) and per group+key, checked and incremented by one Lua
+/// script so instances cannot race each other. When Redis is unreachable or slow
+/// the check falls back to this instance's in-process buckets, so the service stays
+/// up with per-instance limits (ARCHITECTURE.md §5).
+pub struct RedisLimiter {
+    cfg: RateLimitConfig,
+    client: redis::Client,
+    prefix: String,
+    script: redis::Script,
+    conn: tokio::sync::RwLock<Option<redis::aio::MultiplexedConnection>>,
+    last_attempt: Mutex<Option<Instant>>,
+    fallback: MemoryLimiter,
+}
+
+impl std::fmt::Debug for RedisLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisLimiter")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+const REDIS_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(100);
+const REDIS_RECONNECT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+// KEYS: counters to check (1 or 2); ARGV: their limits, then the TTL in seconds.
+// All-or-nothing: counts only when every counter is under its limit.
+const WINDOW_SCRIPT: &str = r#"
+local n = #KEYS
+local counts = {}
+for i = 1, n do
+  counts[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if counts[i] >= tonumber(ARGV[i]) then
+    return {0, i, counts[i]}
+  end
+end
+local tight, left = 1, nil
+for i = 1, n do
+  local c = redis.call('INCR', KEYS[i])
+  if c == 1 then redis.call('EXPIRE', KEYS[i], ARGV[n + 1]) end
+  local r = tonumber(ARGV[i]) - c
+  if left == nil or r < left then left = r; tight = i end
+end
+return {1, tight, tonumber(ARGV[tight]) - left}
+"#;
+
+impl RedisLimiter {
+    /// A limiter on `url` (`redis://...`); connects lazily, so a Redis that is down
+    /// at startup does not stop the server.
+    pub fn new(url: &str, prefix: &str, cfg: RateLimitConfig) -> anyhow::Result<Self> {
+        Ok(RedisLimiter {
+            client: redis::Client::open(url)?,
+            prefix: prefix.to_string(),
+            script: redis::Script::new(WINDOW_SCRIPT),
+            conn: tokio::sync::RwLock::new(None),
+            last_attempt: Mutex::new(None),
+            fallback: MemoryLimiter::new(cfg.clone()),
+            cfg,
+        })
+    }
+
+    async fn connection(&self) -> Option<redis::aio::MultiplexedConnection> {
+        if let Some(c) = self.conn.read().await.as_ref() {
+            return Some(c.clone());
+        }
+        {
+            let mut last = self.last_attempt.lock().expect("limiter lock");
+            if last.is_some_and(|t| t.elapsed() < REDIS_RECONNECT_EVERY) {
+                return None;
+            }
+            *last = Some(Instant::now());
+        }
+        match tokio::time::timeout(
+            REDIS_TIMEOUT * 5,
+            self.client.get_multiplexed_async_connection(),
+        )
+        .await
+        {
+            Ok(Ok(c)) => {
+                *self.conn.write().await = Some(c.clone());
+                Some(c)
+            }
+            _ => {
+                tracing::warn!("redis unreachable; rate limits are per instance for now");
+                None
+            }
+        }
+    }
+
+    async fn check_redis(&self, group: Group, key: &str) -> Option<Decision> {
+        let lim = group.limits(&self.cfg);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let window = now / 60;
+        let reset = 60 - now % 60;
+        let mut script = self.script.prepare_invoke();
+        let mut limits = Vec::new();
+        if lim.global_per_minute > 0 {
+            script.key(format!("{}:rl:{group:?}:{window}:global", self.prefix));
+            limits.push(lim.global_per_minute);
+        }
+        if lim.per_key_per_minute > 0 {
+            script.key(format!("{}:rl:{group:?}:{window}:k:{key}", self.prefix));
+            limits.push(lim.per_key_per_minute);
+        }
+        if limits.is_empty() {
+            return Some(Decision {
+                allowed: true,
+                limit: 0,
+                remaining: 0,
+                reset_secs: 0,
+            });
+        }
+        for l in &limits {
+            script.arg(*l);
+        }
+        script.arg(61);
+        let mut conn = self.connection().await?;
+        let r: Result<Result<(i64, i64, i64), _>, _> =
+            tokio::time::timeout(REDIS_TIMEOUT, script.invoke_async(&mut conn)).await;
+        match r {
+            Ok(Ok((allowed, which, count))) => {
+                let limit = limits[(which.max(1) - 1) as usize];
+                Some(Decision {
+                    allowed: allowed == 1,
+                    limit,
+                    remaining: (limit as i64 - count).max(0) as u32,
+                    reset_secs: reset,
+                })
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "redis rate limit check failed; using local buckets");
+                *self.conn.write().await = None;
+                None
+            }
+            Err(_) => {
+                tracing::warn!("redis rate limit check timed out; using local buckets");
+                None
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl RateLimiter for RedisLimiter {
+    async fn check(&self, group: Group, key: &str) -> Decision {
+        match self.check_redis(group, key).await {
+            Some(d) => d,
+            None => self.fallback.check(group, key).await,
+        }
+    }
+}
+
+/// Builds the limiter named by `rate_limit.backend`.
+pub fn from_config(cfg: &RateLimitConfig) -> anyhow::Result<std::sync::Arc<dyn RateLimiter>> {
+    if cfg.backend == "memory" {
+        Ok(std::sync::Arc::new(MemoryLimiter::new(cfg.clone())))
+    } else if cfg.backend.starts_with("redis://") || cfg.backend.starts_with("rediss://") {
+        Ok(std::sync::Arc::new(RedisLimiter::new(
+            &cfg.backend,
+            &cfg.redis_key_prefix,
+            cfg.clone(),
+        )?))
+    } else {
+        anyhow::bail!("unsupported rate_limit.backend (want \"memory\" or redis://...)")
+    }
+}
+
 /// The client's IP: the peer, or — only when the peer is a trusted proxy — the
 /// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {

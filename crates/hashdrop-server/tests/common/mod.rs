@@ -54,6 +54,21 @@ pub fn postgres_admin_url() -> Option<String> {
     }
 }
 
+/// The Redis URL for shared-limit tests, or `None` with a printed notice (a failure
+/// instead under HASHDROP_TEST_REQUIRE_SERVICES=1).
+pub fn redis_url() -> Option<String> {
+    match std::env::var("HASHDROP_TEST_REDIS_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            if std::env::var("HASHDROP_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!("HASHDROP_TEST_REDIS_URL is unset but HASHDROP_TEST_REQUIRE_SERVICES=1");
+            }
+            eprintln!("SKIP redis test: HASHDROP_TEST_REDIS_URL is unset");
+            None
+        }
+    }
+}
+
 /// Config for tests: cheap argon2, no rate limits, fast job polling, no schedules.
 pub fn test_config(data_dir: &Path) -> Config {
     let mut cfg = Config {
