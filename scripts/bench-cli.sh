@@ -110,6 +110,12 @@ DL_URL=$(curl -sf "$URL/api/share/$CURL_ID" | python3 -c 'import json,sys; print
 t6=$(now)
 /usr/bin/time -v -o "$WORK/curl-down.time" curl -sf -L "$DL_URL" -o "$WORK/curl-out.bin"
 t7=$(now)
+# Same, plus an fsync of the result: hashdrop fsyncs the plaintext before the rename
+# that publishes it, curl does not.
+rm -f "$WORK/curl-out.bin"
+t8=$(now)
+curl -sf -L "$DL_URL" -o "$WORK/curl-out.bin" && sync "$WORK/curl-out.bin"
+t9=$(now)
 rm -f "$WORK/curl-out.bin"
 
 kill "$SERVER_PID" 2>/dev/null || true
@@ -117,12 +123,14 @@ wait "$TIME_PID" 2>/dev/null || true
 SERVER_PID=""
 
 UP=$(rate "$t0" "$t1"); DOWN=$(rate "$t2" "$t3"); CUP=$(rate "$t4" "$t5"); CDOWN=$(rate "$t6" "$t7")
+CDOWNSYNC=$(rate "$t8" "$t9")
 cat <<REPORT
 size: $SIZE_MIB MiB ($BYTES bytes), loopback, $(nproc) CPUs, $(uname -r)
 | direction | hashdrop MB/s | time s | curl MB/s | time s | hashdrop/curl | client peak RSS MiB |
 |---|---|---|---|---|---|---|
 | upload   | $UP | $(secs "$t0" "$t1") | $CUP | $(secs "$t4" "$t5") | $(python3 -c "print(f'{$UP/$CUP:.0%}')") | $(rss_mib "$WORK/up.time") |
 | download | $DOWN | $(secs "$t2" "$t3") | $CDOWN | $(secs "$t6" "$t7") | $(python3 -c "print(f'{$DOWN/$CDOWN:.0%}')") | $(rss_mib "$WORK/down.time") |
+download vs curl + fsync of its output: curl+fsync $CDOWNSYNC MB/s ($(secs "$t8" "$t9") s), hashdrop/curl+fsync $(python3 -c "print(f'{$DOWN/$CDOWNSYNC:.0%}')")
 curl peak RSS MiB: up $(rss_mib "$WORK/curl-up.time"), down $(rss_mib "$WORK/curl-down.time")
 server peak RSS MiB (whole run): $(rss_mib "$WORK/server.time")
 REPORT
