@@ -343,19 +343,18 @@ impl Api {
         Ok(resp)
     }
 
-    /// An authenticated JSON call: the body on success, else the user-facing error.
+    /// An authenticated JSON call: the body on success, else the raw [`HttpError`] for
+    /// the caller to turn into a message.
     pub async fn authed_json<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         body: Option<&B>,
-        subject: &str,
     ) -> anyhow::Result<Result<T, HttpError>> {
         let resp = self.authed(method, path, body).await?;
         if resp.status().is_success() {
             Ok(Ok(read_json(resp).await?))
         } else {
-            let _ = subject;
             Ok(Err(HttpError::read(resp).await))
         }
     }

@@ -199,7 +199,7 @@ pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
         }
         let h: FileHash = ctx
             .api
-            .authed_json::<(), _>(Method::GET, &path, None, "file")
+            .authed_json::<(), _>(Method::GET, &path, None)
             .await?
             .map_err(|e| e.into_user("file hash"))?;
         Some(h.hash.to_ascii_lowercase())

@@ -27,7 +27,7 @@ pub async fn find_one(ctx: &Ctx, prefix: &str) -> anyhow::Result<FileDetails> {
     let p = check_prefix(prefix)?;
     let found: Vec<FileDetails> = match ctx
         .api
-        .authed_json::<(), _>(Method::GET, &format!("/api/files?id={p}"), None, "file")
+        .authed_json::<(), _>(Method::GET, &format!("/api/files?id={p}"), None)
         .await?
     {
         Ok(v) => v,
@@ -70,7 +70,7 @@ pub async fn find_one(ctx: &Ctx, prefix: &str) -> anyhow::Result<FileDetails> {
 pub async fn list(ctx: &Ctx) -> anyhow::Result<()> {
     let files: Vec<FileSummary> = match ctx
         .api
-        .authed_json::<(), _>(Method::GET, "/api/files/all", None, "files")
+        .authed_json::<(), _>(Method::GET, "/api/files/all", None)
         .await?
     {
         Ok(v) => v,

@@ -176,7 +176,7 @@ pub async fn run(ctx: &Ctx, args: crate::cli::UploadArgs) -> anyhow::Result<()> 
     };
     let slot: PresignResponse = ctx
         .api
-        .authed_json(Method::POST, "/api/files/presign", Some(&presign), "file")
+        .authed_json(Method::POST, "/api/files/presign", Some(&presign))
         .await?
         .map_err(|e| e.into_user("upload slot"))?;
     let file_id = slot.file_id.clone();
@@ -209,7 +209,6 @@ pub async fn run(ctx: &Ctx, args: crate::cli::UploadArgs) -> anyhow::Result<()> 
                 plaintext_size_bytes: Some(size),
                 passphrase_salt: None,
             }),
-            "file",
         )
         .await?
         .map_err(|e| e.into_user("upload"))?;
