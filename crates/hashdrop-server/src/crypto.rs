@@ -254,10 +254,24 @@ mod tests {
         let k = keys();
         let t = k.issue_access_token("u1", 60).unwrap();
         assert_eq!(k.verify_access_token(&t).as_deref(), Some("u1"));
-        let mut bad = t.clone();
-        bad.pop();
-        bad.push('A');
-        assert!(k.verify_access_token(&bad).is_none() || bad == t);
+        // Someone else's claims under this signature are refused.
+        let other = k.issue_access_token("u2", 60).unwrap();
+        let parts: Vec<&str> = t.split('.').collect();
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            other.split('.').nth(1).unwrap(),
+            parts[2]
+        );
+        assert!(k.verify_access_token(&forged).is_none());
+        // A token signed with another key is refused.
+        let stranger = Keys::new(&Secrets {
+            jwt_secret: "x".repeat(32),
+            hmac_secret: "h".repeat(32),
+        });
+        assert!(k
+            .verify_access_token(&stranger.issue_access_token("u1", 60).unwrap())
+            .is_none());
         // An unsigned token ("alg": "none") is refused.
         let none = format!(
             "{}.{}.",
@@ -265,6 +279,20 @@ mod tests {
             t.split('.').nth(1).unwrap()
         );
         assert!(k.verify_access_token(&none).is_none());
+    }
+
+    #[test]
+    fn expired_access_token_is_refused() {
+        let k = keys();
+        let now = crate::db::now_ms() / 1000;
+        let claims = Claims {
+            sub: "u1".into(),
+            iat: now - 1000,
+            exp: now - 60,
+            iss: ISSUER.into(),
+        };
+        let t = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &k.jwt_enc).unwrap();
+        assert!(k.verify_access_token(&t).is_none());
     }
 
     #[test]
