@@ -292,3 +292,91 @@ fn access_token_refreshed_and_dead_session_asks_to_log_in() {
     spoil_access();
     c.run(&["files", "list"]).fails_with("log in again");
 }
+
+/// Ctrl-C (SIGINT) or SIGTERM in the middle of a download leaves no file behind, not
+/// even the temporary one. A stub server answers the share facts and then stalls the
+/// download after the first bytes, so the interrupt lands mid-stream every time.
+#[cfg(unix)]
+#[test]
+fn interrupted_download_leaves_no_file() {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::process::Stdio;
+
+    const ID: &str = "0b9c7c36-93a4-4d55-9fb7-3f3b6a7c9e01";
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut stalled = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut req = Vec::new();
+            let mut byte = [0u8; 1];
+            while !req.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+                req.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&req).to_string();
+            if head.contains("/api/share/") {
+                let body = serde_json::json!({
+                    "file_id": ID, "file_name": "x.bin", "encrypted_size_bytes": 10_000_000u64,
+                    "key_management_mode": "vault", "expires_at": null,
+                    "download_url": format!("http://{addr}/files/download/usrh-x/{ID}"),
+                })
+                .to_string();
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            } else {
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Length: 10000000\r\n\r\nage-encryption.org/v1\n"
+                );
+                let _ = s.flush();
+                stalled.push(s);
+            }
+        }
+    });
+
+    for signal in ["-INT", "-TERM"] {
+        let work = tempfile::tempdir().unwrap();
+        let c = Client::new(&format!("http://{addr}"), "x@example.com");
+        let key = hashdrop_crypto::AgeIdentity::generate();
+        let key = hashdrop_crypto::secrecy::ExposeSecret::expose_secret(&key.to_secret_string())
+            .to_string();
+        let link = format!("http://{addr}/d/{ID}#{key}");
+        let dest = work.path().join("out.bin");
+        let mut cmd = c.cmd(&["decrypt", &link, dest.to_str().unwrap()]);
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let names: Vec<String> = std::fs::read_dir(work.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            if names.iter().any(|n| n.ends_with(".part")) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no temporary file appeared");
+            assert!(child.try_wait().unwrap().is_none(), "decrypt ended early");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let status = std::process::Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "{signal}: {stderr}");
+        assert!(stderr.contains("interrupted"), "{stderr}");
+        assert_eq!(
+            std::fs::read_dir(work.path()).unwrap().count(),
+            0,
+            "{signal}: nothing left behind"
+        );
+    }
+}

@@ -249,7 +249,8 @@ pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
             )
         })?;
     let out_file = tmp.as_file().try_clone()?;
-    let outcome = tokio::task::spawn_blocking(move || {
+    let tmp_path = tmp.path().to_path_buf();
+    let work = tokio::task::spawn_blocking(move || {
         let mut out = ThreadedWriter::new(out_file);
         let result = decrypt(reader, &mut out, &keys);
         let finished = out.finish();
@@ -259,8 +260,18 @@ pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
             (Ok(_), Err(e)) => Err(e.into()),
         };
         (tmp, result)
-    })
-    .await?;
+    });
+    // An interrupt would skip the temporary file's cleanup: remove it here, so not even
+    // an authenticated prefix of the plaintext stays behind.
+    let outcome = tokio::select! {
+        done = work => done?,
+        () = interrupted() => {
+            let _ = std::fs::remove_file(&tmp_path);
+            bar.finish_and_clear();
+            eprintln!("hashdrop: error: interrupted; no output was written");
+            std::process::exit(130);
+        }
+    };
     bar.finish_and_clear();
     let (tmp, result) = outcome;
     let summary = match result {
@@ -322,6 +333,30 @@ pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
         }),
     );
     Ok(())
+}
+
+/// Resolves on Ctrl-C (and SIGTERM on Unix); never, if the handlers cannot be set up.
+async fn interrupted() {
+    async fn ctrl_c() {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    () = ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => ctrl_c().await,
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c().await;
 }
 
 #[cfg(test)]
