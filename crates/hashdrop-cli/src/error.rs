@@ -11,6 +11,9 @@ pub struct Fail {
     pub what: String,
     /// What to do about it.
     pub todo: String,
+    /// Extra machine-readable detail for `--json` (e.g. the candidates of an
+    /// ambiguous id prefix).
+    pub detail: Option<serde_json::Value>,
 }
 
 impl fmt::Display for Fail {
@@ -31,7 +34,22 @@ pub fn fail(code: &'static str, what: impl Into<String>, todo: impl Into<String>
         code,
         what: what.into(),
         todo: todo.into(),
+        detail: None,
     })
+}
+
+/// The `--json` form of an error: `{"error": LINE, "code": CODE, ...detail}`.
+pub fn to_json(err: &anyhow::Error) -> serde_json::Value {
+    let (line, code) = one_line(err);
+    let mut v = serde_json::json!({"error": line, "code": code});
+    if let Some(detail) = err.downcast_ref::<Fail>().and_then(|f| f.detail.as_ref()) {
+        if let (Some(obj), Some(extra)) = (v.as_object_mut(), detail.as_object()) {
+            for (k, x) in extra {
+                obj.insert(k.clone(), x.clone());
+            }
+        }
+    }
+    v
 }
 
 /// Renders any error as one line (and its code) for the top level.

@@ -74,10 +74,10 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let (line, code) = error::one_line(&e);
+            let (line, _) = error::one_line(&e);
             eprintln!("hashdrop: error: {line}");
             if json {
-                println!("{}", serde_json::json!({"error": line, "code": code}));
+                println!("{}", error::to_json(&e));
             }
             ExitCode::FAILURE
         }

@@ -255,6 +255,11 @@ fn file_not_found_and_ambiguous_prefix() {
     assert!(r.stdout.lines().count() >= 3, "candidates listed: {r:#?}");
     c.run(&["share", &prefix])
         .fails_with("give more characters");
+    let j = c.run(&["--json", "files", "show", &prefix]);
+    assert_ne!(j.code, 0);
+    let v = j.json();
+    assert_eq!(v["code"], "ambiguous");
+    assert!(v["candidates"].as_array().unwrap().len() >= 2, "{v}");
     let after = c.run(&["--json", "files", "list"]).ok().json();
     assert_eq!(before, after, "an ambiguous delete deletes nothing");
 }

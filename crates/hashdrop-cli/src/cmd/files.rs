@@ -5,7 +5,7 @@ use hashdrop_wire::{FileDetails, FileSummary, KeyMode};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::error::fail;
+use crate::error::{fail, Fail};
 use crate::util::human_bytes;
 use crate::{secrets, vault_store, Ctx};
 
@@ -45,23 +45,22 @@ pub async fn find_one(ctx: &Ctx, prefix: &str) -> anyhow::Result<FileDetails> {
         )),
         1 => Ok(found.into_iter().next().expect("one element")),
         n => {
-            if ctx.json {
-                let list: Vec<_> = found
-                    .iter()
-                    .map(|f| json!({"file_id": f.file_id, "file_name": f.file_name}))
-                    .collect();
-                println!("{}", json!({ "candidates": list }));
-            } else {
+            if !ctx.json {
                 println!("{n} files match {p}:");
                 for f in &found {
                     println!("  {}  {}", f.file_id, f.file_name);
                 }
             }
-            Err(fail(
-                "ambiguous",
-                format!("the id prefix {p} matches {n} files; nothing was done"),
-                "give more characters of the id",
-            ))
+            let list: Vec<_> = found
+                .iter()
+                .map(|f| json!({"file_id": f.file_id, "file_name": f.file_name}))
+                .collect();
+            Err(anyhow::Error::new(Fail {
+                code: "ambiguous",
+                what: format!("the id prefix {p} matches {n} files; nothing was done"),
+                todo: "give more characters of the id".into(),
+                detail: Some(json!({ "candidates": list })),
+            }))
         }
     }
 }
