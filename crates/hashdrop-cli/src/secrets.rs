@@ -89,11 +89,6 @@ pub fn secret(kind: SecretKind, confirm: bool, min_len: usize) -> anyhow::Result
     Ok(value)
 }
 
-/// A secret only if one is available without prompting (the environment).
-pub fn secret_from_env(kind: SecretKind) -> Option<String> {
-    std::env::var(kind.env_var()).ok().filter(|v| !v.is_empty())
-}
-
 /// A visible answer (email, OTP): the flag, else the environment variable `env`,
 /// else a prompt when interactive, else an error telling what to pass.
 pub fn answer(

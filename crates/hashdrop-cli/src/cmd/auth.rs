@@ -44,7 +44,7 @@ pub async fn register(ctx: &Ctx, email: Option<String>) -> anyhow::Result<()> {
         )),
         Err(e) => return Err(e.into_user("account")),
     };
-    if secrets::interactive() && secrets::secret_from_env(SecretKind::Password).is_none() {
+    if secrets::interactive() {
         ctx.note(format!(
             "Registered {}. A 6-digit code was sent to {email}.",
             user.email
