@@ -448,3 +448,134 @@ fn progress_bars_on_a_terminal() {
     let quiet = c.run(&["upload", src.to_str().unwrap(), "-N"]).ok();
     assert!(quiet.stderr.is_empty(), "{quiet:#?}");
 }
+
+/// Runs `line` under a pseudo-terminal; for each `(prompt, answer)` waits until the
+/// prompt is shown, then types the answer. Returns success and the terminal output.
+fn tty_session(
+    line: &str,
+    env: &[(&str, &str)],
+    remove: &[&str],
+    steps: &[(&str, &str)],
+) -> (bool, String) {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new("script");
+    cmd.args(["-q", "-e", "-c", line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    for k in remove {
+        cmd.env_remove(k);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut tty = child.stdin.take().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let seen = seen.clone();
+        let mut stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    let mut from = 0;
+    for (prompt, answer) in steps {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let text = seen.lock().unwrap().clone();
+            if let Some(i) = text[from..].find(prompt) {
+                from += i + prompt.len();
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {prompt:?} in {text:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        writeln!(tty, "{answer}").unwrap();
+        tty.flush().unwrap();
+    }
+    let status = child.wait().unwrap();
+    drop(tty);
+    reader.join().unwrap();
+    let text = seen.lock().unwrap().clone();
+    (status.success(), text)
+}
+
+/// The first vault-mode upload creates the vault and asks for its passphrase twice on
+/// a terminal; a mismatch creates nothing.
+#[test]
+fn interactive_upload_confirms_a_new_vault_passphrase() {
+    if !common::tool_available("script") {
+        common::skip("util-linux `script` is not installed");
+        return;
+    }
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let c = Client::signed_up(&server, "tty3@example.com");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("v.bin");
+    write(&src, b"interactive vault");
+    let line = format!(
+        "{} upload {}",
+        env!("CARGO_BIN_EXE_hashdrop"),
+        src.display()
+    );
+    let home = c.home.path().to_str().unwrap().to_string();
+    let env = [
+        ("HASHDROP_HOME", home.as_str()),
+        ("HASHDROP_SERVER", server.url.as_str()),
+        ("HASHDROP_SCRYPT_WORK_FACTOR", "10"),
+    ];
+    let (ok, text) = tty_session(
+        &line,
+        &env,
+        &["HASHDROP_VAULT_PASSWORD"],
+        &[
+            ("Vault passphrase:", "first passphrase"),
+            ("Confirm vault passphrase:", "second passphrase"),
+        ],
+    );
+    assert!(!ok, "{text}");
+    assert!(text.contains("differ"), "{text}");
+    assert!(!c.home.path().join("vault.age").exists());
+    let (ok, text) = tty_session(
+        &line,
+        &env,
+        &["HASHDROP_VAULT_PASSWORD"],
+        &[
+            ("Vault passphrase:", "zebra quartz 71"),
+            ("Confirm vault passphrase:", "zebra quartz 71"),
+        ],
+    );
+    assert!(ok, "{text}");
+    assert!(text.contains("Created a new vault"), "{text}");
+    assert!(!text.contains("zebra quartz 71"), "echoed: {text}");
+    assert!(c.home.path().join("vault.age").exists());
+    // The vault opens with that passphrase.
+    c.run_env(
+        &["files", "list"],
+        &[("HASHDROP_VAULT_PASSWORD", "zebra quartz 71")],
+    )
+    .ok();
+    let up_id = c.run(&["--json", "files", "list"]).ok().json()[0]["file_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.run_env(
+        &["share", &up_id],
+        &[("HASHDROP_VAULT_PASSWORD", "zebra quartz 71")],
+    )
+    .ok();
+}
