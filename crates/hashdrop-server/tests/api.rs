@@ -1046,7 +1046,8 @@ async fn admin_reset_is_dev_only(b: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_table_matches_router() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    for (method, path, ..) in hashdrop_server::openapi::ROUTES {
+    for route in hashdrop_server::openapi::ROUTES {
+        let (method, path) = (route.method, route.path);
         let concrete = path
             .replace("{user_hash}", "usrh-00")
             .replace("{file_id}", "00000000-0000-0000-0000-000000000000")

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 /// The error body every failing API call returns, e.g.
 /// `{"error": "invalid email or password", "code": "invalid_credentials"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// Human-readable explanation.
     pub error: String,
@@ -25,6 +26,7 @@ pub struct ErrorBody {
 /// Serialised as `"vault"` (a fresh X25519 identity per file, kept in the local vault)
 /// or `"passphrase"` (age scrypt recipient; the salt lives in the age header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum KeyMode {
     /// Key kept in the owner's local vault and shared in the link fragment.
@@ -55,6 +57,7 @@ impl KeyMode {
 /// `POST /api/user/register`, `POST /api/user/login` and `DELETE /api/user` body:
 /// `{"email": "user@example.com", "password": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Credentials {
     /// Account email.
     pub email: String,
@@ -65,6 +68,7 @@ pub struct Credentials {
 /// `201 Created` answer of `POST /api/user/register`:
 /// `{"id": "uuid", "created_at": "...", "updated_at": "...", "email": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserResponse {
     /// User id (UUID).
     pub id: String,
@@ -78,6 +82,7 @@ pub struct UserResponse {
 
 /// `PATCH /api/user/verify` body: `{"email": "...", "otp": "123456"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerifyRequest {
     /// Account email.
     pub email: String,
@@ -88,6 +93,7 @@ pub struct VerifyRequest {
 /// `200 OK` answer of `POST /api/user/login`:
 /// `{"access_token": "eyJ...", "refresh_token": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginResponse {
     /// JWT access token (15 minutes), sent as `Authorization: Bearer ...`.
     pub access_token: String,
@@ -98,6 +104,7 @@ pub struct LoginResponse {
 /// `POST /api/token/refresh` and `POST /api/token/revoke` body:
 /// `{"refresh_token": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RefreshRequest {
     /// The refresh token to use or revoke.
     pub refresh_token: String,
@@ -110,6 +117,7 @@ pub struct RefreshRequest {
 /// carries the replacement; the token sent is dead from now on and presenting it
 /// again revokes every session of the account (reuse detection).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RefreshResponse {
     /// New access token.
     pub access_token: String,
@@ -126,6 +134,7 @@ pub struct RefreshResponse {
 ///
 /// `expires_at` and `max_downloads` are optional owner settings for sharing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PresignRequest {
     /// Display name shown to recipients.
     pub file_name: String,
@@ -148,6 +157,7 @@ pub struct PresignRequest {
 
 /// Where and how to upload: `{"url": "...", "method": "PUT", "expires_at": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UploadResource {
     /// Signed, expiring URL accepting exactly one object.
     pub url: String,
@@ -160,6 +170,7 @@ pub struct UploadResource {
 /// `200 OK` answer of `POST /api/files/presign`:
 /// `{"file_id": "uuid", "object_key": "usrh-.../uuid", "upload_resource": {...}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PresignResponse {
     /// New file id (UUID).
     pub file_id: String,
@@ -174,6 +185,7 @@ pub struct PresignResponse {
 /// `plaintext_hash` may be repeated here (reference compatibility); if given it must
 /// equal the one sent to presign. `passphrase_salt` is accepted and ignored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CompleteRequest {
     /// File id from presign.
     pub file_id: String,
@@ -191,6 +203,7 @@ pub struct CompleteRequest {
 /// `200 OK` answer of `POST /api/files/complete`:
 /// `{"s3_object_key": "usrh-.../uuid", "uploaded_file_size": 1234}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CompleteResponse {
     /// Object key in the blob store.
     pub s3_object_key: String,
@@ -200,6 +213,7 @@ pub struct CompleteResponse {
 
 /// One element of `GET /api/files/all`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileSummary {
     /// File id (UUID).
     pub file_id: String,
@@ -217,6 +231,7 @@ pub struct FileSummary {
 
 /// One element of `GET /api/files/resolve?id=PREFIX`: `{"file_name": "...", "file_id": "uuid"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileMatch {
     /// Display name.
     pub file_name: String,
@@ -226,6 +241,7 @@ pub struct FileMatch {
 
 /// One element of `GET /api/files?id=PREFIX`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileDetails {
     /// File id (UUID).
     pub file_id: String,
@@ -262,6 +278,7 @@ pub struct FileDetails {
 
 /// `200 OK` answer of `GET /api/files/hash?id=UUID`: `{"hash": "<64 hex>"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileHash {
     /// Plaintext SHA-256, hex.
     pub hash: String,
@@ -270,6 +287,7 @@ pub struct FileHash {
 /// Answer of `GET /api/files/salt?id=UUID` in the reference (`{"salt": "hex"}`).
 /// This server always answers 404 because age stores the salt in the file header.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PassphraseSalt {
     /// Hex salt.
     pub salt: String,
@@ -284,6 +302,7 @@ pub struct PassphraseSalt {
 ///  "download_url": "http://127.0.0.1:8080/files/download/usrh-.../uuid"}
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShareInfo {
     /// File id (UUID).
     pub file_id: String,
@@ -301,6 +320,7 @@ pub struct ShareInfo {
 
 /// `200 OK` answer of `GET /api/cli/version`: `{"compatible_version": "0.1.0"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CliVersion {
     /// CLI version this server is compatible with.
     pub compatible_version: String,
@@ -313,6 +333,7 @@ pub struct CliVersion {
 /// {"status": "ready", "draining": false, "checks": {"database": "ok", "blob_store": "ok"}}
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Readiness {
     /// `ready` or `not_ready`.
     pub status: String,
@@ -324,6 +345,7 @@ pub struct Readiness {
 
 /// Per-dependency readiness results.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReadinessChecks {
     /// Database round trip.
     pub database: String,
