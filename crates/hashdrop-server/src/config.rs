@@ -33,6 +33,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpAddr>,
     /// Time between SIGTERM and closing the listener, so load balancers see readyz 503.
     pub shutdown_grace_ms: u64,
+    /// How long in-flight requests may still run after the listener closes.
+    pub shutdown_timeout_secs: u64,
     /// Authentication settings.
     pub auth: AuthConfig,
     /// Storage and download limits.
@@ -58,6 +60,7 @@ impl Default for Config {
             cli_version: env!("CARGO_PKG_VERSION").into(),
             trusted_proxies: Vec::new(),
             shutdown_grace_ms: 0,
+            shutdown_timeout_secs: 30,
             auth: AuthConfig::default(),
             limits: Limits::default(),
             rate_limit: RateLimitConfig::default(),
@@ -289,6 +292,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "cli_version",
     "trusted_proxies",
     "shutdown_grace_ms",
+    "shutdown_timeout_secs",
     "auth",
     "limits",
     "rate_limit",
@@ -364,6 +368,7 @@ mailer = "log"                     # writes each mail as {data_dir}/mail/*.eml
 dev_mode = false                   # true enables DELETE /admin/reset
 trusted_proxies = []               # e.g. ["127.0.0.1"]: believe X-Forwarded-For from these
 shutdown_grace_ms = 0              # readyz answers 503 this long before the listener closes
+shutdown_timeout_secs = 30         # then in-flight requests get this long to finish
 
 [auth]
 argon2_m_cost_kib = 19456

@@ -90,6 +90,8 @@ impl App {
         let router = api::router(state.clone());
         let draining = state.draining.clone();
         let grace = Duration::from_millis(state.cfg.shutdown_grace_ms);
+        let deadline = Duration::from_secs(state.cfg.shutdown_timeout_secs);
+        let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
             draining.store(true, Ordering::SeqCst);
@@ -97,14 +99,27 @@ impl App {
             if !grace.is_zero() {
                 tokio::time::sleep(grace).await;
             }
+            let _ = closed_tx.send(());
         };
-        axum::serve(
+        let serve = axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(signal)
-        .await
-        .context("serving")?;
+        .with_graceful_shutdown(signal);
+        // In-flight requests get `shutdown_timeout_secs` after the listener closes; a
+        // client that never finishes must not keep the process alive forever.
+        let give_up = async move {
+            match closed_rx.await {
+                Ok(()) => tokio::time::sleep(deadline).await,
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            r = serve => r.context("serving")?,
+            _ = give_up => {
+                tracing::warn!("shutdown timeout: abandoning requests still in flight");
+            }
+        }
         let _ = stop_tx.send(true);
         for h in background {
             let _ = h.await;

@@ -17,6 +17,46 @@ both_backends!(
     graceful_shutdown_finishes_in_flight_request
 );
 
+/// A request that never finishes does not keep the server alive past
+/// `shutdown_timeout_secs`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_gives_up_on_a_stuck_request() {
+    let mut app = TestApp::spawn_with(Backend::Sqlite, |c| c.shutdown_timeout_secs = 1).await;
+    let t = app.user("stuck@example.com").await;
+    let p: PresignResponse = app
+        .presign(&t.access_token, presign_body(2000))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let client = app.client.clone();
+    let url = p.upload_resource.url.clone();
+    let put = tokio::spawn(async move { client.put(&url).body(body).send().await });
+    tx.send(Ok(vec![1u8; 10])).await.unwrap();
+    // Wait until the server is inside the handler (its temp file exists).
+    let blobs_dir = app.data_dir.join("blobs");
+    let in_flight = poll(Duration::from_secs(5), || {
+        let d = blobs_dir.clone();
+        async move {
+            let prefix = std::fs::read_dir(&d).ok()?.next()?.ok()?.path();
+            std::fs::read_dir(prefix).ok()?.next().map(|_| ())
+        }
+    })
+    .await;
+    assert!(in_flight.is_some(), "upload in flight");
+    let started = std::time::Instant::now();
+    app.stop().await; // would hang without the timeout: the body never ends
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(15),
+        "waited {waited:?}"
+    );
+    drop(tx);
+    let _ = put.await;
+}
+
 fn server_bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_hashdrop-server"));
     // The child must not inherit layering inputs from the developer's shell.
