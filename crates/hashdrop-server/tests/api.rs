@@ -29,6 +29,7 @@ both_backends!(
     concurrent_workers_run_each_job_once,
     readiness_fails_without_blob_store,
     presign_and_complete_validation,
+    hash_may_arrive_at_complete_instead_of_presign,
     expired_otp_and_refresh_token,
     cleaners_remove_expired_rows,
     ambiguous_prefix_delete_is_409,
@@ -1267,6 +1268,61 @@ async fn presign_and_complete_validation(b: Backend) {
         )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// A client that hashes while it encrypts and uploads (one read of the file) presigns
+/// without the hash and hands it over at complete.
+async fn hash_may_arrive_at_complete_instead_of_presign(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.user("h@example.com").await;
+    let tok = t.access_token.as_str();
+    let mut body = presign_body(3);
+    body.as_object_mut().unwrap().remove("plaintext_hash");
+    let r = app.presign(tok, body).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let p: PresignResponse = r.json().await.unwrap();
+    let r = app
+        .client
+        .put(&p.upload_resource.url)
+        .body(vec![0u8; 3])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    for bad in [
+        json!({"file_id": p.file_id}),
+        json!({"file_id": p.file_id, "plaintext_hash": "zz"}),
+    ] {
+        let r = app.post("/api/files/complete", Some(tok), bad).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let e: serde_json::Value = r.json().await.unwrap();
+        assert!(
+            e["error"].as_str().unwrap().contains("plaintext_hash"),
+            "{e}"
+        );
+    }
+    // Refused completes changed nothing: the file is still pending, not listed as done.
+    let r = app
+        .get(&format!("/api/files?id={}", p.file_id), Some(tok))
+        .await;
+    let d: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(d[0]["status"], "pending", "{d}");
+    assert_eq!(d[0]["plaintext_hash"], "", "not known before complete");
+
+    let r = app
+        .post(
+            "/api/files/complete",
+            Some(tok),
+            json!({"file_id": p.file_id, "plaintext_hash": "EF".repeat(32)}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app
+        .get(&format!("/api/files/hash?id={}", p.file_id), Some(tok))
+        .await;
+    let h: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(h["hash"], "ef".repeat(32));
 }
 
 async fn expired_otp_and_refresh_token(b: Backend) {

@@ -133,13 +133,17 @@ pub struct RefreshResponse {
 /// ```
 ///
 /// `expires_at` and `max_downloads` are optional owner settings for sharing.
+/// `plaintext_hash` is optional here: a client that hashes while it encrypts and
+/// uploads (one read of the file, as the `hashdrop` CLI does) sends it to complete
+/// instead.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PresignRequest {
     /// Display name shown to recipients.
     pub file_name: String,
-    /// SHA-256 of the plaintext, lowercase hex.
-    pub plaintext_hash: String,
+    /// SHA-256 of the plaintext, lowercase hex; if absent, complete must carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plaintext_hash: Option<String>,
     /// Exact size of the age ciphertext that will be uploaded.
     pub encrypted_size_bytes: u64,
     /// `"vault"` or `"passphrase"`.
@@ -182,14 +186,15 @@ pub struct PresignResponse {
 
 /// `POST /api/files/complete` body: `{"file_id": "uuid", "plaintext_size_bytes": 1000}`.
 ///
-/// `plaintext_hash` may be repeated here (reference compatibility); if given it must
-/// equal the one sent to presign. `passphrase_salt` is accepted and ignored.
+/// `plaintext_hash` is required here when presign did not carry it; otherwise it may be
+/// repeated (reference compatibility) and must equal presign's. `passphrase_salt` is
+/// accepted and ignored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CompleteRequest {
     /// File id from presign.
     pub file_id: String,
-    /// Optional plaintext SHA-256 (hex), checked against presign's.
+    /// Plaintext SHA-256 (hex): required if presign had none, else checked against it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plaintext_hash: Option<String>,
     /// Optional plaintext size in bytes.
@@ -377,5 +382,11 @@ mod tests {
         .unwrap();
         assert_eq!(r.expires_at, None);
         assert_eq!(r.max_downloads, None);
+        assert_eq!(r.plaintext_hash.as_deref(), Some("00"));
+        let r: PresignRequest = serde_json::from_str(
+            r#"{"file_name":"a","encrypted_size_bytes":5,"key_management_mode":"vault"}"#,
+        )
+        .unwrap();
+        assert_eq!(r.plaintext_hash, None);
     }
 }

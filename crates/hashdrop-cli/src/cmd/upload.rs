@@ -1,9 +1,7 @@
-//! `hashdrop upload`: size check, hash, encrypt while uploading, complete, vault.
+//! `hashdrop upload`: size check, then one read of the file that hashes and encrypts
+//! while uploading, complete (which carries the hash), vault.
 
-use std::io::Read;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use futures_util::TryStreamExt;
 use hashdrop_crypto::{to_hex, AgeIdentity, Encryption, Passphrase, Recipients};
@@ -11,7 +9,6 @@ use hashdrop_wire::{CompleteRequest, CompleteResponse, KeyMode, PresignRequest, 
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::Method;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use crate::api::{transport_error, HttpError};
 use crate::error::{fail, from_crypto};
@@ -104,9 +101,6 @@ pub async fn run(ctx: &Ctx, args: crate::cli::UploadArgs) -> anyhow::Result<()> 
     } else {
         Secret::Vault(vault_store::passphrase(&home)?)
     };
-    let cancel = Arc::new(AtomicBool::new(false));
-    let hashing = tokio::spawn(hash_file(path.to_path_buf(), size, cancel.clone()));
-
     let work = vault_store::work_factor();
     let prepared = tokio::task::block_in_place(|| -> anyhow::Result<_> {
         let plan = match secret {
@@ -143,28 +137,17 @@ pub async fn run(ctx: &Ctx, args: crate::cli::UploadArgs) -> anyhow::Result<()> 
         .expect_plaintext_len(size);
         Ok((plan, encryption))
     });
-    let (plan, encryption) = match prepared {
-        Ok(pe) => pe,
-        Err(e) => {
-            cancel.store(true, Ordering::Relaxed);
-            let _ = hashing.await;
-            return Err(e);
-        }
-    };
+    let (plan, encryption) = prepared?;
     let ciphertext_len = encryption.ciphertext_len(size);
     if ciphertext_len > limit {
-        cancel.store(true, Ordering::Relaxed);
-        let _ = hashing.await;
         return Err(too_large(path, ciphertext_len, limit));
     }
 
-    // The server records the plaintext hash when the upload slot is created, so it has
-    // to be known first: one read-only pass, then encryption streams into the upload
-    // and recomputes the hash from its own single read, which must agree.
-    let plaintext_hash = hashing.await??;
+    // The file is read once: the hash comes out of the same pass that encrypts into
+    // the upload, so the slot is asked for without it and complete carries it.
     let presign = PresignRequest {
         file_name: name.clone(),
-        plaintext_hash: to_hex(&plaintext_hash),
+        plaintext_hash: None,
         encrypted_size_bytes: ciphertext_len,
         key_management_mode: match plan {
             KeyPlan::Vault { .. } => KeyMode::Vault,
@@ -181,23 +164,17 @@ pub async fn run(ctx: &Ctx, args: crate::cli::UploadArgs) -> anyhow::Result<()> 
         .map_err(|e| e.into_user("upload slot"))?;
     let file_id = slot.file_id.clone();
 
-    if let Err(e) = put_object(
-        ctx,
-        path,
-        &slot,
-        encryption,
-        ciphertext_len,
-        &plaintext_hash,
-    )
-    .await
-    {
-        // Release the reserved quota now rather than waiting for the server's sweeper.
-        let _ = ctx
-            .api
-            .authed::<()>(Method::DELETE, &format!("/api/files?id={file_id}"), None)
-            .await;
-        return Err(e);
-    }
+    let plaintext_hash = match put_object(ctx, path, &slot, encryption, ciphertext_len).await {
+        Ok(hash) => hash,
+        Err(e) => {
+            // Release the reserved quota now rather than waiting for the server's sweeper.
+            let _ = ctx
+                .api
+                .authed::<()>(Method::DELETE, &format!("/api/files?id={file_id}"), None)
+                .await;
+            return Err(e);
+        }
+    };
     let done: CompleteResponse = ctx
         .api
         .authed_json(
@@ -275,53 +252,15 @@ fn too_large(path: &Path, len: u64, limit: u64) -> anyhow::Error {
     )
 }
 
-/// SHA-256 of the file, read once without encryption.
-/// Stops early (with an error) once `cancel` is set.
-async fn hash_file(
-    path: std::path::PathBuf,
-    size: u64,
-    cancel: Arc<AtomicBool>,
-) -> anyhow::Result<[u8; 32]> {
-    let path_display = path.display().to_string();
-    let bar = progress(size, "hashing  ");
-    let b = bar.clone();
-    let digest = tokio::task::spawn_blocking(move || -> anyhow::Result<[u8; 32]> {
-        let mut file = std::fs::File::open(&path)?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            if cancel.load(Ordering::Relaxed) {
-                anyhow::bail!("hashing cancelled");
-            }
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            b.inc(n as u64);
-        }
-        Ok(hasher.finalize().into())
-    })
-    .await;
-    bar.finish_and_clear();
-    digest?.map_err(|e| {
-        fail(
-            "io",
-            format!("reading {} failed ({e})", path_display),
-            "check the file and retry",
-        )
-    })
-}
-
-/// Streams the encryption of `path` into the signed upload URL.
+/// Streams the encryption of `path` into the signed upload URL; returns the SHA-256 of
+/// the plaintext, computed from the same read.
 async fn put_object(
     ctx: &Ctx,
     path: &Path,
     slot: &PresignResponse,
     encryption: Encryption,
     ciphertext_len: u64,
-    expected_hash: &[u8; 32],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<[u8; 32]> {
     let file = tokio::fs::File::open(path).await?;
     let body = encryption.into_body(file);
     let summary = body.summary_handle();
@@ -373,12 +312,7 @@ async fn put_object(
         });
     }
     match summary.get() {
-        Some(s) if &s.plaintext_sha256 == expected_hash => Ok(()),
-        Some(_) => Err(fail(
-            "file_changed",
-            format!("{} changed while it was being uploaded", path.display()),
-            "upload it again once nothing is writing to it",
-        )),
+        Some(s) => Ok(s.plaintext_sha256),
         None => Err(fail(
             "upload_failed",
             "the upload ended before the whole file was encrypted",

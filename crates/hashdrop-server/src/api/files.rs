@@ -70,11 +70,16 @@ pub async fn presign(
             "file_name must be 1 to 255 printable characters".into(),
         ));
     }
-    if !is_hex64(&req.plaintext_hash) {
-        return Err(ApiError::BadRequest(
-            "plaintext_hash must be 64 hex characters".into(),
-        ));
-    }
+    // An empty stored hash means "not known yet": complete must then supply it.
+    let plaintext_hash = match &req.plaintext_hash {
+        Some(h) if is_hex64(h) => h.to_ascii_lowercase(),
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "plaintext_hash must be 64 hex characters".into(),
+            ))
+        }
+        None => String::new(),
+    };
     if req.encrypted_size_bytes == 0 {
         return Err(ApiError::BadRequest(
             "encrypted_size_bytes must be positive".into(),
@@ -116,7 +121,7 @@ pub async fn presign(
     .bind(&object_key)
     .bind(name)
     .bind(req.mime_type.as_deref())
-    .bind(req.plaintext_hash.to_ascii_lowercase())
+    .bind(&plaintext_hash)
     .bind(size)
     .bind(req.key_management_mode.as_str())
     .bind(expires_at)
@@ -199,8 +204,9 @@ pub async fn complete(
     let Some((key, status, declared, hash)) = row else {
         return Err(ApiError::NotFound("file not found"));
     };
-    if let Some(h) = &req.plaintext_hash {
-        if !h.is_empty() && !h.eq_ignore_ascii_case(&hash) {
+    let given = req.plaintext_hash.as_deref().filter(|h| !h.is_empty());
+    if let Some(h) = given {
+        if !hash.is_empty() && !h.eq_ignore_ascii_case(&hash) {
             return Err(ApiError::BadRequest(
                 "plaintext_hash differs from the one given at presign".into(),
             ));
@@ -216,6 +222,21 @@ pub async fn complete(
         "pending" => {}
         _ => return Err(ApiError::NotFound("file not found")),
     }
+    // A client that hashed while uploading sends the hash only now.
+    let hash = match given {
+        _ if !hash.is_empty() => hash,
+        Some(h) if is_hex64(h) => h.to_ascii_lowercase(),
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "plaintext_hash must be 64 hex characters".into(),
+            ))
+        }
+        None => {
+            return Err(ApiError::BadRequest(
+                "plaintext_hash is required here because presign did not carry it".into(),
+            ))
+        }
+    };
     let Some(stored) = state.blobs.size(&key).await? else {
         return Err(ApiError::BadRequest("object has not been uploaded".into()));
     };
@@ -230,13 +251,14 @@ pub async fn complete(
         });
     }
     let r = sqlx::query(
-        "UPDATE files SET status = 'uploaded', plaintext_size = $1, updated_at = $2 \
-         WHERE id = $3 AND user_id = $4 AND status = 'pending'",
+        "UPDATE files SET status = 'uploaded', plaintext_size = $1, updated_at = $2, \
+         plaintext_hash = $5 WHERE id = $3 AND user_id = $4 AND status = 'pending'",
     )
     .bind(req.plaintext_size_bytes.unwrap_or(0).min(i64::MAX as u64) as i64)
     .bind(now_ms())
     .bind(&file_id)
     .bind(&user_id)
+    .bind(&hash)
     .execute(state.db.pool())
     .await?;
     if r.rows_affected() == 0 {
