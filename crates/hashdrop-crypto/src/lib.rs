@@ -12,7 +12,7 @@
 //! - [`decrypt`]: any reader to any writer; [`SeekableDecryptor`]: byte ranges.
 //! - [`Vault`]: the user's keys, itself an age file under a passphrase.
 //!
-//! Memory stays at a few buffers of 512 KiB whatever the input size.
+//! Memory stays at three buffers of 256 KiB whatever the input size.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
