@@ -739,7 +739,7 @@ async fn signed_url_tampering_and_expiry(b: Backend) {
         url.split("&sig=").next().unwrap().to_string(),
     ];
     for u in &tampered {
-        let r = app.client.put(u).body(vec![1u8; 10]).send().await.unwrap();
+        let r = app.put_blob(u, vec![1u8; 10]).await;
         assert!(
             r.status() == StatusCode::FORBIDDEN || r.status() == StatusCode::BAD_REQUEST,
             "{u}: {}",
@@ -760,21 +760,9 @@ async fn signed_url_tampering_and_expiry(b: Backend) {
         .unwrap();
     assert!(r.status() == StatusCode::FORBIDDEN || r.status() == StatusCode::NOT_FOUND);
     // The genuine URL works, once: objects are immutable.
-    let r = app
-        .client
-        .put(&url)
-        .body(vec![1u8; 10])
-        .send()
-        .await
-        .unwrap();
+    let r = app.put_blob(&url, vec![1u8; 10]).await;
     assert_eq!(r.status(), StatusCode::OK);
-    let r = app
-        .client
-        .put(&url)
-        .body(vec![2u8; 10])
-        .send()
-        .await
-        .unwrap();
+    let r = app.put_blob(&url, vec![2u8; 10]).await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
     // Expiry: a URL signed for 1 s stops working.
     let short = app
@@ -796,31 +784,14 @@ async fn signed_url_tampering_and_expiry(b: Backend) {
 async fn oversized_put_is_cut_off(b: Backend) {
     let app = TestApp::spawn(b).await;
     let t = app.user("o@example.com").await;
-    let p: PresignResponse = app
-        .presign(&t.access_token, presign_body(1000))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let p = app.presigned(&t.access_token, presign_body(1000)).await;
     // Declared length over the limit: refused before reading.
-    let r = app
-        .client
-        .put(&p.upload_resource.url)
-        .body(vec![0u8; 4000])
-        .send()
-        .await
-        .unwrap();
+    let r = app.put_blob(&p.upload_resource.url, vec![0u8; 4000]).await;
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     // Streamed body without a length: cut off once it passes the limit.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..8).map(|_| Ok(vec![7u8; 500])).collect();
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
-    let r = app
-        .client
-        .put(&p.upload_resource.url)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = app.put_blob(&p.upload_resource.url, body).await;
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert!(
         app.state.blobs.size(&p.object_key).await.unwrap().is_none(),
@@ -844,12 +815,8 @@ async fn oversized_put_is_cut_off(b: Backend) {
         .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
-        app.client
-            .put(&p.upload_resource.url)
-            .body(vec![1u8; 999])
-            .send()
+        app.put_blob(&p.upload_resource.url, vec![1u8; 999])
             .await
-            .unwrap()
             .status(),
         StatusCode::OK
     );
@@ -965,19 +932,10 @@ async fn stale_pending_upload_cleaner_releases_quota(b: Backend) {
     })
     .await;
     let t = app.user("stale@example.com").await;
-    let p: PresignResponse = app
-        .presign(&t.access_token, presign_body(10))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let p = app.presigned(&t.access_token, presign_body(10)).await;
     assert_eq!(
-        app.client
-            .put(&p.upload_resource.url)
-            .body(vec![0u8; 10])
-            .send()
+        app.put_blob(&p.upload_resource.url, vec![0u8; 10])
             .await
-            .unwrap()
             .status(),
         StatusCode::OK
     );
@@ -1238,19 +1196,8 @@ async fn presign_and_complete_validation(b: Backend) {
         .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // A different hash at complete than at presign is refused.
-    let p: PresignResponse = app
-        .presign(tok, presign_body(3))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let r = app
-        .client
-        .put(&p.upload_resource.url)
-        .body(vec![0u8; 3])
-        .send()
-        .await
-        .unwrap();
+    let p = app.presigned(tok, presign_body(3)).await;
+    let r = app.put_blob(&p.upload_resource.url, vec![0u8; 3]).await;
     assert_eq!(r.status(), StatusCode::OK);
     let r = app
         .post(
@@ -1278,16 +1225,8 @@ async fn hash_may_arrive_at_complete_instead_of_presign(b: Backend) {
     let tok = t.access_token.as_str();
     let mut body = presign_body(3);
     body.as_object_mut().unwrap().remove("plaintext_hash");
-    let r = app.presign(tok, body).await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let p: PresignResponse = r.json().await.unwrap();
-    let r = app
-        .client
-        .put(&p.upload_resource.url)
-        .body(vec![0u8; 3])
-        .send()
-        .await
-        .unwrap();
+    let p = app.presigned(tok, body).await;
+    let r = app.put_blob(&p.upload_resource.url, vec![0u8; 3]).await;
     assert_eq!(r.status(), StatusCode::OK);
 
     for bad in [
@@ -1406,12 +1345,7 @@ async fn ambiguous_prefix_delete_is_409(b: Backend) {
     // Presign until two ids share their first hex digit (at most 17 by pigeonhole).
     let mut seen: std::collections::HashMap<char, String> = Default::default();
     let (first, second) = loop {
-        let p: PresignResponse = app
-            .presign(tok, presign_body(1))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let p = app.presigned(tok, presign_body(1)).await;
         let c = p.file_id.chars().next().unwrap();
         if let Some(other) = seen.insert(c, p.file_id.clone()) {
             break (other, p.file_id);

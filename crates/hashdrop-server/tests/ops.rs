@@ -23,29 +23,8 @@ both_backends!(
 async fn shutdown_gives_up_on_a_stuck_request() {
     let mut app = TestApp::spawn_with(Backend::Sqlite, |c| c.shutdown_timeout_secs = 1).await;
     let t = app.user("stuck@example.com").await;
-    let p: PresignResponse = app
-        .presign(&t.access_token, presign_body(2000))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
-    let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
-    let client = app.client.clone();
-    let url = p.upload_resource.url.clone();
-    let put = tokio::spawn(async move { client.put(&url).body(body).send().await });
-    tx.send(Ok(vec![1u8; 10])).await.unwrap();
-    // Wait until the server is inside the handler (its temp file exists).
-    let blobs_dir = app.data_dir.join("blobs");
-    let in_flight = poll(Duration::from_secs(5), || {
-        let d = blobs_dir.clone();
-        async move {
-            let prefix = std::fs::read_dir(&d).ok()?.next()?.ok()?.path();
-            std::fs::read_dir(prefix).ok()?.next().map(|_| ())
-        }
-    })
-    .await;
-    assert!(in_flight.is_some(), "upload in flight");
+    let p = app.presigned(&t.access_token, presign_body(2000)).await;
+    let (tx, put) = start_stalled_upload(&app, &p, 10).await;
     let started = std::time::Instant::now();
     app.stop().await; // would hang without the timeout: the body never ends
     let waited = started.elapsed();
@@ -160,29 +139,9 @@ async fn failing_job_goes_dead_and_jobs_retry_revives_it(b: Backend) {
 async fn graceful_shutdown_finishes_in_flight_request(b: Backend) {
     let mut app = TestApp::spawn_with(b, |c| c.shutdown_grace_ms = 400).await;
     let t = app.user("g@example.com").await;
-    let p: PresignResponse = app
-        .presign(&t.access_token, presign_body(2000))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let p = app.presigned(&t.access_token, presign_body(2000)).await;
     // An upload whose body is still arriving when shutdown starts.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
-    let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
-    let client = app.client.clone();
-    let url = p.upload_resource.url.clone();
-    let put = tokio::spawn(async move { client.put(&url).body(body).send().await });
-    tx.send(Ok(vec![1u8; 1000])).await.unwrap();
-    let blobs_dir = app.data_dir.join("blobs");
-    let started = poll(Duration::from_secs(5), || {
-        let d = blobs_dir.clone();
-        async move {
-            let prefix = std::fs::read_dir(&d).ok()?.next()?.ok()?.path();
-            std::fs::read_dir(prefix).ok()?.next().map(|_| ())
-        }
-    })
-    .await;
-    assert!(started.is_some(), "upload in flight");
+    let (tx, put) = start_stalled_upload(&app, &p, 1000).await;
 
     app.begin_shutdown();
     // While draining, readiness says 503.
@@ -496,4 +455,34 @@ fn sigkill_loses_no_committed_data() {
     });
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+type BodySender = tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>;
+type PendingPut = tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>;
+
+/// Starts a PUT to `p`'s upload URL that sends `first` bytes and then waits for more on
+/// the returned sender; returns once the server is inside the handler (its temp file
+/// exists).
+async fn start_stalled_upload(
+    app: &TestApp,
+    p: &PresignResponse,
+    first: usize,
+) -> (BodySender, PendingPut) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let client = app.client.clone();
+    let url = p.upload_resource.url.clone();
+    let put = tokio::spawn(async move { client.put(&url).body(body).send().await });
+    tx.send(Ok(vec![1u8; first])).await.unwrap();
+    let blobs_dir = app.data_dir.join("blobs");
+    let in_flight = poll(Duration::from_secs(5), || {
+        let d = blobs_dir.clone();
+        async move {
+            let prefix = std::fs::read_dir(&d).ok()?.next()?.ok()?.path();
+            std::fs::read_dir(prefix).ok()?.next().map(|_| ())
+        }
+    })
+    .await;
+    assert!(in_flight.is_some(), "upload in flight");
+    (tx, put)
 }

@@ -119,18 +119,24 @@ fn destination(dest: Option<&Path>, name: &str, force: bool) -> anyhow::Result<P
 
 async fn share_info(ctx: &Ctx, t: &Target) -> anyhow::Result<ShareInfo> {
     let url = format!("{}/api/share/{}", t.origin, t.file_id);
-    ctx.api.trace(&Method::GET, &url);
+    read_json(public_get(ctx, &url, &t.origin).await?).await
+}
+
+/// An unauthenticated GET (share facts, the download) whose failure is explained as
+/// being about the shared file.
+async fn public_get(ctx: &Ctx, url: &str, origin: &str) -> anyhow::Result<reqwest::Response> {
+    ctx.api.trace(&Method::GET, url);
     let resp = ctx
         .api
         .http()
-        .get(&url)
+        .get(url)
         .send()
         .await
-        .map_err(|e| transport_error(e, &t.origin))?;
+        .map_err(|e| transport_error(e, origin))?;
     if !resp.status().is_success() {
         return Err(HttpError::read(resp).await.into_user("shared file"));
     }
-    read_json(resp).await
+    Ok(resp)
 }
 
 fn keys_for(ctx: &Ctx, args: &DecryptArgs, t: &Target, info: &ShareInfo) -> anyhow::Result<Keys> {
@@ -218,17 +224,7 @@ pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
         .download_url
         .clone()
         .unwrap_or_else(|| info.download_url.clone());
-    ctx.api.trace(&Method::GET, &url);
-    let resp = ctx
-        .api
-        .http()
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| transport_error(e, &target.origin))?;
-    if !resp.status().is_success() {
-        return Err(HttpError::read(resp).await.into_user("shared file"));
-    }
+    let resp = public_get(ctx, &url, &target.origin).await?;
     let total = resp.content_length().unwrap_or(info.encrypted_size_bytes);
     let bar = progress(total, "downloading");
     let b = bar.clone();

@@ -322,6 +322,16 @@ pub async fn list_all(
     ))
 }
 
+/// The caller's files whose id starts with `?id=`; none is a 404.
+async fn matching(state: &AppState, user_id: &str, q: &IdQuery) -> ApiResult<Vec<FileRow>> {
+    let prefix = parse_prefix(q)?;
+    let rows = by_prefix(state, user_id, &prefix).await?;
+    if rows.is_empty() {
+        return Err(ApiError::NotFound("no files match"));
+    }
+    Ok(rows)
+}
+
 async fn by_prefix(state: &AppState, user_id: &str, prefix: &str) -> ApiResult<Vec<FileRow>> {
     let sql = format!(
         "SELECT {FILE_COLUMNS} FROM files WHERE user_id = $1 AND id LIKE $2 ORDER BY created_at DESC LIMIT 100"
@@ -339,11 +349,7 @@ pub async fn resolve(
     AuthUser(user_id): AuthUser,
     Query(q): Query<IdQuery>,
 ) -> ApiResult<Json<Vec<FileMatch>>> {
-    let prefix = parse_prefix(&q)?;
-    let rows = by_prefix(&state, &user_id, &prefix).await?;
-    if rows.is_empty() {
-        return Err(ApiError::NotFound("no files match"));
-    }
+    let rows = matching(&state, &user_id, &q).await?;
     Ok(Json(
         rows.into_iter()
             .map(|r| FileMatch {
@@ -370,11 +376,7 @@ pub async fn details(
     AuthUser(user_id): AuthUser,
     Query(q): Query<IdQuery>,
 ) -> ApiResult<Json<Vec<FileDetails>>> {
-    let prefix = parse_prefix(&q)?;
-    let rows = by_prefix(&state, &user_id, &prefix).await?;
-    if rows.is_empty() {
-        return Err(ApiError::NotFound("no files match"));
-    }
+    let rows = matching(&state, &user_id, &q).await?;
     Ok(Json(
         rows.into_iter()
             .map(|r| FileDetails {

@@ -354,7 +354,20 @@ impl TestApp {
         self.post("/api/files/presign", Some(token), body).await
     }
 
-    /// Presign + PUT + complete; returns the presign answer.
+    /// Presign that must succeed; returns its answer.
+    pub async fn presigned(&self, token: &str, body: serde_json::Value) -> PresignResponse {
+        let r = self.presign(token, body).await;
+        assert_eq!(r.status(), StatusCode::OK, "presign");
+        r.json().await.expect("presign json")
+    }
+
+    /// PUT `body` to a signed blob URL.
+    pub async fn put_blob(&self, url: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client.put(url).body(body).send().await.expect("put")
+    }
+
+    /// Presign + PUT + complete (reporting [`FIXTURE_PLAINTEXT_SIZE`]); returns the
+    /// presign answer.
     pub async fn upload(
         &self,
         token: &str,
@@ -367,22 +380,14 @@ impl TestApp {
                 b.insert(k.clone(), v.clone());
             }
         }
-        let r = self.presign(token, body).await;
-        assert_eq!(r.status(), StatusCode::OK, "presign");
-        let p: PresignResponse = r.json().await.expect("presign json");
-        let r = self
-            .client
-            .put(&p.upload_resource.url)
-            .body(data.to_vec())
-            .send()
-            .await
-            .expect("put");
+        let p = self.presigned(token, body).await;
+        let r = self.put_blob(&p.upload_resource.url, data.to_vec()).await;
         assert_eq!(r.status(), StatusCode::OK, "blob put");
         let r = self
             .post(
                 "/api/files/complete",
                 Some(token),
-                json!({"file_id": p.file_id, "plaintext_size_bytes": 3}),
+                json!({"file_id": p.file_id, "plaintext_size_bytes": FIXTURE_PLAINTEXT_SIZE}),
             )
             .await;
         assert_eq!(r.status(), StatusCode::OK, "complete");
@@ -405,6 +410,11 @@ impl Drop for TestApp {
         }
     }
 }
+
+/// The plaintext size `TestApp::upload` reports at complete: the uploaded bytes are a
+/// stand-in for ciphertext, so there is no real plaintext, and the server stores
+/// whatever the client says.
+pub const FIXTURE_PLAINTEXT_SIZE: u64 = 3;
 
 pub fn presign_body(size: u64) -> serde_json::Value {
     json!({
