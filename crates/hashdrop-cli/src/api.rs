@@ -13,6 +13,39 @@ use url::Url;
 use crate::error::fail;
 use crate::home::{Home, Session};
 
+/// Pauses before each further attempt of a request that met a transient failure.
+const RETRY_PAUSES: [Duration; 4] = [
+    Duration::from_millis(200),
+    Duration::from_millis(500),
+    Duration::from_millis(1000),
+    Duration::from_millis(2000),
+];
+
+/// A 503 whose Retry-After asks for more than this is reported, not waited out.
+const MAX_RETRY_AFTER_SECS: u64 = 2;
+
+/// Requests whose second arrival does what the first did: the idempotent methods,
+/// and completing an upload (a completed file answers the same again).
+fn safe_to_repeat(method: &Method, path: &str) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+    ) || (*method == Method::POST && path == "/api/files/complete")
+}
+
+fn transient_status(r: &Response) -> bool {
+    match r.status() {
+        StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT => true,
+        StatusCode::SERVICE_UNAVAILABLE => r
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_none_or(|secs| secs <= MAX_RETRY_AFTER_SECS),
+        _ => false,
+    }
+}
+
 /// A client of one server.
 #[derive(Debug, Clone)]
 pub struct Api {
@@ -132,7 +165,10 @@ impl HttpError {
             503 => fail(
                 "unavailable",
                 format!("the server is temporarily unavailable ({m})"),
-                "try again in a minute",
+                format!(
+                    "try again in {}",
+                    human_wait(self.retry_after.unwrap_or(60))
+                ),
             ),
             s => fail(
                 "server_error",
@@ -240,8 +276,8 @@ impl Api {
 
     /// Sends a request, mapping transport errors.
     pub async fn send(&self, rb: RequestBuilder, target: &str) -> anyhow::Result<Response> {
-        let resp = rb
-            .send()
+        let resp = self
+            .execute(rb)
             .await
             .map_err(|e| transport_error(e, &self.base()))?;
         if self.verbose {
@@ -252,6 +288,37 @@ impl Api {
             );
         }
         Ok(resp)
+    }
+
+    /// Sends a request, sending it again after the transient failures a fleet behind
+    /// a load balancer produces while an instance restarts or dies: a refused
+    /// connection (the request never arrived, so any request may go again), and for
+    /// requests that are safe to repeat also a dropped connection or a 502/503/504
+    /// from the balancer. A 503 asking for a long wait (an object-store outage, a full
+    /// quota) is returned for the caller to explain. Streaming bodies are sent once.
+    pub async fn execute(&self, rb: RequestBuilder) -> Result<Response, reqwest::Error> {
+        let (client, req) = rb.build_split();
+        let mut req = req?;
+        let repeatable = safe_to_repeat(req.method(), req.url().path());
+        let mut pauses = RETRY_PAUSES.iter();
+        loop {
+            let spare = req.try_clone();
+            let outcome = client.execute(req).await;
+            let transient = match &outcome {
+                Err(e) => e.is_connect() || repeatable,
+                Ok(r) => repeatable && transient_status(r),
+            };
+            match (transient, spare, pauses.next()) {
+                (true, Some(again), Some(pause)) => {
+                    if self.verbose {
+                        eprintln!("hashdrop: transient failure; sending again");
+                    }
+                    tokio::time::sleep(*pause).await;
+                    req = again;
+                }
+                _ => return outcome,
+            }
+        }
     }
 
     /// An unauthenticated JSON call. Returns the body or the raw [`HttpError`].

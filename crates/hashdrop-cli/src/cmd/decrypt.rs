@@ -128,9 +128,7 @@ async fn public_get(ctx: &Ctx, url: &str, origin: &str) -> anyhow::Result<reqwes
     ctx.api.trace(&Method::GET, url);
     let resp = ctx
         .api
-        .http()
-        .get(url)
-        .send()
+        .execute(ctx.api.http().get(url))
         .await
         .map_err(|e| transport_error(e, origin))?;
     if !resp.status().is_success() {

@@ -178,26 +178,8 @@ impl Server {
         let dir = self.data.path().join("mail");
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            let mut found: Vec<(PathBuf, String)> = std::fs::read_dir(&dir)
-                .into_iter()
-                .flatten()
-                .filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-                .filter_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t)))
-                .filter(|(_, t)| t.contains(&format!("<{email}>")))
-                .collect();
-            found.sort();
-            if let Some((_, text)) = found.last() {
-                let body = text.split("\r\n\r\n").nth(1).unwrap_or(text);
-                let code: String = body
-                    .split(|c: char| !c.is_ascii_digit())
-                    .find(|w| w.len() == 6)
-                    .unwrap_or_default()
-                    .to_string();
-                if code.len() == 6 {
-                    return code;
-                }
+            if let Some(code) = otp_in(&dir, email) {
+                return code;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -220,6 +202,25 @@ impl Server {
         walk(&self.data.path().join("blobs"), &mut out);
         out
     }
+}
+
+/// The 6-digit code in the newest `.eml` to `email` in a log mailer's spool.
+pub fn otp_in(dir: &Path, email: &str) -> Option<String> {
+    let mut found: Vec<(PathBuf, String)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .filter_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t)))
+        .filter(|(_, t)| t.contains(&format!("<{email}>")))
+        .collect();
+    found.sort();
+    let (_, text) = found.last()?;
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or(text);
+    body.split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .map(str::to_string)
 }
 
 /// One user's CLI environment.

@@ -1,0 +1,757 @@
+//! The scale-out fleet end to end: `scripts/cluster.sh` starts HAProxy, three
+//! `hashdrop-server` instances, a PostgreSQL primary with a streaming replica, Redis
+//! and the s3s-fs S3 server on ports of their own; these stories then drive it with
+//! the real CLI and plain HTTP, and break parts of it on purpose.
+//!
+//! Runs when HASHDROP_TEST_CLUSTER=1 (`.ci/run` sets it); otherwise it prints a skip
+//! notice, or fails under HASHDROP_TEST_REQUIRE_SERVICES=1. The stories share one
+//! cluster and run in order inside one test, because each needs the whole machine.
+//! HASHDROP_TEST_CLUSTER_KEEP=1 leaves the cluster running afterwards for inspection.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{sample, server_bin, skip, Client};
+use reqwest::blocking::Client as Http;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// Ports BASE..BASE+30; away from the default 18400 so a developer's own cluster
+/// keeps running.
+const BASE_PORT: u16 = 18600;
+const INSTANCES: usize = 3;
+/// Requests per minute per user on `GET /api/files/all`, fleet-wide.
+const LIST_PER_MINUTE: u64 = 120;
+const PASSWORD: &str = "correct horse battery";
+
+/// Server settings the stories rely on: short URL lifetimes and sweep delays so
+/// expiry and cleanup are observable, and generous limits everywhere except `list`.
+fn cluster_config() -> String {
+    let mut toml = String::from(
+        "[limits]\n\
+         download_url_ttl_secs = 2\n\
+         pending_upload_ttl_secs = 30\n\
+         daily_downloads_per_file = 1000000\n\
+         [jobs]\n\
+         cleaner_interval_secs = 2\n\
+         poll_interval_ms = 200\n\
+         [auth]\n\
+         argon2_m_cost_kib = 1024\n\
+         argon2_t_cost = 1\n",
+    );
+    for group in [
+        "auth",
+        "otp",
+        "token",
+        "upload",
+        "file_meta",
+        "download",
+        "health",
+    ] {
+        toml += &format!(
+            "[rate_limit.{group}]\nglobal_per_minute = 1000000\nper_key_per_minute = 1000000\n"
+        );
+    }
+    toml += &format!(
+        "[rate_limit.list]\nglobal_per_minute = 1000000\nper_key_per_minute = {LIST_PER_MINUTE}\n"
+    );
+    toml
+}
+
+struct Cluster {
+    dir: PathBuf,
+    url: String,
+    script: PathBuf,
+    server_bin: PathBuf,
+    http: Http,
+}
+
+impl Cluster {
+    fn up() -> Option<Cluster> {
+        if std::env::var("HASHDROP_TEST_CLUSTER").as_deref() != Ok("1") {
+            skip("the fleet cluster (set HASHDROP_TEST_CLUSTER=1; .ci/run does)");
+            return None;
+        }
+        let server_bin = server_bin()?;
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let cluster = Cluster {
+            dir: PathBuf::from("/var/tmp/hashdrop-cluster-test"),
+            url: format!("http://127.0.0.1:{BASE_PORT}"),
+            script: root.join("scripts/cluster.sh"),
+            server_bin,
+            http: Http::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        };
+        cluster.sh(&["down", "--purge"]);
+        cluster.sh(&["up"]);
+        Some(cluster)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("bash");
+        c.arg(&self.script)
+            .args(args)
+            .env("HASHDROP_CLUSTER_DIR", &self.dir)
+            .env("HASHDROP_CLUSTER_BASE_PORT", BASE_PORT.to_string())
+            .env("HASHDROP_CLUSTER_INSTANCES", INSTANCES.to_string())
+            .env("HASHDROP_SERVER_BIN", &self.server_bin)
+            .env("HASHDROP_CLUSTER_CONFIG", cluster_config());
+        c
+    }
+
+    /// Runs `scripts/cluster.sh ARGS`, failing the test when it fails.
+    fn sh(&self, args: &[&str]) {
+        let out = self.command(args).output().expect("run cluster.sh");
+        assert!(
+            out.status.success(),
+            "cluster.sh {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn instance_url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", BASE_PORT as usize + 20 + i)
+    }
+
+    /// Requests each instance has answered so far, from HAProxy's statistics.
+    fn served_per_instance(&self) -> BTreeMap<String, u64> {
+        let csv = self
+            .http
+            .get(format!("http://127.0.0.1:{}/stats;csv", BASE_PORT + 1))
+            .send()
+            .and_then(|r| r.text())
+            .expect("haproxy stats");
+        // Columns: pxname, svname, ..., stot (8th).
+        csv.lines()
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .filter(|f| f.len() > 7 && f[0] == "hashdrop" && f[1].starts_with('i'))
+            .map(|f| (f[1].to_string(), f[7].parse().unwrap_or(0)))
+            .collect()
+    }
+
+    /// One value from the primary database.
+    fn sql(&self, query: &str) -> String {
+        let out = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-p"])
+            .arg((BASE_PORT + 10).to_string())
+            .args(["-U", "postgres", "-d", "hashdrop", "-tAc", query])
+            .output()
+            .expect("run psql");
+        assert!(out.status.success(), "psql: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn file_status(&self, file_id: &str) -> String {
+        self.sql(&format!("SELECT status FROM files WHERE id = '{file_id}'"))
+    }
+
+    /// The OTP mailed to `email`, by whichever instance ran the mail job.
+    fn otp(&self, email: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            for i in 1..=INSTANCES {
+                if let Some(code) = common::otp_in(&self.dir.join(format!("i{i}/mail")), email) {
+                    return code;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("no OTP mail for {email} on any instance");
+    }
+
+    /// Register, verify and log in over plain HTTP.
+    fn sign_up(&self, email: &str) -> Api {
+        let post = |path: &str, body: Value| {
+            self.http
+                .post(format!("{}{path}", self.url))
+                .json(&body)
+                .send()
+                .unwrap()
+        };
+        let r = post(
+            "/api/user/register",
+            json!({"email": email, "password": PASSWORD}),
+        );
+        assert_eq!(r.status(), StatusCode::CREATED, "register {email}");
+        let otp = self.otp(email);
+        let r = self
+            .http
+            .patch(format!("{}/api/user/verify", self.url))
+            .json(&json!({"email": email, "otp": otp}))
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "verify {email}: {}", r.status());
+        let r = post(
+            "/api/user/login",
+            json!({"email": email, "password": PASSWORD}),
+        );
+        assert_eq!(r.status(), StatusCode::OK, "login {email}");
+        let v: Value = r.json().unwrap();
+        Api {
+            http: self.http.clone(),
+            url: self.url.clone(),
+            token: v["access_token"].as_str().unwrap().to_string(),
+        }
+    }
+
+    fn readiness(&self, i: usize) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .get(format!("{}/api/readyz", self.instance_url(i)))
+            .send()
+            .unwrap();
+        let status = r.status();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    fn wait_until(&self, what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !ok() {
+            assert!(Instant::now() < deadline, "timed out waiting: {what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::env::var("HASHDROP_TEST_CLUSTER_KEEP").as_deref() == Ok("1") {
+            eprintln!("cluster left running in {}", self.dir.display());
+            return;
+        }
+        let _ = self.command(&["down", "--purge"]).output();
+    }
+}
+
+/// One logged-in user talking HTTP to the fleet.
+#[derive(Clone)]
+struct Api {
+    http: Http,
+    url: String,
+    token: String,
+}
+
+impl Api {
+    fn get(&self, path: &str) -> reqwest::Result<reqwest::blocking::Response> {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+    }
+
+    fn post(&self, path: &str, body: Value) -> reqwest::Result<reqwest::blocking::Response> {
+        self.http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+    }
+
+    fn presign(&self, size: usize) -> reqwest::Result<reqwest::blocking::Response> {
+        self.post(
+            "/api/files/presign",
+            json!({
+                "file_name": "load.bin",
+                "plaintext_hash": "ab".repeat(32),
+                "encrypted_size_bytes": size,
+                "key_management_mode": "vault",
+            }),
+        )
+    }
+
+    fn complete(&self, file_id: &str) -> reqwest::Result<reqwest::blocking::Response> {
+        self.post(
+            "/api/files/complete",
+            json!({"file_id": file_id, "plaintext_size_bytes": 1}),
+        )
+    }
+
+    /// Presign, PUT to the store, complete; the first failing step's description.
+    fn upload(&self, body: &[u8]) -> Result<String, String> {
+        let r = self
+            .presign(body.len())
+            .map_err(|e| format!("presign: {e}"))?;
+        if r.status() != StatusCode::OK {
+            return Err(format!("presign: {}", r.status()));
+        }
+        let p: Value = r.json().map_err(|e| format!("presign body: {e}"))?;
+        let id = p["file_id"].as_str().unwrap().to_string();
+        let url = p["upload_resource"]["url"].as_str().unwrap();
+        let r = self
+            .http
+            .put(url)
+            .body(body.to_vec())
+            .send()
+            .map_err(|e| format!("put: {e}"))?;
+        if !r.status().is_success() {
+            return Err(format!(
+                "put: {} {}",
+                r.status(),
+                r.text().unwrap_or_default()
+            ));
+        }
+        let r = self.complete(&id).map_err(|e| format!("complete: {e}"))?;
+        if r.status() != StatusCode::OK {
+            return Err(format!("complete: {}", r.status()));
+        }
+        Ok(id)
+    }
+
+    /// The download redirect's target (a presigned GET on the object store).
+    fn download_location(&self, file_id: &str) -> String {
+        let r = self.get(&format!("/api/files?id={file_id}")).unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "details {file_id}");
+        let v: Value = r.json().unwrap();
+        let download = v[0]["download_url"].as_str().unwrap().to_string();
+        let r = self.http.get(&download).send().unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "download redirect");
+        r.headers()["location"].to_str().unwrap().to_string()
+    }
+}
+
+#[test]
+fn fleet() {
+    let Some(cluster) = Cluster::up() else {
+        return;
+    };
+    let stories: [(&str, fn(&Cluster)); 7] = [
+        (
+            "a CLI session spreads across instances",
+            cli_session_spreads_across_instances,
+        ),
+        (
+            "the object store enforces presigned URLs",
+            store_enforces_presigned_urls,
+        ),
+        ("one rate limit for the whole fleet", fleet_rate_limit),
+        (
+            "a rolling restart under load loses nothing",
+            rolling_restart_under_load,
+        ),
+        (
+            "an instance killed mid-upload loses nothing",
+            sigkill_mid_upload,
+        ),
+        ("Redis down: degraded, not broken", redis_outage),
+        (
+            "object store down: 503 with Retry-After",
+            object_store_outage,
+        ),
+    ];
+    for (name, story) in stories {
+        eprintln!("--- fleet story: {name}");
+        let started = Instant::now();
+        story(&cluster);
+        eprintln!("--- ok in {:.1}s", started.elapsed().as_secs_f64());
+    }
+}
+
+fn cli_session_spreads_across_instances(c: &Cluster) {
+    let before = c.served_per_instance();
+    let alice = Client::new(&c.url, "alice@fleet.test");
+    alice
+        .run(&["auth", "register", "--email", &alice.email])
+        .ok();
+    let otp = c.otp(&alice.email);
+    alice
+        .run_env(
+            &["auth", "verify", "--email", &alice.email],
+            &[("HASHDROP_OTP", &otp)],
+        )
+        .ok();
+    alice.run(&["auth", "login", "--email", &alice.email]).ok();
+    let work = tempfile::tempdir().unwrap();
+    let plain = work.path().join("notes.bin");
+    std::fs::write(&plain, sample(300_000, 7)).unwrap();
+    let up = alice.upload(&plain, &[]);
+    let id = up["file_id"].as_str().unwrap().to_string();
+    let link = alice.run(&["share", &id]).ok().stdout.trim().to_string();
+    assert!(link.starts_with(&format!("{}/d/{id}#", c.url)), "{link}");
+    let out = work.path().join("notes.out");
+    alice
+        .run(&["decrypt", &link, out.to_str().unwrap(), "--verify"])
+        .ok();
+    assert_eq!(std::fs::read(&out).unwrap(), sample(300_000, 7));
+    alice.run(&["files", "delete", &id, "--yes"]).ok();
+    assert_eq!(c.file_status(&id), "");
+
+    // Every instance answered part of that one session.
+    let after = c.served_per_instance();
+    let used: Vec<_> = after
+        .iter()
+        .filter(|(name, n)| **n > before.get(*name).copied().unwrap_or(0))
+        .map(|(name, _)| name.clone())
+        .collect();
+    assert_eq!(
+        used.len(),
+        INSTANCES,
+        "served by {used:?} ({before:?} -> {after:?})"
+    );
+
+    // And each answer names its instance.
+    let ids: BTreeSet<String> = (0..INSTANCES * 2)
+        .map(|_| {
+            let r = c.http.get(format!("{}/api/healthz", c.url)).send().unwrap();
+            r.headers()["x-hashdrop-instance"]
+                .to_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), INSTANCES, "{ids:?}");
+}
+
+fn store_enforces_presigned_urls(c: &Cluster) {
+    let api = c.sign_up("presign@fleet.test");
+    let id = api.upload(b"ciphertext bytes").unwrap();
+    let location = api.download_location(&id);
+    assert!(
+        !location.starts_with(&c.url),
+        "S3 mode hands out object store URLs, the API never proxies: {location}"
+    );
+    assert_eq!(
+        c.http
+            .get(&location)
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap()
+            .as_ref(),
+        b"ciphertext bytes"
+    );
+
+    // A tampered signature is refused by the store itself.
+    let sig_at = location.find("X-Amz-Signature=").unwrap() + "X-Amz-Signature=".len();
+    let mut tampered = location.clone().into_bytes();
+    tampered[sig_at] = if tampered[sig_at] == b'0' { b'1' } else { b'0' };
+    let r = c
+        .http
+        .get(String::from_utf8(tampered).unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // So is an expired one (download URLs live 2 s in this cluster).
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        c.http.get(&location).send().unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+
+    // The declared size is signed into the upload URL: any other body is refused,
+    // and nothing is stored.
+    for size in [100usize * 2, 50] {
+        let r = api.presign(100).unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let p: Value = r.json().unwrap();
+        let url = p["upload_resource"]["url"].as_str().unwrap();
+        let r = c.http.put(url).body(vec![7u8; size]).send().unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "body of {size} bytes");
+        let file_id = p["file_id"].as_str().unwrap();
+        let r = api.complete(file_id).unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::BAD_REQUEST,
+            "complete without object"
+        );
+        assert_eq!(c.file_status(file_id), "pending");
+    }
+}
+
+fn fleet_rate_limit(c: &Cluster) {
+    let api = c.sign_up("hammer@fleet.test");
+    let allowed = Arc::new(AtomicU64::new(0));
+    let limited = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (api, allowed, limited) = (api.clone(), allowed.clone(), limited.clone());
+            std::thread::spawn(move || {
+                for _ in 0..60 {
+                    let r = api.get("/api/files/all").unwrap();
+                    match r.status() {
+                        // An empty list answers 404, as the reference does.
+                        StatusCode::OK | StatusCode::NOT_FOUND => &allowed,
+                        StatusCode::TOO_MANY_REQUESTS => &limited,
+                        other => panic!("unexpected {other}"),
+                    }
+                    .fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let allowed = allowed.load(Ordering::Relaxed);
+    // One bucket of LIST_PER_MINUTE for the fleet, refilling at LIST_PER_MINUTE/60
+    // per second; three per-instance buckets would let about three times as many by.
+    let ceiling = LIST_PER_MINUTE + (secs * LIST_PER_MINUTE as f64 / 60.0).ceil() as u64 + 2;
+    eprintln!(
+        "480 requests in {secs:.1}s: {allowed} allowed, {} limited (fleet ceiling {ceiling})",
+        limited.load(Ordering::Relaxed)
+    );
+    assert!(allowed <= ceiling, "{allowed} allowed > {ceiling}");
+    assert!(allowed >= LIST_PER_MINUTE - 2, "only {allowed} allowed");
+}
+
+/// Bounded mixed traffic from a few threads until stopped: uploads (presign, PUT,
+/// complete), lists and download redirects. Every failure is recorded.
+struct Load {
+    stop: Arc<AtomicBool>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    requests: Arc<AtomicU64>,
+    failures: Arc<Mutex<Vec<String>>>,
+    uploaded: Arc<Mutex<Vec<String>>>,
+}
+
+impl Load {
+    fn start(api: &Api, threads: usize, failure_is: fn(StatusCode) -> bool) -> Load {
+        let seed = api.upload(b"seed object").expect("seed upload");
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let uploaded = Arc::new(Mutex::new(Vec::new()));
+        let workers = (0..threads)
+            .map(|t| {
+                let (api, seed) = (api.clone(), seed.clone());
+                let (stop, requests) = (stop.clone(), requests.clone());
+                let (failures, uploaded) = (failures.clone(), uploaded.clone());
+                std::thread::spawn(move || {
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                        let outcome = match (n + t as u64) % 3 {
+                            0 => match api.upload(format!("object {t}/{n}").as_bytes()) {
+                                Ok(id) => {
+                                    uploaded.lock().unwrap().push(id);
+                                    Ok(())
+                                }
+                                Err(e) => Err(e),
+                            },
+                            1 => status_of(api.get("/api/files/all"), failure_is),
+                            _ => status_of(api.get(&format!("/api/files?id={seed}")), failure_is),
+                        };
+                        requests.fetch_add(1, Ordering::Relaxed);
+                        if let Err(e) = outcome {
+                            failures.lock().unwrap().push(e);
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            workers,
+            requests,
+            failures,
+            uploaded,
+        }
+    }
+
+    /// Stops the threads; returns (requests, failures, completed uploads).
+    fn finish(self) -> (u64, Vec<String>, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in self.workers {
+            w.join().unwrap();
+        }
+        let failures = self.failures.lock().unwrap().clone();
+        let uploaded = self.uploaded.lock().unwrap().clone();
+        (self.requests.load(Ordering::Relaxed), failures, uploaded)
+    }
+}
+
+fn status_of(
+    r: reqwest::Result<reqwest::blocking::Response>,
+    failure_is: fn(StatusCode) -> bool,
+) -> Result<(), String> {
+    match r {
+        Ok(r) if failure_is(r.status()) => Err(format!("{} {}", r.status(), r.url().path())),
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("transport: {e}")),
+    }
+}
+
+fn any_error(s: StatusCode) -> bool {
+    !(s.is_success() || s == StatusCode::NOT_FOUND)
+}
+
+fn server_error(s: StatusCode) -> bool {
+    s.is_server_error()
+}
+
+fn rolling_restart_under_load(c: &Cluster) {
+    let api = c.sign_up("rolling@fleet.test");
+    let load = Load::start(&api, 4, any_error);
+    std::thread::sleep(Duration::from_secs(1));
+    for i in 1..=INSTANCES {
+        c.sh(&["restart-instance", &i.to_string()]);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let (requests, failures, uploaded) = load.finish();
+    eprintln!(
+        "rolling restart: {requests} requests, {} uploads, {} failures",
+        uploaded.len(),
+        failures.len()
+    );
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+    assert!(uploaded.len() > 10, "too little load: {}", uploaded.len());
+    for id in &uploaded {
+        assert_eq!(c.file_status(id), "uploaded", "upload {id} lost");
+    }
+}
+
+fn sigkill_mid_upload(c: &Cluster) {
+    let bob = Client::new(&c.url, "bob@fleet.test");
+    bob.run(&["auth", "register", "--email", &bob.email]).ok();
+    let otp = c.otp(&bob.email);
+    bob.run_env(
+        &["auth", "verify", "--email", &bob.email],
+        &[("HASHDROP_OTP", &otp)],
+    )
+    .ok();
+    bob.run(&["auth", "login", "--email", &bob.email]).ok();
+    let committed_before = c.sql("SELECT count(*) FROM files WHERE status = 'uploaded'");
+
+    let work = tempfile::tempdir().unwrap();
+    let plain = work.path().join("big.bin");
+    let data = sample(48 << 20, 11);
+    std::fs::write(&plain, &data).unwrap();
+    let mut upload = bob.cmd(&["--json", "upload", plain.to_str().unwrap()]);
+    let upload = upload
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Mid-upload: the pending record exists, the object is still on its way.
+    c.wait_until("the upload to start", Duration::from_secs(60), || {
+        c.sql(
+            "SELECT count(*) FROM files f JOIN users u ON u.id = f.user_id \
+               WHERE u.email = 'bob@fleet.test' AND f.status = 'pending'",
+        ) == "1"
+    });
+    c.sh(&["kill-instance", "2"]);
+    let out = upload.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "upload failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let link = v["share_link"].as_str().unwrap();
+    let dest = work.path().join("big.out");
+    bob.run(&["decrypt", link, dest.to_str().unwrap(), "--verify"])
+        .ok();
+    assert!(
+        std::fs::read(&dest).unwrap() == data,
+        "decrypted bytes differ"
+    );
+
+    c.sh(&["start-instance", "2"]);
+    let committed_after = c.sql("SELECT count(*) FROM files WHERE status = 'uploaded'");
+    assert_eq!(
+        committed_after.parse::<u64>().unwrap(),
+        committed_before.parse::<u64>().unwrap() + 1,
+        "every committed upload survives, plus the new one"
+    );
+}
+
+fn redis_outage(c: &Cluster) {
+    let api = c.sign_up("redis-outage@fleet.test");
+    let load = Load::start(&api, 3, server_error);
+    c.sh(&["stop", "redis"]);
+    c.wait_until(
+        "instances to report degraded",
+        Duration::from_secs(20),
+        || {
+            (1..=INSTANCES).all(|i| {
+                let (status, body) = c.readiness(i);
+                status == StatusCode::OK && body["status"] == "degraded"
+            })
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3));
+
+    // Limits still hold, per instance now: a burst gets refused at some point.
+    let hammer = c.sign_up("redis-hammer@fleet.test");
+    let limited = (0..(LIST_PER_MINUTE as usize * INSTANCES + 60))
+        .filter(|_| hammer.get("/api/files/all").unwrap().status() == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert!(limited > 0, "no request was limited while Redis was down");
+
+    c.sh(&["start", "redis"]);
+    c.wait_until(
+        "instances to recover by themselves",
+        Duration::from_secs(30),
+        || (1..=INSTANCES).all(|i| c.readiness(i).1["status"] == "ready"),
+    );
+    let (requests, failures, _) = load.finish();
+    eprintln!("redis outage: {requests} requests, {} 5xx", failures.len());
+    assert!(
+        failures.is_empty(),
+        "5xx while Redis was down: {failures:?}"
+    );
+}
+
+fn object_store_outage(c: &Cluster) {
+    let api = c.sign_up("store-outage@fleet.test");
+    // An upload whose object landed but whose completion will hit the outage.
+    let r = api.presign(5).unwrap();
+    let p: Value = r.json().unwrap();
+    let stranded = p["file_id"].as_str().unwrap().to_string();
+    let url = p["upload_resource"]["url"].as_str().unwrap();
+    assert!(c
+        .http
+        .put(url)
+        .body(b"12345".to_vec())
+        .send()
+        .unwrap()
+        .status()
+        .is_success());
+    let rows_before = c.sql("SELECT count(*) FROM files");
+
+    c.sh(&["stop", "s3"]);
+    c.wait_until("presign to answer 503", Duration::from_secs(10), || {
+        api.presign(5).unwrap().status() == StatusCode::SERVICE_UNAVAILABLE
+    });
+    for _ in 0..5 {
+        let r = api.presign(5).unwrap();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(r.headers().contains_key("retry-after"));
+        let body: Value = r.json().unwrap();
+        assert!(
+            body["error"].is_string() && body["code"].is_string(),
+            "{body}"
+        );
+    }
+    let r = api.complete(&stranded).unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(
+        c.sql("SELECT count(*) FROM files"),
+        rows_before,
+        "no new rows"
+    );
+    assert_eq!(c.file_status(&stranded), "pending");
+
+    c.sh(&["start", "s3"]);
+    // The sweeper retires the stranded upload (pending_upload_ttl_secs = 30).
+    c.wait_until("the sweeper to clean up", Duration::from_secs(60), || {
+        c.file_status(&stranded) != "pending"
+    });
+    assert_eq!(c.file_status(&stranded), "failed");
+    let id = api.upload(b"after the outage").expect("uploads work again");
+    assert_eq!(c.file_status(&id), "uploaded");
+}
