@@ -302,15 +302,32 @@ impl S3BlobStore {
     }
 }
 
+/// Text of every `<tag>...</tag>` in a flat S3 answer. Not rusty-s3's typed parser:
+/// it insists on fields (ETag) that compatible stores such as s3s-fs leave out, and
+/// listing needs only the keys.
+fn xml_values(xml: &str, tag: &str) -> Vec<String> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    let mut out = Vec::new();
+    let mut rest = xml;
+    while let Some((_, after)) = rest.split_once(open.as_str()) {
+        let Some((value, tail)) = after.split_once(close.as_str()) else {
+            break;
+        };
+        out.push(value.to_string());
+        rest = tail;
+    }
+    out
+}
+
 /// `<Code>` and `<Message>` of an S3 XML error, when there is a body (HEAD has none).
 async fn s3_error_body(resp: reqwest::Response) -> (String, String) {
     let text = resp.text().await.unwrap_or_default();
     let tag = |name: &str| {
-        let open = format!("<{name}>");
-        let close = format!("</{name}>");
-        text.split_once(open.as_str())
-            .and_then(|(_, rest)| rest.split_once(close.as_str()))
-            .map(|(v, _)| v.chars().take(200).collect::<String>())
+        xml_values(&text, name)
+            .into_iter()
+            .next()
+            .map(|v| v.chars().take(200).collect::<String>())
             .unwrap_or_default()
     };
     (tag("Code"), tag("Message"))
@@ -431,17 +448,15 @@ impl BlobStore for S3BlobStore {
             if !resp.status().is_success() {
                 return Err(self.refused("ListObjectsV2", resp).await);
             }
-            let page = ListObjectsV2::parse_response(&resp.text().await?)
-                .map_err(|e| anyhow::anyhow!("parsing ListObjectsV2: {e}"))?;
+            let xml = resp.text().await?;
             // Keys come URL-encoded (encoding-type=url); a valid key has no character
             // that encoding changes, and one that was changed fails `valid_key`.
             out.extend(
-                page.contents
+                xml_values(&xml, "Key")
                     .into_iter()
-                    .map(|c| c.key)
                     .filter(|k| k.starts_with(&dir) && valid_key(k)),
             );
-            match page.next_continuation_token {
+            match xml_values(&xml, "NextContinuationToken").pop() {
                 Some(t) if !t.is_empty() => token = Some(t),
                 _ => break,
             }
@@ -587,6 +602,21 @@ mod tests {
         assert!(e.to_string().contains("AWS_ACCESS_KEY_ID"), "{e}");
         let half = |k: &str| (k == "AWS_ACCESS_KEY_ID").then(|| "K".to_string());
         assert!(credentials(&cfg(None, None), half).is_err());
+    }
+
+    #[test]
+    fn list_answers_are_read_without_optional_fields() {
+        let xml = "<ListBucketResult><Name>b</Name><Prefix>backups/</Prefix>\
+            <Contents><Key>backups/a.sqlite</Key><Size>1</Size></Contents>\
+            <Contents><Key>backups/b.sqlite</Key><ETag>\"x\"</ETag></Contents>\
+            <IsTruncated>true</IsTruncated><NextContinuationToken>t1</NextContinuationToken>\
+            </ListBucketResult>";
+        assert_eq!(
+            xml_values(xml, "Key"),
+            vec!["backups/a.sqlite", "backups/b.sqlite"]
+        );
+        assert_eq!(xml_values(xml, "NextContinuationToken"), vec!["t1"]);
+        assert!(xml_values("<Key>unclosed", "Key").is_empty());
     }
 
     #[test]
