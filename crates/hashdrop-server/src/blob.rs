@@ -1,6 +1,9 @@
 //! Blob storage behind a small trait. The local implementation is the embedded
 //! stand-in for S3 + CloudFront: the server accepts and serves object bytes only
-//! through HMAC-signed, expiring URLs for one key and one method.
+//! through HMAC-signed, expiring URLs for one key and one method. [`s3`] is the
+//! scale-out one: clients talk to the bucket directly.
+
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,15 +20,39 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 use tower::ServiceExt;
 
+use crate::config::S3Config;
 use crate::crypto::Keys;
 use crate::db::now_ms;
 use crate::error::ApiError;
 
+/// The store did not answer, or answered that it is failing (5xx): the request may
+/// succeed later. Any other store error is a real error (credentials, bucket, bug).
+#[derive(Debug, thiserror::Error)]
+#[error("object store unavailable: {0}")]
+pub struct StoreUnavailable(pub String);
+
+/// Maps a store error for a client: an outage is a 503 with `Retry-After`, the rest
+/// an opaque, logged 500.
+pub fn api_error(e: anyhow::Error) -> ApiError {
+    if e.downcast_ref::<StoreUnavailable>().is_some() {
+        tracing::warn!(error = format!("{e:#}"), "object store unavailable");
+        ApiError::Unavailable {
+            message: "the object store is unavailable; retry later",
+            code: "store_unavailable",
+        }
+    } else {
+        ApiError::Internal(e)
+    }
+}
+
 /// An object store that hands out presigned URLs.
 #[async_trait]
 pub trait BlobStore: Send + Sync + std::fmt::Debug {
-    /// URL accepting one `PUT` of at most `max_bytes` to `key` until `expires_ms`.
-    fn presign_put(&self, key: &str, max_bytes: u64, ttl: Duration) -> (String, i64);
+    /// URL accepting one `PUT` to `key` until the returned expiry (unix ms).
+    /// `size_bytes` is the exact declared ciphertext size: S3 signs it as the
+    /// Content-Length, so the store refuses any other body; the local store refuses a
+    /// larger one and complete fails a smaller one.
+    fn presign_put(&self, key: &str, size_bytes: u64, ttl: Duration) -> (String, i64);
     /// URL serving `key` until it expires.
     fn presign_get(&self, key: &str, ttl: Duration) -> String;
     /// Stored size of `key`, `None` when absent (S3's HEAD).
@@ -38,23 +65,56 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     async fn get_file(&self, key: &str, dst: &Path) -> anyhow::Result<()>;
     /// Keys under a first-level prefix such as `backups`.
     async fn list(&self, prefix: &str) -> anyhow::Result<Vec<String>>;
-    /// Readiness probe.
+    /// Readiness probe: one real request to the store.
     async fn check(&self) -> anyhow::Result<()>;
+    /// Fails with [`StoreUnavailable`] when the store is believed unreachable, so a
+    /// caller can refuse work before writing anything. Cheap: may answer from a
+    /// recent verdict instead of asking the store.
+    async fn available(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// True when every instance uses this same store, so its outage is fleet-wide and
+    /// taking one instance out of the load balancer cannot help.
+    fn is_shared(&self) -> bool {
+        false
+    }
 }
 
-/// Opens the store named by a URL (`file://DIR`).
-pub fn open(url: &str, public_url: &str, keys: Keys) -> anyhow::Result<Arc<LocalBlobStore>> {
+/// An opened store, plus the local one again when it is local (its HTTP routes need
+/// the concrete type; with S3 there are no blob routes at all).
+#[derive(Debug)]
+pub struct OpenedStore {
+    /// The store every caller uses.
+    pub store: Arc<dyn BlobStore>,
+    /// `Some` for `file://`.
+    pub local: Option<Arc<LocalBlobStore>>,
+}
+
+/// Opens the store named by a URL: `file://DIR` or `s3://BUCKET?...` (credentials in
+/// `s3`, else the standard AWS variables).
+pub fn open(url: &str, public_url: &str, keys: Keys, s3: &S3Config) -> anyhow::Result<OpenedStore> {
     if let Some(dir) = url.strip_prefix("file://") {
         let root = PathBuf::from(dir);
         std::fs::create_dir_all(&root)
             .with_context(|| format!("creating blob dir {}", root.display()))?;
-        Ok(Arc::new(LocalBlobStore {
+        let local = Arc::new(LocalBlobStore {
             root,
             public_url: public_url.to_string(),
             keys,
-        }))
+        });
+        Ok(OpenedStore {
+            store: local.clone(),
+            local: Some(local),
+        })
+    } else if url.starts_with("s3://") {
+        let parsed = s3::S3Url::parse(url)?;
+        let store = s3::S3BlobStore::new(&parsed, s3, |k| std::env::var(k).ok())?;
+        Ok(OpenedStore {
+            store: Arc::new(store),
+            local: None,
+        })
     } else {
-        anyhow::bail!("unsupported blob store URL (only file:// is built; s3:// is planned)")
+        anyhow::bail!("unsupported blob_store URL: use file://DIR or s3://BUCKET?endpoint=...")
     }
 }
 
@@ -117,12 +177,12 @@ impl LocalBlobStore {
 
 #[async_trait]
 impl BlobStore for LocalBlobStore {
-    fn presign_put(&self, key: &str, max_bytes: u64, ttl: Duration) -> (String, i64) {
+    fn presign_put(&self, key: &str, size_bytes: u64, ttl: Duration) -> (String, i64) {
         let exp = now_ms() / 1000 + ttl.as_secs() as i64;
-        let sig = self.sign("PUT", key, exp, max_bytes);
+        let sig = self.sign("PUT", key, exp, size_bytes);
         (
             format!(
-                "{}/blob/{key}?exp={exp}&max={max_bytes}&sig={sig}",
+                "{}/blob/{key}?exp={exp}&max={size_bytes}&sig={sig}",
                 self.public_url
             ),
             exp * 1000,
@@ -205,6 +265,15 @@ pub struct SignedQuery {
     sig: String,
 }
 
+/// The blob routes exist only for the local store; with S3 they are not even mounted,
+/// and this keeps a handler reached some other way from serving anything.
+fn local_store(state: &crate::state::AppState) -> Result<Arc<LocalBlobStore>, ApiError> {
+    state
+        .local_blobs
+        .clone()
+        .ok_or(ApiError::NotFound("no such route"))
+}
+
 /// `PUT /blob/{prefix}/{name}`: streams the body to a temporary file and renames it
 /// into place; a body passing the signed limit is cut off with 413 and removed.
 pub async fn put_blob(
@@ -213,7 +282,7 @@ pub async fn put_blob(
     Query(q): Query<SignedQuery>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let store = state.local_blobs.clone();
+    let store = local_store(&state)?;
     let key = format!("{prefix}/{name}");
     store.check_sig("PUT", &key, &q)?;
     let max = q.max.unwrap_or(0);
@@ -277,7 +346,7 @@ pub async fn get_blob(
     Query(q): Query<SignedQuery>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let store = state.local_blobs.clone();
+    let store = local_store(&state)?;
     let key = format!("{prefix}/{name}");
     store.check_sig("GET", &key, &q)?;
     let path = store.path(&key)?;

@@ -21,7 +21,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// `sqlite://PATH` or `postgres://...`; defaults to `{data_dir}/hashdrop.db`.
     pub database_url: Option<String>,
-    /// `file://DIR`; defaults to `{data_dir}/blobs`. (`s3://` is a documented future path.)
+    /// `file://DIR` (default `{data_dir}/blobs`) or
+    /// `s3://BUCKET?endpoint=URL&region=R&path_style=BOOL` (credentials in [`S3Config`]).
     pub blob_store: Option<String>,
     /// `log` (writes `.eml` files under `{data_dir}/mail/`).
     pub mailer: String,
@@ -45,6 +46,8 @@ pub struct Config {
     pub jobs: JobsConfig,
     /// SQLite snapshots.
     pub backup: BackupConfig,
+    /// Credentials and client-facing endpoint of an `s3://` blob store.
+    pub s3: S3Config,
 }
 
 impl Default for Config {
@@ -66,6 +69,7 @@ impl Default for Config {
             rate_limit: RateLimitConfig::default(),
             jobs: JobsConfig::default(),
             backup: BackupConfig::default(),
+            s3: S3Config::default(),
         }
     }
 }
@@ -264,6 +268,33 @@ impl Default for BackupConfig {
     }
 }
 
+/// Settings of an `s3://` blob store that do not belong in its URL: credentials (kept
+/// out of the URL so it can be logged) and the endpoint clients are sent to.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// Access key id; with the secret unset too, `AWS_ACCESS_KEY_ID` is used.
+    pub access_key_id: Option<String>,
+    /// Secret access key; with the key id unset too, `AWS_SECRET_ACCESS_KEY` is used.
+    pub secret_access_key: Option<String>,
+    /// Base URL put into presigned URLs when clients reach the store through
+    /// another address than the server does (a CORS proxy, a public hostname).
+    pub public_endpoint: Option<String>,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("public_endpoint", &self.public_endpoint)
+            .finish()
+    }
+}
+
 /// Values given on the command line; `None` means "not given".
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FlagOverrides {
@@ -298,6 +329,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "rate_limit",
     "jobs",
     "backup",
+    "s3",
 ];
 
 impl Config {
@@ -364,6 +396,8 @@ data_dir = "./hashdrop-data"       # --data-dir / HASHDROP_DATA_DIR: db, blobs, 
 # public_url = "https://drop.example.com"   # --public-url; default http://{listen}
 # database_url = "postgres://user@db/hashdrop"  # default sqlite://{data_dir}/hashdrop.db
 # blob_store = "file:///var/lib/hashdrop/blobs" # default file://{data_dir}/blobs
+# blob_store = "s3://hashdrop?endpoint=http://127.0.0.1:9000&region=us-east-1&path_style=true"
+#   (endpoint default https://s3.{region}.amazonaws.com, region us-east-1, path_style false)
 mailer = "log"                     # writes each mail as {data_dir}/mail/*.eml
 dev_mode = false                   # true enables DELETE /admin/reset
 trusted_proxies = []               # e.g. ["127.0.0.1"]: believe X-Forwarded-For from these
@@ -418,6 +452,11 @@ cleaner_interval_secs = 900
 [backup]
 interval_secs = 86400              # SQLite only; 0 disables
 keep = 7                           # snapshots kept under backups/ in the blob store
+
+# [s3]                             # only read with an s3:// blob_store
+# access_key_id = "..."            # HASHDROP_S3__ACCESS_KEY_ID; else AWS_ACCESS_KEY_ID
+# secret_access_key = "..."        # HASHDROP_S3__SECRET_ACCESS_KEY; else AWS_SECRET_ACCESS_KEY
+# public_endpoint = "https://objects.example.com"  # base of the URLs clients get
 "#;
 
 #[cfg(test)]

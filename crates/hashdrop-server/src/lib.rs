@@ -55,15 +55,15 @@ impl App {
             "unsupported mailer {:?} (only \"log\" is built; smtp:// is planned)",
             cfg.mailer
         );
-        let local = blob::open(&cfg.blob_store_url(), &public_url, keys.clone())?;
+        let opened = blob::open(&cfg.blob_store_url(), &public_url, keys.clone(), &cfg.s3)?;
         let state = AppState {
             hasher: crypto::PasswordHasherCfg::new(&cfg.auth)?,
             limiter: ratelimit::from_config(&cfg.rate_limit)?,
             cfg: Arc::new(cfg),
             db,
             keys,
-            blobs: local.clone(),
-            local_blobs: local,
+            blobs: opened.store,
+            local_blobs: opened.local,
             draining: Arc::new(AtomicBool::new(false)),
             jobs_notify: Arc::new(Notify::new()),
             public_url,
@@ -178,20 +178,19 @@ pub async fn restore(cfg: &Config, key: Option<&str>) -> anyhow::Result<String> 
         &cfg.blob_store_url(),
         &cfg.public_url(),
         crypto::Keys::new(&secrets),
-    )?;
+        &cfg.s3,
+    )?
+    .store;
     let key = match key {
         Some(k) => k.to_string(),
-        None => {
-            use blob::BlobStore;
-            store
-                .list("backups")
-                .await?
-                .pop()
-                .context("no backups found")?
-        }
+        None => store
+            .list("backups")
+            .await?
+            .pop()
+            .context("no backups found")?,
     };
     let tmp = db_path.with_extension("restoring");
-    blob::BlobStore::get_file(store.as_ref(), &key, &tmp).await?;
+    store.get_file(&key, &tmp).await?;
     if db_path.exists() {
         tokio::fs::rename(&db_path, db_path.with_extension("db.before-restore")).await?;
     }

@@ -104,6 +104,7 @@ async fn run(cmd: Command, mut cfg: Config) -> anyhow::Result<()> {
         Command::ShowConfig => {
             cfg.auth.jwt_secret = cfg.auth.jwt_secret.map(|_| "<hidden>".into());
             cfg.auth.hmac_secret = cfg.auth.hmac_secret.map(|_| "<hidden>".into());
+            cfg.s3.secret_access_key = cfg.s3.secret_access_key.map(|_| "<hidden>".into());
             println!("{}", serde_json::to_string_pretty(&cfg)?);
         }
         Command::Serve => {

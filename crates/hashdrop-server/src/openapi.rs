@@ -167,7 +167,7 @@ pub const ROUTES: &[RouteDoc] = &[
         true,
         Some("CompleteRequest"),
         Some(("CompleteResponse", false)),
-        &[200, 400, 401, 404, 413],
+        &[200, 400, 401, 404, 413, 503],
     ),
     r(
         "GET",
@@ -253,7 +253,7 @@ pub const ROUTES: &[RouteDoc] = &[
     r(
         "PUT",
         "/blob/{prefix}/{name}",
-        "Signed upload of one object (create-only)",
+        "Signed upload of one object (create-only; local file:// store only)",
         false,
         None,
         None,
@@ -262,7 +262,7 @@ pub const ROUTES: &[RouteDoc] = &[
     r(
         "GET",
         "/blob/{prefix}/{name}",
-        "Signed download of one object (Range supported)",
+        "Signed download of one object (Range supported; local file:// store only)",
         false,
         None,
         None,

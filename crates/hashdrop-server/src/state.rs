@@ -24,8 +24,8 @@ pub struct AppState {
     pub hasher: PasswordHasherCfg,
     /// Object storage.
     pub blobs: Arc<dyn BlobStore>,
-    /// The local store again, for its signed-URL HTTP routes.
-    pub local_blobs: Arc<LocalBlobStore>,
+    /// The local store again, for its signed-URL HTTP routes; `None` with S3.
+    pub local_blobs: Option<Arc<LocalBlobStore>>,
     /// Rate limiter.
     pub limiter: Arc<dyn RateLimiter>,
     /// Set when shutdown begins; readiness answers 503 from then on.

@@ -340,7 +340,8 @@ pub struct CliVersion {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Readiness {
-    /// `ready` or `not_ready`.
+    /// `ready`, `degraded` (serving, but a shared dependency such as an S3 store
+    /// fails) or `not_ready`.
     pub status: String,
     /// True once shutdown has begun.
     pub draining: bool,

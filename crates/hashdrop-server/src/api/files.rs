@@ -109,6 +109,12 @@ pub async fn presign(
     let file_id = uuid::Uuid::new_v4().to_string();
     let object_key = format!("{}/{}", state.keys.user_hash(&user_id), file_id);
 
+    // No quota reserved and no `pending` row for an upload that cannot happen now.
+    state
+        .blobs
+        .available()
+        .await
+        .map_err(crate::blob::api_error)?;
     let mut tx = state.db.begin().await?;
     crate::quota::reserve(&mut tx, &user_id, size, limits, now).await?;
     sqlx::query(
@@ -237,7 +243,14 @@ pub async fn complete(
             ))
         }
     };
-    let Some(stored) = state.blobs.size(&key).await? else {
+    // An unreachable store is a 503 and the file stays `pending`: the client may
+    // retry complete, and the pending sweeper cleans up if it never does.
+    let Some(stored) = state
+        .blobs
+        .size(&key)
+        .await
+        .map_err(crate::blob::api_error)?
+    else {
         return Err(ApiError::BadRequest("object has not been uploaded".into()));
     };
     if stored != declared as u64 {

@@ -48,11 +48,16 @@ pub fn router(state: AppState) -> Router {
             get(public::download),
         )
         .route("/api/share/{file_id}", get(public::share_info))
-        .route("/d/{file_id}", get(public::share_page))
-        .route(
+        .route("/d/{file_id}", get(public::share_page));
+    // Only the local store serves bytes itself; with S3 clients talk to the bucket.
+    let download = if state.local_blobs.is_some() {
+        download.route(
             "/blob/{prefix}/{name}",
             get(crate::blob::get_blob).put(crate::blob::put_blob),
-        );
+        )
+    } else {
+        download
+    };
     Router::new()
         .merge(group(Group::Health, health))
         .merge(group(Group::Auth, auth_routes))

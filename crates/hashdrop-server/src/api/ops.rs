@@ -15,15 +15,23 @@ pub async fn healthz() -> impl IntoResponse {
 }
 
 /// `GET /api/readyz`: 200 when the database and blob store answer and the server
-/// is not draining; 503 otherwise.
+/// is not draining; 503 otherwise. A shared store (S3) that fails is reported but
+/// keeps the instance ready (`degraded`): every instance sees the same outage, so
+/// pulling them all out of the load balancer would only turn the uploads' 503 into
+/// a total one (docs/SERVER.md, "S3 object store").
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let db_ok = state.db.ping().await.is_ok();
     let blob_ok = state.blobs.check().await.is_ok();
     let draining = state.is_draining();
-    let ready = db_ok && blob_ok && !draining;
+    let ready = db_ok && (blob_ok || state.blobs.is_shared()) && !draining;
     let word = |ok: bool| if ok { "ok" } else { "error" }.to_string();
+    let status = match (ready, blob_ok) {
+        (false, _) => "not_ready",
+        (true, false) => "degraded",
+        (true, true) => "ready",
+    };
     let body = Readiness {
-        status: if ready { "ready" } else { "not_ready" }.into(),
+        status: status.into(),
         draining,
         checks: ReadinessChecks {
             database: word(db_ok),
