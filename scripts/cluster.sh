@@ -222,7 +222,6 @@ global
 
 defaults
     mode http
-    option httplog
     timeout connect 2s
     timeout client 60s
     timeout server 60s
