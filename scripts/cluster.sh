@@ -217,7 +217,6 @@ write_haproxy_cfg() {
 # the container deployments.
 global
     maxconn 4096
-    pidfile $DIR/haproxy.pid
     stats socket $DIR/haproxy.sock mode 600 level admin
 
 defaults
