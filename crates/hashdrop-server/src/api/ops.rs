@@ -7,6 +7,7 @@ use axum::Json;
 use hashdrop_wire::{CliVersion, Readiness, ReadinessChecks};
 
 use crate::error::{ApiError, ApiResult};
+use crate::redis_link::Health;
 use crate::state::AppState;
 
 /// `GET /api/healthz`: liveness, plain `OK` like the reference.
@@ -15,19 +16,41 @@ pub async fn healthz() -> impl IntoResponse {
 }
 
 /// `GET /api/readyz`: 200 when the database and blob store answer and the server
-/// is not draining; 503 otherwise.
+/// is not draining, with `status` `degraded` (still 200, so the load balancer keeps
+/// the instance) when Redis is down and the cache or shared limits are bypassed;
+/// 503 otherwise.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let db_ok = state.db.ping().await.is_ok();
-    let blob_ok = state.blobs.check().await.is_ok();
+    let rate_limit = async {
+        if state.cfg.rate_limit.enabled {
+            state.limiter.health().await
+        } else {
+            Health::Disabled
+        }
+    };
+    let (db, blob, cache, rate_limit) = tokio::join!(
+        state.db.ping(),
+        state.blobs.check(),
+        state.cache.health(),
+        rate_limit
+    );
+    let (db_ok, blob_ok) = (db.is_ok(), blob.is_ok());
     let draining = state.is_draining();
     let ready = db_ok && blob_ok && !draining;
+    let degraded = cache == Health::Degraded || rate_limit == Health::Degraded;
     let word = |ok: bool| if ok { "ok" } else { "error" }.to_string();
     let body = Readiness {
-        status: if ready { "ready" } else { "not_ready" }.into(),
+        status: match (ready, degraded) {
+            (false, _) => "not_ready",
+            (true, true) => "degraded",
+            (true, false) => "ready",
+        }
+        .into(),
         draining,
         checks: ReadinessChecks {
             database: word(db_ok),
             blob_store: word(blob_ok),
+            cache: cache.as_str().into(),
+            rate_limit: rate_limit.as_str().into(),
         },
     };
     let status = if ready {
@@ -91,10 +114,10 @@ pub async fn admin_reset(State(state): State<AppState>) -> ApiResult<StatusCode>
         });
     }
     let mut tx = state.db.begin().await?;
-    let keys: Vec<(String,)> = sqlx::query_as("SELECT object_key FROM files")
+    let files: Vec<(String, String)> = sqlx::query_as("SELECT id, object_key FROM files")
         .fetch_all(&mut *tx)
         .await?;
-    for (k,) in &keys {
+    for (_, k) in &files {
         crate::jobs::enqueue_blob_delete(&mut tx, k, state.cfg.jobs.max_attempts).await?;
     }
     sqlx::query("DELETE FROM users").execute(&mut *tx).await?;
@@ -103,6 +126,8 @@ pub async fn admin_reset(State(state): State<AppState>) -> ApiResult<StatusCode>
         .await?;
     tx.commit().await?;
     state.jobs_notify.notify_one();
+    let ids: Vec<String> = files.into_iter().map(|(id, _)| id).collect();
+    state.cache.invalidate(&ids).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
