@@ -51,7 +51,11 @@ impl App {
         let secrets = crypto::Secrets::load_or_create(&cfg.data_dir, &cfg.auth)?;
         let keys = crypto::Keys::new(&secrets);
         let mut db = db::Db::connect(&cfg.database_url()).await?;
-        if let Some(url) = cfg.database_replica_url.as_deref().filter(|u| !u.is_empty()) {
+        if let Some(url) = cfg
+            .database_replica_url
+            .as_deref()
+            .filter(|u| !u.is_empty())
+        {
             db = db.with_replica(url)?;
         }
         let public_url: Arc<str> = cfg.public_url().into();

@@ -217,10 +217,13 @@ impl Mailer for SmtpMailer {
             .subject(mail.subject.clone())
             .header(lettre::message::header::ContentType::TEXT_PLAIN)
             .body(mail.body.clone())?;
-        self.transport
-            .send(msg)
-            .await
-            .map_err(|e| anyhow::anyhow!("smtp delivery to {}:{} failed: {e}", self.settings.host, self.settings.port))?;
+        self.transport.send(msg).await.map_err(|e| {
+            anyhow::anyhow!(
+                "smtp delivery to {}:{} failed: {e}",
+                self.settings.host,
+                self.settings.port
+            )
+        })?;
         tracing::info!(to = %mail.to, subject = %mail.subject, "mail sent (smtp)");
         Ok(())
     }
@@ -229,7 +232,9 @@ impl Mailer for SmtpMailer {
 /// Builds the mailer named by `mailer`: `log` or `smtp://...`.
 pub fn from_config(cfg: &crate::config::Config) -> anyhow::Result<std::sync::Arc<dyn Mailer>> {
     if cfg.mailer == "log" {
-        Ok(std::sync::Arc::new(LogMailer::new(cfg.data_dir.join("mail"))))
+        Ok(std::sync::Arc::new(LogMailer::new(
+            cfg.data_dir.join("mail"),
+        )))
     } else if cfg.mailer.starts_with("smtp://") {
         Ok(std::sync::Arc::new(SmtpMailer::new(
             &cfg.mailer,
@@ -247,7 +252,10 @@ mod tests {
     #[test]
     fn smtp_url_parses_and_defaults() {
         let s = SmtpSettings::parse("smtp://relay.example.com").unwrap();
-        assert_eq!((s.port, s.tls, s.credentials), (587, SmtpTls::StartTls, None));
+        assert_eq!(
+            (s.port, s.tls, s.credentials),
+            (587, SmtpTls::StartTls, None)
+        );
         let s = SmtpSettings::parse("smtp://me%40x.org:p%3Ass@h:2525?tls=none").unwrap();
         assert_eq!(s.host, "h");
         assert_eq!((s.port, s.tls), (2525, SmtpTls::None));
@@ -255,10 +263,7 @@ mod tests {
             s.credentials,
             Some(("me@x.org".to_string(), "p:ss".to_string()))
         );
-        assert_eq!(
-            SmtpSettings::parse("smtp://h?tls=tls").unwrap().port,
-            465
-        );
+        assert_eq!(SmtpSettings::parse("smtp://h?tls=tls").unwrap().port, 465);
         assert!(SmtpSettings::parse("smtp://h?tls=maybe").is_err());
         assert!(SmtpSettings::parse("smtp://h?other=1").is_err());
         assert!(SmtpSettings::parse("smtps://h").is_err());

@@ -18,7 +18,11 @@ fn stats(app: &TestApp) -> CacheStats {
 async fn redis_get(url: &str, key: &str) -> Option<String> {
     let client = redis::Client::open(url).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    redis::cmd("GET").arg(key).query_async(&mut c).await.unwrap()
+    redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut c)
+        .await
+        .unwrap()
 }
 
 async fn redis_set(url: &str, key: &str, value: &str) {
@@ -75,16 +79,25 @@ async fn cache_hits_misses_and_invalidation_across_instances(b: Backend) {
 
     // Delete on a; b must not serve the file from the cache afterwards.
     let r = a
-        .delete(&format!("/api/files?id={}", p.file_id), Some(&t.access_token))
+        .delete(
+            &format!("/api/files?id={}", p.file_id),
+            Some(&t.access_token),
+        )
         .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(redis_get(&url, &key).await.as_deref(), Some("-"));
-    assert_eq!(other.get(&share, None).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        other.get(&share, None).await.status(),
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(
         other.get(&format!("/d/{}", p.file_id), None).await.status(),
         StatusCode::NOT_FOUND
     );
-    assert_eq!(other.get(&download, None).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        other.get(&download, None).await.status(),
+        StatusCode::NOT_FOUND
+    );
     // A miss on a deleted file does not put the record back.
     assert_eq!(redis_get(&url, &key).await.as_deref(), Some("-"));
 
@@ -109,7 +122,10 @@ async fn stale_entry_never_admits_a_download(b: Backend) {
     let share = format!("/api/share/{}", capped.file_id);
     assert_eq!(a.get(&share, None).await.status(), StatusCode::OK);
     let download = format!("/files/download/{}", capped.object_key);
-    assert_eq!(other.get(&download, None).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        other.get(&download, None).await.status(),
+        StatusCode::SEE_OTHER
+    );
     // Still cached, but the cap is read from the database.
     let hits = stats(&other).hits;
     assert_eq!(other.get(&download, None).await.status(), StatusCode::GONE);
@@ -129,13 +145,19 @@ async fn stale_entry_never_admits_a_download(b: Backend) {
             .expect("cached")
     };
     let r = a
-        .delete(&format!("/api/files?id={}", gone.file_id), Some(&t.access_token))
+        .delete(
+            &format!("/api/files?id={}", gone.file_id),
+            Some(&t.access_token),
+        )
         .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     // Simulate the lost invalidation: the live record is back in Redis.
     redis_set(&url, &RedisFileCache::key(&prefix, &gone.file_id), &entry).await;
     let download = format!("/files/download/{}", gone.object_key);
-    assert_eq!(other.get(&download, None).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        other.get(&download, None).await.status(),
+        StatusCode::NOT_FOUND
+    );
 }
 
 /// Account delete and the expired-shares cleaner invalidate too.
@@ -161,7 +183,9 @@ async fn account_delete_and_cleaner_invalidate(b: Backend) {
     }
     // Past its expiry the cached entry alone answers 410.
     tokio::time::sleep(Duration::from_millis(3100)).await;
-    let r = a.get(&format!("/files/download/{}", e.object_key), None).await;
+    let r = a
+        .get(&format!("/files/download/{}", e.object_key), None)
+        .await;
     assert_eq!(r.status(), StatusCode::GONE);
     let n = hashdrop_server::jobs::run_cleaner(&a.state, "expired_shares")
         .await
@@ -223,7 +247,10 @@ async fn redis_outage_bypasses_the_cache_and_recovers() {
     let hits = stats(&app).hits;
     for _ in 0..3 {
         assert_eq!(app.get(&share, None).await.status(), StatusCode::OK);
-        assert_eq!(app.get(&download, None).await.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            app.get(&download, None).await.status(),
+            StatusCode::SEE_OTHER
+        );
     }
     assert_eq!(stats(&app).hits, hits, "no hits while Redis is down");
     let (s, ready) = common::readiness(&app).await;

@@ -34,7 +34,8 @@ async fn every_response_names_its_instance() {
             assert_eq!(instance_of(&r), *app.state.instance_id, "{path}");
         }
     }
-    let named = TestApp::spawn_with(Backend::Sqlite, |c| c.instance_id = Some("web-7".into())).await;
+    let named =
+        TestApp::spawn_with(Backend::Sqlite, |c| c.instance_id = Some("web-7".into())).await;
     let r = named.get("/api/healthz", None).await;
     assert_eq!(instance_of(&r), "web-7");
 }
@@ -86,9 +87,16 @@ async fn jobs_run_once_and_cleaners_are_scheduled_once_across_instances() {
     assert!(done.iter().all(|j| j.attempts == 1), "claimed once each");
     // Same data dir on every instance: one spool holds every instance's mail.
     let mut recipients: HashMap<String, usize> = HashMap::new();
-    for e in std::fs::read_dir(a.data_dir.join("mail")).unwrap().flatten() {
+    for e in std::fs::read_dir(a.data_dir.join("mail"))
+        .unwrap()
+        .flatten()
+    {
         let text = std::fs::read_to_string(e.path()).unwrap();
-        let to = text.lines().find(|l| l.starts_with("To: ")).unwrap().to_string();
+        let to = text
+            .lines()
+            .find(|l| l.starts_with("To: "))
+            .unwrap()
+            .to_string();
         *recipients.entry(to).or_default() += 1;
     }
     assert_eq!(recipients.len(), 50, "{recipients:?}");
@@ -137,10 +145,17 @@ async fn replica_on_the_same_database_serves_reads() {
     assert_eq!(r.status(), StatusCode::OK);
     let list: Vec<hashdrop_wire::FileSummary> = r.json().await.unwrap();
     assert_eq!(list.len(), 1);
-    assert_eq!(app.details(&t.access_token, &p.file_id).await.status, "uploaded");
-    let r = app.get(&format!("/api/files/resolve?id={}", &p.file_id[..8]), tok).await;
+    assert_eq!(
+        app.details(&t.access_token, &p.file_id).await.status,
+        "uploaded"
+    );
+    let r = app
+        .get(&format!("/api/files/resolve?id={}", &p.file_id[..8]), tok)
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
-    let r = app.get(&format!("/api/files/hash?id={}", p.file_id), tok).await;
+    let r = app
+        .get(&format!("/api/files/hash?id={}", p.file_id), tok)
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let (s, ready) = common::readiness(&app).await;
     assert_eq!((s, ready.checks.database.as_str()), (StatusCode::OK, "ok"));
@@ -169,7 +184,9 @@ async fn read_only_endpoints_read_the_replica_and_writes_the_primary() {
     .await;
     let t = app.user("routing@example.com").await;
     let tok = Some(t.access_token.as_str());
-    let p = app.upload(&t.access_token, b"primary only", json!({})).await;
+    let p = app
+        .upload(&t.access_token, b"primary only", json!({}))
+        .await;
     let (user_id,): (String,) = sqlx::query_as("SELECT id FROM users WHERE email = $1")
         .bind("routing@example.com")
         .fetch_one(app.state.db.pool())
@@ -205,8 +222,13 @@ async fn read_only_endpoints_read_the_replica_and_writes_the_primary() {
         app.get("/api/files/all", tok).await.json().await.unwrap();
     let names: Vec<&str> = list.iter().map(|f| f.file_name.as_str()).collect();
     assert_eq!(names, ["marker.txt"], "list reads the replica");
-    assert_eq!(app.details(&t.access_token, &marker).await.file_name, "marker.txt");
-    let r = app.get(&format!("/api/files/resolve?id={}", &marker[..8]), tok).await;
+    assert_eq!(
+        app.details(&t.access_token, &marker).await.file_name,
+        "marker.txt"
+    );
+    let r = app
+        .get(&format!("/api/files/resolve?id={}", &marker[..8]), tok)
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let h: hashdrop_wire::FileHash = app
         .get(&format!("/api/files/hash?id={marker}"), tok)
@@ -215,11 +237,19 @@ async fn read_only_endpoints_read_the_replica_and_writes_the_primary() {
         .await
         .unwrap();
     assert_eq!(h.hash, marker_hash);
-    let r = app.get(&format!("/api/files/hash?id={}", p.file_id), tok).await;
-    assert_eq!(r.status(), StatusCode::NOT_FOUND, "hash reads the replica too");
+    let r = app
+        .get(&format!("/api/files/hash?id={}", p.file_id), tok)
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::NOT_FOUND,
+        "hash reads the replica too"
+    );
 
     // The download counts on the primary, which has the uploaded file only.
-    let r = app.get(&format!("/files/download/{}", p.object_key), None).await;
+    let r = app
+        .get(&format!("/files/download/{}", p.object_key), None)
+        .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let r = app.get(&format!("/api/share/{}", p.file_id), None).await;
     assert_eq!(r.status(), StatusCode::OK, "public lookups use the primary");
@@ -229,5 +259,9 @@ async fn read_only_endpoints_read_the_replica_and_writes_the_primary() {
         .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let r = app.delete(&format!("/api/files?id={marker}"), tok).await;
-    assert_eq!(r.status(), StatusCode::NOT_FOUND, "the marker is not on the primary");
+    assert_eq!(
+        r.status(),
+        StatusCode::NOT_FOUND,
+        "the marker is not on the primary"
+    );
 }

@@ -54,7 +54,9 @@ fn smtp_python() -> Option<PathBuf> {
     if std::env::var("HASHDROP_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
         panic!("no Python with aiosmtpd at {python} (run scripts/install-deps.sh) but HASHDROP_TEST_REQUIRE_SERVICES=1");
     }
-    eprintln!("SKIP smtp test: no Python with aiosmtpd at {python} (scripts/install-deps.sh installs it)");
+    eprintln!(
+        "SKIP smtp test: no Python with aiosmtpd at {python} (scripts/install-deps.sh installs it)"
+    );
     None
 }
 
@@ -142,9 +144,15 @@ async fn otp_mail_goes_out_over_smtp_and_verifies_the_account() {
     .await
     .expect("mail delivered to the SMTP server");
     assert!(mail.contains(&format!("X-Envelope-To: {email}")), "{mail}");
-    assert!(mail.contains("X-Envelope-From: no-reply@hashdrop.test"), "{mail}");
+    assert!(
+        mail.contains("X-Envelope-From: no-reply@hashdrop.test"),
+        "{mail}"
+    );
     assert!(mail.contains(&format!("To: {email}")), "{mail}");
-    assert!(mail.contains("Subject: Your Hashdrop verification code"), "{mail}");
+    assert!(
+        mail.contains("Subject: Your Hashdrop verification code"),
+        "{mail}"
+    );
     let code = code_in(&mail);
     assert!(code.bytes().all(|b| b.is_ascii_digit()), "{code:?}");
     // No log-mailer spool: the mail went out over SMTP only.
@@ -198,7 +206,10 @@ async fn smtp_down_mail_job_retries_and_is_delivered_once_when_up() {
     })
     .await
     .expect("the mail job fails and is retried");
-    assert!(job.last_error.as_deref().unwrap_or("").contains("smtp"), "{job:?}");
+    assert!(
+        job.last_error.as_deref().unwrap_or("").contains("smtp"),
+        "{job:?}"
+    );
     assert_ne!(job.state, "dead");
 
     let _smtp = SmtpServer::start(&python, dir.path(), port).await;

@@ -81,7 +81,12 @@ async fn two_instances_together_get_the_configured_rate_not_twice_it() {
     for i in 0..(PER_MINUTE * 3) {
         let app = if i % 2 == 0 { &a } else { &b };
         let r = app.get("/api/healthz", None).await;
-        instances.insert(r.headers()["x-hashdrop-instance"].to_str().unwrap().to_string());
+        instances.insert(
+            r.headers()["x-hashdrop-instance"]
+                .to_str()
+                .unwrap()
+                .to_string(),
+        );
         match r.status() {
             StatusCode::OK => allowed += 1,
             StatusCode::TOO_MANY_REQUESTS => {}
@@ -134,8 +139,8 @@ async fn redis_outage_falls_back_per_instance_and_recovers_by_itself() {
     assert_eq!(ready.checks.database, "ok");
 
     redis.resume().await; // empty: the shared bucket starts full
-    // Ordinary traffic brings the shared limiter back (at most one reconnect
-    // attempt every 2 s); a is refused locally until then.
+                          // Ordinary traffic brings the shared limiter back (at most one reconnect
+                          // attempt every 2 s); a is refused locally until then.
     common::poll(Duration::from_secs(10), || async {
         (login_status(&a).await.0 == StatusCode::UNAUTHORIZED).then_some(())
     })

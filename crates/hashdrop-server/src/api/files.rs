@@ -336,11 +336,7 @@ async fn matching(state: &AppState, user_id: &str, q: &IdQuery) -> ApiResult<Vec
     Ok(rows)
 }
 
-async fn by_prefix(
-    pool: &sqlx::AnyPool,
-    user_id: &str,
-    prefix: &str,
-) -> ApiResult<Vec<FileRow>> {
+async fn by_prefix(pool: &sqlx::AnyPool, user_id: &str, prefix: &str) -> ApiResult<Vec<FileRow>> {
     let sql = format!(
         "SELECT {FILE_COLUMNS} FROM files WHERE user_id = $1 AND id LIKE $2 ORDER BY created_at DESC LIMIT 100"
     );

@@ -26,7 +26,25 @@ struct PublicFile {
 const FACT_COLUMNS: &str =
     "user_id, object_key, file_name, encrypted_size, key_mode, expires_at, max_downloads";
 
-type FactRow = (String, String, String, i64, String, Option<i64>, Option<i64>);
+type FactRow = (
+    String,
+    String,
+    String,
+    i64,
+    String,
+    Option<i64>,
+    Option<i64>,
+);
+type LiveRow = (
+    String,
+    String,
+    String,
+    i64,
+    String,
+    Option<i64>,
+    Option<i64>,
+    i64,
+);
 
 fn facts_of(r: FactRow) -> FileFacts {
     FileFacts {
@@ -46,11 +64,10 @@ async fn live_file(state: &AppState, file_id: &str) -> ApiResult<PublicFile> {
     let sql = format!(
         "SELECT {FACT_COLUMNS}, download_count FROM files WHERE id = $1 AND status = 'uploaded'"
     );
-    let row: Option<(String, String, String, i64, String, Option<i64>, Option<i64>, i64)> =
-        sqlx::query_as(&sql)
-            .bind(file_id)
-            .fetch_optional(state.db.pool())
-            .await?;
+    let row: Option<LiveRow> = sqlx::query_as(&sql)
+        .bind(file_id)
+        .fetch_optional(state.db.pool())
+        .await?;
     let r = row.ok_or(ApiError::NotFound("file not found"))?;
     Ok(PublicFile {
         download_count: r.7,
