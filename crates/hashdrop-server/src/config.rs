@@ -408,6 +408,17 @@ impl Config {
     }
 }
 
+/// `url` with its password (if any) replaced, for printing configuration.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("hidden"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// Annotated example configuration printed by `hashdrop-server example-config`.
 pub const EXAMPLE_CONFIG: &str = r#"# hashdrop-server configuration. Every key is optional; shown values are the defaults.
 # Precedence: built-in defaults < this file (--config / HASHDROP_CONFIG) <
@@ -499,6 +510,19 @@ mod tests {
         assert_eq!(parsed.mail_from, d.mail_from);
         assert_eq!(parsed.cache.backend, d.cache.backend);
         assert_eq!(parsed.cache.ttl_secs, d.cache.ttl_secs);
+    }
+
+    #[test]
+    fn redact_url_hides_only_the_password() {
+        assert_eq!(
+            redact_url("smtp://me:s3cret@mail.example.com:587?tls=starttls"),
+            "smtp://me:hidden@mail.example.com:587?tls=starttls"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(redact_url("log"), "log");
     }
 
     fn toml_parse(s: &str) -> Config {
