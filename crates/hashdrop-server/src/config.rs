@@ -24,7 +24,8 @@ pub struct Config {
     /// `file://DIR` (default `{data_dir}/blobs`) or
     /// `s3://BUCKET?endpoint=URL&region=R&path_style=BOOL` (credentials in [`S3Config`]).
     pub blob_store: Option<String>,
-    /// `log` (writes `.eml` files under `{data_dir}/mail/`).
+    /// `log` (writes `.eml` files under `{data_dir}/mail/`) or
+    /// `smtp://[user:pass@]host:port?tls=none|starttls|tls`.
     pub mailer: String,
     /// Enables `DELETE /admin/reset`. Never in production.
     pub dev_mode: bool,
@@ -48,6 +49,15 @@ pub struct Config {
     pub backup: BackupConfig,
     /// Credentials and client-facing endpoint of an `s3://` blob store.
     pub s3: S3Config,
+    /// Optional PostgreSQL read replica for read-only owner endpoints.
+    pub database_replica_url: Option<String>,
+    /// This instance's name in the `X-Hashdrop-Instance` header and in logs;
+    /// defaults to `{hostname}-{6 random hex}`.
+    pub instance_id: Option<String>,
+    /// Sender of outgoing mail.
+    pub mail_from: String,
+    /// Cache of the public file lookup.
+    pub cache: CacheConfig,
 }
 
 impl Default for Config {
@@ -70,6 +80,10 @@ impl Default for Config {
             jobs: JobsConfig::default(),
             backup: BackupConfig::default(),
             s3: S3Config::default(),
+            database_replica_url: None,
+            instance_id: None,
+            mail_from: "Hashdrop <no-reply@localhost>".into(),
+            cache: CacheConfig::default(),
         }
     }
 }
@@ -295,6 +309,28 @@ impl std::fmt::Debug for S3Config {
     }
 }
 
+/// Cache of the public file lookup (see `cache.rs`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// `none` or `redis://...` (shared by every instance; bypassed while unreachable).
+    pub backend: String,
+    /// Lifetime of an entry, and so the longest a missed invalidation can linger.
+    pub ttl_secs: u64,
+    /// Prefix of every Redis key, so several deployments can share one Redis.
+    pub redis_key_prefix: String,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            backend: "none".into(),
+            ttl_secs: 60,
+            redis_key_prefix: "hashdrop".into(),
+        }
+    }
+}
+
 /// Values given on the command line; `None` means "not given".
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FlagOverrides {
@@ -330,6 +366,10 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "jobs",
     "backup",
     "s3",
+    "database_replica_url",
+    "instance_id",
+    "mail_from",
+    "cache",
 ];
 
 impl Config {
@@ -376,12 +416,38 @@ impl Config {
         }
     }
 
+    /// Effective instance id: the configured one, else `{hostname}-{random}`.
+    pub fn instance_id(&self) -> String {
+        if let Some(id) = self.instance_id.as_deref().filter(|s| !s.trim().is_empty()) {
+            return id.trim().to_string();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "hashdrop".into());
+        // Two processes on one host (or containers sharing a hostname) still differ.
+        format!("{host}-{}", crate::crypto::random_hex(3))
+    }
+
     /// Effective blob store URL.
     pub fn blob_store_url(&self) -> String {
         match &self.blob_store {
             Some(u) => u.clone(),
             None => format!("file://{}", self.data_dir.join("blobs").display()),
         }
+    }
+}
+
+/// `url` with its password (if any) replaced, for printing configuration.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("hidden"));
+            u.to_string()
+        }
+        _ => url.to_string(),
     }
 }
 
@@ -398,7 +464,11 @@ data_dir = "./hashdrop-data"       # --data-dir / HASHDROP_DATA_DIR: db, blobs, 
 # blob_store = "file:///var/lib/hashdrop/blobs" # default file://{data_dir}/blobs
 # blob_store = "s3://hashdrop?endpoint=http://127.0.0.1:9000&region=us-east-1&path_style=true"
 #   (endpoint default https://s3.{region}.amazonaws.com, region us-east-1, path_style false)
-mailer = "log"                     # writes each mail as {data_dir}/mail/*.eml
+mailer = "log"                     # writes each mail as {data_dir}/mail/*.eml, or
+                                   # "smtp://[user:pass@]host:port?tls=none|starttls|tls"
+mail_from = "Hashdrop <no-reply@localhost>"
+# database_replica_url = "postgres://user@replica/hashdrop"  # read-only owner endpoints
+# instance_id = "web-1"            # X-Hashdrop-Instance header; default {hostname}-{random}
 dev_mode = false                   # true enables DELETE /admin/reset
 trusted_proxies = []               # e.g. ["127.0.0.1"]: believe X-Forwarded-For from these
 shutdown_grace_ms = 0              # readyz answers 503 this long before the listener closes
@@ -440,6 +510,11 @@ file_meta = { global_per_minute = 6000, per_key_per_minute = 300 }
 download = { global_per_minute = 60000, per_key_per_minute = 600 }
 health = { global_per_minute = 60000, per_key_per_minute = 0 }
 
+[cache]
+backend = "none"                   # or "redis://127.0.0.1:6379": public file lookups, shared
+ttl_secs = 60
+redis_key_prefix = "hashdrop"
+
 [jobs]
 worker_enabled = true
 max_attempts = 8                   # then the job is "dead"; `hashdrop-server jobs retry ID`
@@ -471,6 +546,22 @@ mod tests {
         assert_eq!(parsed.limits.user_bytes, d.limits.user_bytes);
         assert_eq!(parsed.rate_limit.download, d.rate_limit.download);
         assert_eq!(parsed.jobs.max_attempts, d.jobs.max_attempts);
+        assert_eq!(parsed.mail_from, d.mail_from);
+        assert_eq!(parsed.cache.backend, d.cache.backend);
+        assert_eq!(parsed.cache.ttl_secs, d.cache.ttl_secs);
+    }
+
+    #[test]
+    fn redact_url_hides_only_the_password() {
+        assert_eq!(
+            redact_url("smtp://me:s3cret@mail.example.com:587?tls=starttls"),
+            "smtp://me:hidden@mail.example.com:587?tls=starttls"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(redact_url("log"), "log");
     }
 
     fn toml_parse(s: &str) -> Config {

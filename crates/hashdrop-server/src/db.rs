@@ -25,6 +25,8 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
+    /// Read replica for reads that may lag; `None` reads the primary.
+    replica: Option<AnyPool>,
     backend: Backend,
     /// SQLite allows one writer; queueing write transactions here, in FIFO order,
     /// beats letting connections collide on the file lock, where SQLite's busy
@@ -115,6 +117,7 @@ impl Db {
         };
         let db = Db {
             pool,
+            replica: None,
             backend,
             write_lock,
         };
@@ -126,9 +129,34 @@ impl Db {
         Ok(db)
     }
 
-    /// The pool, for single statements.
+    /// Adds a PostgreSQL read replica (no migrations: it follows the primary). The
+    /// pool connects lazily, so a replica that is down does not stop startup;
+    /// readiness reports it through [`Db::ping`].
+    pub fn with_replica(mut self, url: &str) -> anyhow::Result<Db> {
+        anyhow::ensure!(
+            self.backend == Backend::Postgres
+                && (url.starts_with("postgres:") || url.starts_with("postgresql:")),
+            "database_replica_url needs a PostgreSQL primary and a postgres:// replica URL"
+        );
+        let opts = AnyConnectOptions::from_str(url).context("parsing database_replica_url")?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(opts);
+        self.replica = Some(pool);
+        Ok(self)
+    }
+
+    /// The primary pool: writes, and reads that must see the latest commit.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The pool for reads that tolerate replication lag: the replica when one is
+    /// configured, else the primary. Never use it for a read that decides a write
+    /// or must see the caller's own just-committed write.
+    pub fn read_pool(&self) -> &AnyPool {
+        self.replica.as_ref().unwrap_or(&self.pool)
     }
 
     /// Which backend this is.
@@ -167,15 +195,19 @@ impl Db {
 
     /// Round trip used by readiness.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        if let Some(replica) = &self.replica {
+            sqlx::query("SELECT 1").execute(replica).await?;
+        }
+        Ok(())
     }
 
-    /// Closes the pool.
+    /// Closes the pools.
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(replica) = &self.replica {
+            replica.close().await;
+        }
     }
 }
 

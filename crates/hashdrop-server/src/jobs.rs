@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::db::{now_ms, Backend, Db};
-use crate::mailer::{LogMailer, Mail, Mailer};
+use crate::mailer::{Mail, Mailer};
 use crate::state::AppState;
 
 /// Sends one [`Mail`].
@@ -200,10 +200,9 @@ async fn run_job(state: &AppState, mailer: &dyn Mailer, job: &Claimed) -> anyhow
 
 /// Runs queued jobs until none is due. Returns how many ran (tests drive it directly).
 pub async fn drain_once(state: &AppState) -> anyhow::Result<usize> {
-    let mailer = LogMailer::new(state.cfg.data_dir.join("mail"));
     let mut n = 0;
     while let Some(job) = claim(&state.db).await? {
-        let r = run_job(state, &mailer, &job).await;
+        let r = run_job(state, state.mailer.as_ref(), &job).await;
         finish(
             &state.db,
             &job,

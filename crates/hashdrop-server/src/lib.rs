@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod blob;
+pub mod cache;
 pub mod config;
 pub mod crypto;
 pub mod db;
@@ -17,6 +18,7 @@ pub mod observability;
 pub mod openapi;
 pub mod quota;
 pub mod ratelimit;
+pub mod redis_link;
 pub mod state;
 
 use std::future::Future;
@@ -48,17 +50,26 @@ impl App {
             .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
         let secrets = crypto::Secrets::load_or_create(&cfg.data_dir, &cfg.auth)?;
         let keys = crypto::Keys::new(&secrets);
-        let db = db::Db::connect(&cfg.database_url()).await?;
+        let mut db = db::Db::connect(&cfg.database_url()).await?;
+        if let Some(url) = cfg
+            .database_replica_url
+            .as_deref()
+            .filter(|u| !u.is_empty())
+        {
+            db = db.with_replica(url)?;
+        }
         let public_url: Arc<str> = cfg.public_url().into();
-        anyhow::ensure!(
-            cfg.mailer == "log",
-            "unsupported mailer {:?} (only \"log\" is built; smtp:// is planned)",
-            cfg.mailer
-        );
+        let mailer = mailer::from_config(&cfg)?;
+        let instance_id: Arc<str> = cfg.instance_id().into();
+        tracing::info!(instance = %instance_id, "instance id");
+        metrics::gauge!("hashdrop_instance_info", "instance" => instance_id.to_string()).set(1.0);
         let opened = blob::open(&cfg.blob_store_url(), &public_url, keys.clone(), &cfg.s3)?;
         let state = AppState {
             hasher: crypto::PasswordHasherCfg::new(&cfg.auth)?,
             limiter: ratelimit::from_config(&cfg.rate_limit)?,
+            cache: cache::from_config(&cfg.cache)?,
+            mailer,
+            instance_id,
             cfg: Arc::new(cfg),
             db,
             keys,

@@ -105,6 +105,12 @@ async fn run(cmd: Command, mut cfg: Config) -> anyhow::Result<()> {
             cfg.auth.jwt_secret = cfg.auth.jwt_secret.map(|_| "<hidden>".into());
             cfg.auth.hmac_secret = cfg.auth.hmac_secret.map(|_| "<hidden>".into());
             cfg.s3.secret_access_key = cfg.s3.secret_access_key.map(|_| "<hidden>".into());
+            let redact = hashdrop_server::config::redact_url;
+            cfg.database_url = cfg.database_url.as_deref().map(redact);
+            cfg.database_replica_url = cfg.database_replica_url.as_deref().map(redact);
+            cfg.mailer = redact(&cfg.mailer);
+            cfg.rate_limit.backend = redact(&cfg.rate_limit.backend);
+            cfg.cache.backend = redact(&cfg.cache.backend);
             println!("{}", serde_json::to_string_pretty(&cfg)?);
         }
         Command::Serve => {

@@ -64,7 +64,7 @@ pub const ROUTES: &[RouteDoc] = &[
     r(
         "GET",
         "/api/readyz",
-        "Readiness: database and blob store; 503 while draining",
+        "Readiness: database and blob store (503 when failing or draining); cache and rate_limit report ok|degraded|disabled, and status degraded still answers 200",
         false,
         None,
         Some(("Readiness", false)),
@@ -384,7 +384,8 @@ pub fn document_json() -> String {
                 .version(env!("CARGO_PKG_VERSION"))
                 .description(Some(
                     "Errors are JSON {\"error\": \"...\", \"code\": \"...\"}. Schemas come \
-                     from the hashdrop-wire crate.",
+                     from the hashdrop-wire crate. Every response carries X-Hashdrop-Instance, \
+                     the id of the server instance that answered.",
                 )),
         )
         .paths(paths)

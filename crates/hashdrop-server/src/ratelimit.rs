@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::config::{GroupLimit, RateLimitConfig};
 use crate::error::ApiError;
+use crate::redis_link::{Health, RedisLink};
 use crate::state::AppState;
 
 /// Endpoint groups, each with its own limits.
@@ -75,6 +76,11 @@ pub struct Decision {
 pub trait RateLimiter: Send + Sync + std::fmt::Debug {
     /// Takes one token from the group's global bucket and from `key`'s bucket.
     async fn check(&self, group: Group, key: &str) -> Decision;
+
+    /// Whether the limiter works as configured; readiness reports it.
+    async fn health(&self) -> Health {
+        Health::Ok
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -180,18 +186,20 @@ impl RateLimiter for MemoryLimiter {
     }
 }
 
-/// Limits shared by every instance through Redis: fixed one-minute windows, one
-/// counter per group (global) and per group+key, checked and incremented by one Lua
-/// script so instances cannot race each other. When Redis is unreachable or slow
-/// the check falls back to this instance's in-process buckets, so the service stays
-/// up with per-instance limits (ARCHITECTURE.md §5).
+/// Limits shared by every instance through Redis: the same token buckets as
+/// [`MemoryLimiter`] (size = one minute's worth, refilled at `per_minute / 60` per
+/// second; global and per-key, all-or-nothing), kept in Redis hashes and updated by
+/// one Lua script, so instances cannot race each other and the fleet as a whole gets
+/// exactly the configured rate. The script reads the time from Redis (`TIME`), so the
+/// instances' clocks do not matter. When Redis is unreachable or slow the check falls
+/// back to this instance's in-process buckets, so the service stays up with
+/// per-instance limits (ARCHITECTURE.md §5), and returns to the shared buckets by
+/// itself once Redis answers again.
 pub struct RedisLimiter {
     cfg: RateLimitConfig,
-    client: redis::Client,
+    link: RedisLink,
     prefix: String,
     script: redis::Script,
-    conn: tokio::sync::RwLock<Option<redis::aio::MultiplexedConnection>>,
-    last_attempt: Mutex<Option<Instant>>,
     fallback: MemoryLimiter,
 }
 
@@ -203,28 +211,54 @@ impl std::fmt::Debug for RedisLimiter {
     }
 }
 
-const REDIS_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(100);
-const REDIS_RECONNECT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
-
-// KEYS: counters to check (1 or 2); ARGV: their limits, then the TTL in seconds.
-// All-or-nothing: counts only when every counter is under its limit.
-const WINDOW_SCRIPT: &str = r#"
+// KEYS: the buckets to take from (1 or 2); ARGV: their sizes in tokens per minute.
+// Returns {allowed, limit, remaining, reset_secs} of the tightest bucket, chosen as
+// MemoryLimiter chooses it. A bucket is a hash {tokens, ts (ms)}; a missing one is
+// full, which is also what an idle bucket becomes after a minute, so buckets expire
+// after 61 s and idle keys cost no memory.
+const BUCKET_SCRIPT: &str = r#"
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = #KEYS
-local counts = {}
+local tokens = {}
+local all = true
 for i = 1, n do
-  counts[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if counts[i] >= tonumber(ARGV[i]) then
-    return {0, i, counts[i]}
+  local size = tonumber(ARGV[i])
+  local b = redis.call('HMGET', KEYS[i], 'tokens', 'ts')
+  local tk, ts = tonumber(b[1]), tonumber(b[2])
+  if tk == nil or ts == nil then tk = size; ts = now end
+  local dt = now - ts
+  if dt < 0 then dt = 0 end
+  tk = math.min(size, tk + dt * size / 60000)
+  tokens[i] = tk
+  if tk < 1 then all = false end
+end
+local best_ok, best_limit, best_left, best_reset
+for i = 1, n do
+  local size = tonumber(ARGV[i])
+  local rate = size / 60
+  local tk = tokens[i]
+  local ok = tk >= 1
+  local after, reset = tk, 0
+  if ok then
+    after = tk - 1
+    reset = math.ceil((size - after) / rate)
+  else
+    reset = math.max(1, math.ceil((1 - tk) / rate))
+  end
+  local left = math.floor(after)
+  if best_limit == nil or (not ok and best_ok) or (ok == best_ok and left < best_left) then
+    best_ok, best_limit, best_left, best_reset = ok, size, left, reset
   end
 end
-local tight, left = 1, nil
-for i = 1, n do
-  local c = redis.call('INCR', KEYS[i])
-  if c == 1 then redis.call('EXPIRE', KEYS[i], ARGV[n + 1]) end
-  local r = tonumber(ARGV[i]) - c
-  if left == nil or r < left then left = r; tight = i end
+if all then
+  for i = 1, n do
+    redis.call('HSET', KEYS[i], 'tokens', tokens[i] - 1, 'ts', now)
+    redis.call('PEXPIRE', KEYS[i], 61000)
+  end
 end
-return {1, tight, tonumber(ARGV[tight]) - left}
+return {all and 1 or 0, best_limit, best_left, best_reset}
 "#;
 
 impl RedisLimiter {
@@ -232,63 +266,29 @@ impl RedisLimiter {
     /// at startup does not stop the server.
     pub fn new(url: &str, prefix: &str, cfg: RateLimitConfig) -> anyhow::Result<Self> {
         Ok(RedisLimiter {
-            client: redis::Client::open(url)?,
+            link: RedisLink::new(url, "rate limits")?,
             prefix: prefix.to_string(),
-            script: redis::Script::new(WINDOW_SCRIPT),
-            conn: tokio::sync::RwLock::new(None),
-            last_attempt: Mutex::new(None),
+            script: redis::Script::new(BUCKET_SCRIPT),
             fallback: MemoryLimiter::new(cfg.clone()),
             cfg,
         })
     }
 
-    async fn connection(&self) -> Option<redis::aio::MultiplexedConnection> {
-        if let Some(c) = self.conn.read().await.as_ref() {
-            return Some(c.clone());
-        }
-        {
-            let mut last = self.last_attempt.lock().expect("limiter lock");
-            if last.is_some_and(|t| t.elapsed() < REDIS_RECONNECT_EVERY) {
-                return None;
-            }
-            *last = Some(Instant::now());
-        }
-        match tokio::time::timeout(
-            REDIS_TIMEOUT * 5,
-            self.client.get_multiplexed_async_connection(),
-        )
-        .await
-        {
-            Ok(Ok(c)) => {
-                *self.conn.write().await = Some(c.clone());
-                Some(c)
-            }
-            _ => {
-                tracing::warn!("redis unreachable; rate limits are per instance for now");
-                None
-            }
-        }
-    }
-
     async fn check_redis(&self, group: Group, key: &str) -> Option<Decision> {
         let lim = group.limits(&self.cfg);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let window = now / 60;
-        let reset = 60 - now % 60;
         let mut script = self.script.prepare_invoke();
-        let mut limits = Vec::new();
+        let mut buckets = 0;
         if lim.global_per_minute > 0 {
-            script.key(format!("{}:rl:{group:?}:{window}:global", self.prefix));
-            limits.push(lim.global_per_minute);
+            script.key(format!("{}:rl:{group:?}:global", self.prefix));
+            script.arg(lim.global_per_minute);
+            buckets += 1;
         }
         if lim.per_key_per_minute > 0 {
-            script.key(format!("{}:rl:{group:?}:{window}:k:{key}", self.prefix));
-            limits.push(lim.per_key_per_minute);
+            script.key(format!("{}:rl:{group:?}:k:{key}", self.prefix));
+            script.arg(lim.per_key_per_minute);
+            buckets += 1;
         }
-        if limits.is_empty() {
+        if buckets == 0 {
             return Some(Decision {
                 allowed: true,
                 limit: 0,
@@ -296,33 +296,16 @@ impl RedisLimiter {
                 reset_secs: 0,
             });
         }
-        for l in &limits {
-            script.arg(*l);
-        }
-        script.arg(61);
-        let mut conn = self.connection().await?;
-        let r: Result<Result<(i64, i64, i64), _>, _> =
-            tokio::time::timeout(REDIS_TIMEOUT, script.invoke_async(&mut conn)).await;
-        match r {
-            Ok(Ok((allowed, which, count))) => {
-                let limit = limits[(which.max(1) - 1) as usize];
-                Some(Decision {
-                    allowed: allowed == 1,
-                    limit,
-                    remaining: (limit as i64 - count).max(0) as u32,
-                    reset_secs: reset,
-                })
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "redis rate limit check failed; using local buckets");
-                *self.conn.write().await = None;
-                None
-            }
-            Err(_) => {
-                tracing::warn!("redis rate limit check timed out; using local buckets");
-                None
-            }
-        }
+        let (allowed, limit, remaining, reset): (i64, i64, i64, i64) = self
+            .link
+            .run(|mut c| async move { script.invoke_async(&mut c).await })
+            .await?;
+        Some(Decision {
+            allowed: allowed == 1,
+            limit: limit.clamp(0, u32::MAX as i64) as u32,
+            remaining: remaining.clamp(0, u32::MAX as i64) as u32,
+            reset_secs: reset.max(0) as u64,
+        })
     }
 }
 
@@ -331,8 +314,15 @@ impl RateLimiter for RedisLimiter {
     async fn check(&self, group: Group, key: &str) -> Decision {
         match self.check_redis(group, key).await {
             Some(d) => d,
-            None => self.fallback.check(group, key).await,
+            None => {
+                metrics::counter!("hashdrop_rate_limit_fallbacks_total").increment(1);
+                self.fallback.check(group, key).await
+            }
         }
+    }
+
+    async fn health(&self) -> Health {
+        self.link.health().await
     }
 }
 

@@ -6,9 +6,11 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::blob::{BlobStore, LocalBlobStore};
+use crate::cache::FileCache;
 use crate::config::Config;
 use crate::crypto::{Keys, PasswordHasherCfg};
 use crate::db::Db;
+use crate::mailer::Mailer;
 use crate::ratelimit::RateLimiter;
 
 /// Cheap to clone: everything is behind `Arc`s.
@@ -34,6 +36,12 @@ pub struct AppState {
     pub jobs_notify: Arc<Notify>,
     /// Base of every public link.
     pub public_url: Arc<str>,
+    /// Cache of the public file lookup.
+    pub cache: Arc<dyn FileCache>,
+    /// Outgoing mail, used by the job worker.
+    pub mailer: Arc<dyn Mailer>,
+    /// This instance's name (`X-Hashdrop-Instance`).
+    pub instance_id: Arc<str>,
 }
 
 impl AppState {

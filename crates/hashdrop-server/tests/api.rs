@@ -52,6 +52,9 @@ async fn health_readiness_version_metrics_openapi(b: Backend) {
     let ready: Readiness = r.json().await.unwrap();
     assert_eq!(ready.checks.database, "ok");
     assert_eq!(ready.checks.blob_store, "ok");
+    assert_eq!(ready.checks.cache, "disabled");
+    assert_eq!(ready.checks.rate_limit, "disabled");
+    assert_eq!(ready.status, "ready");
     assert!(!ready.draining);
 
     let v: CliVersion = app

@@ -2,6 +2,9 @@
 
 mod common;
 
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
 use common::{Backend, TestApp};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -28,21 +31,15 @@ async fn redis_limits_are_shared_between_instances() {
     };
     // A fresh key namespace per run keeps runs and parallel tests apart.
     let prefix = format!("hashdrop-test-{}", uuid::Uuid::new_v4().simple());
-    let tweak = |c: &mut hashdrop_server::Config| {
+    let a = TestApp::spawn_with(Backend::Sqlite, |c| {
         c.rate_limit.enabled = true;
         c.rate_limit.backend = url.clone();
         c.rate_limit.redis_key_prefix = prefix.clone();
         c.rate_limit.auth.per_key_per_minute = 3;
-    };
-    let a = TestApp::spawn_with(Backend::Sqlite, tweak).await;
-    let b = TestApp::spawn_with(Backend::Sqlite, tweak).await;
-    // Windows are whole UTC minutes: start well inside one so all requests share it.
-    let secs = || hashdrop_server::db::now_ms() / 1000 % 60;
-    common::poll(std::time::Duration::from_secs(10), || async {
-        (secs() < 55).then_some(())
     })
-    .await
-    .expect("inside a window");
+    .await;
+    let b = a.sibling().await;
+    // Token buckets have no window edge to wait for: three tokens, whoever asks.
     assert_eq!(
         login_status(&a).await,
         (StatusCode::UNAUTHORIZED, Some("2".into()))
@@ -58,6 +55,111 @@ async fn redis_limits_are_shared_between_instances() {
     // The limit is reached for both instances.
     assert_eq!(login_status(&b).await.0, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(login_status(&a).await.0, StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// Two instances behind one Redis, hammered alternately, admit together what the
+/// configured fleet-wide bucket admits (its size plus the refill during the burst),
+/// not twice that; and both instances did answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_together_get_the_configured_rate_not_twice_it() {
+    let Some(url) = common::redis_url() else {
+        return;
+    };
+    let prefix = format!("hashdrop-test-{}", uuid::Uuid::new_v4().simple());
+    const PER_MINUTE: u32 = 30;
+    let a = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.rate_limit.enabled = true;
+        c.rate_limit.backend = url.clone();
+        c.rate_limit.redis_key_prefix = prefix.clone();
+        c.rate_limit.health.global_per_minute = PER_MINUTE;
+    })
+    .await;
+    let b = a.sibling().await;
+    let started = Instant::now();
+    let mut allowed = 0u32;
+    let mut instances = HashSet::new();
+    for i in 0..(PER_MINUTE * 3) {
+        let app = if i % 2 == 0 { &a } else { &b };
+        let r = app.get("/api/healthz", None).await;
+        instances.insert(
+            r.headers()["x-hashdrop-instance"]
+                .to_str()
+                .unwrap()
+                .to_string(),
+        );
+        match r.status() {
+            StatusCode::OK => allowed += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            s => panic!("unexpected {s}"),
+        }
+    }
+    // One token comes back every 60/PER_MINUTE seconds.
+    let refill = (started.elapsed().as_secs_f64() * PER_MINUTE as f64 / 60.0).ceil() as u32;
+    assert!(
+        allowed >= PER_MINUTE && allowed <= PER_MINUTE + refill,
+        "allowed {allowed}, expected {PER_MINUTE}..={} (per-instance limits would give ~{})",
+        PER_MINUTE + refill,
+        2 * PER_MINUTE
+    );
+    assert_eq!(instances.len(), 2, "both instances answered: {instances:?}");
+}
+
+/// A throwaway Redis is killed under two instances: no request fails with a 5xx,
+/// readiness turns `degraded` (still 200), each instance enforces the limit on its
+/// own; Redis comes back and, with nobody acting, the limits are shared again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_falls_back_per_instance_and_recovers_by_itself() {
+    let Some(mut redis) = common::RedisProcess::start().await else {
+        return;
+    };
+    let url = redis.url();
+    let a = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.rate_limit.enabled = true;
+        c.rate_limit.backend = url.clone();
+        c.rate_limit.auth.per_key_per_minute = 3;
+    })
+    .await;
+    let b = a.sibling().await;
+    let (s, ready) = common::readiness(&a).await;
+    assert_eq!((s, ready.status.as_str()), (StatusCode::OK, "ready"));
+    assert_eq!(ready.checks.rate_limit, "ok");
+
+    redis.kill();
+    // Instance a alone: its own bucket of 3, then 429; never a 5xx.
+    for _ in 0..3 {
+        assert_eq!(login_status(&a).await.0, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(login_status(&a).await.0, StatusCode::TOO_MANY_REQUESTS);
+    // b has a bucket of its own meanwhile: that is the per-instance fallback.
+    assert_eq!(login_status(&b).await.0, StatusCode::UNAUTHORIZED);
+    let (s, ready) = common::readiness(&a).await;
+    assert_eq!(s, StatusCode::OK, "a Redis outage keeps the instance in");
+    assert_eq!(ready.status, "degraded");
+    assert_eq!(ready.checks.rate_limit, "degraded");
+    assert_eq!(ready.checks.database, "ok");
+
+    redis.resume().await; // empty: the shared bucket starts full
+                          // Ordinary traffic brings the shared limiter back (at most one reconnect
+                          // attempt every 2 s); a is refused locally until then.
+    common::poll(Duration::from_secs(10), || async {
+        (login_status(&a).await.0 == StatusCode::UNAUTHORIZED).then_some(())
+    })
+    .await
+    .expect("a is admitted again once the shared bucket is used");
+    // b finds Redis again on its own next attempt too; a health check is one.
+    common::poll(Duration::from_secs(10), || async {
+        (common::readiness(&b).await.1.checks.rate_limit == "ok").then_some(())
+    })
+    .await
+    .expect("b reconnects");
+    // One token of the shared 3 is gone; b's local bucket (2 left) no longer counts.
+    assert_eq!(login_status(&b).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(login_status(&a).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(login_status(&b).await.0, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(login_status(&a).await.0, StatusCode::TOO_MANY_REQUESTS);
+    let (s, ready) = common::readiness(&b).await;
+    assert_eq!((s, ready.status.as_str()), (StatusCode::OK, "ready"));
+    assert_eq!(ready.checks.rate_limit, "ok");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -331,21 +331,24 @@ pub struct CliVersion {
     pub compatible_version: String,
 }
 
-/// Answer of `GET /api/readyz` (addition): `200` when every check passes, `503`
-/// otherwise or while draining.
+/// Answer of `GET /api/readyz` (addition): `200` while the instance can serve
+/// (`status` `ready`, or `degraded` when an optional dependency such as Redis is
+/// down and the instance serves without it), `503` (`not_ready`) when the database
+/// or blob store fails or while draining.
 ///
 /// ```json
-/// {"status": "ready", "draining": false, "checks": {"database": "ok", "blob_store": "ok"}}
+/// {"status": "ready", "draining": false,
+///  "checks": {"database": "ok", "blob_store": "ok", "cache": "disabled", "rate_limit": "ok"}}
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Readiness {
-    /// `ready`, `degraded` (serving, but a shared dependency such as an S3 store
-    /// fails) or `not_ready`.
+    /// `ready`, `degraded` (serving, but a dependency every instance shares, such as
+    /// an S3 store or Redis, fails) or `not_ready`.
     pub status: String,
     /// True once shutdown has begun.
     pub draining: bool,
-    /// Per-dependency results: `ok` or `error`.
+    /// Per-dependency results.
     pub checks: ReadinessChecks,
 }
 
@@ -353,10 +356,20 @@ pub struct Readiness {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReadinessChecks {
-    /// Database round trip.
+    /// Database round trip (primary, and the read replica when configured): `ok` or
+    /// `error`.
     pub database: String,
-    /// Blob store reachable and writable.
+    /// Blob store reachable and writable: `ok` or `error`.
     pub blob_store: String,
+    /// Shared file cache: `ok`, `degraded` (Redis unreachable; lookups go to the
+    /// database) or `disabled` (no cache configured). Empty from older servers.
+    #[serde(default)]
+    pub cache: String,
+    /// Rate limits: `ok` (in-process, or Redis answering), `degraded` (Redis
+    /// unreachable; each instance enforces the limits on its own) or `disabled`.
+    /// Empty from older servers.
+    #[serde(default)]
+    pub rate_limit: String,
 }
 
 #[cfg(test)]

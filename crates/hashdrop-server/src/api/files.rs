@@ -184,6 +184,7 @@ pub async fn retire_file(state: &AppState, file_id: &str, status: &str) -> anyho
     jobs::enqueue_blob_delete(&mut tx, &key, state.cfg.jobs.max_attempts).await?;
     tx.commit().await?;
     state.jobs_notify.notify_one();
+    state.cache.invalidate(&[file_id.to_string()]).await;
     Ok(true)
 }
 
@@ -306,7 +307,9 @@ fn key_mode(s: &str) -> KeyMode {
     KeyMode::parse(s).unwrap_or(KeyMode::Vault)
 }
 
-/// `GET /api/files/all`: the reference answers 404 when the user has no files.
+/// `GET /api/files/all`: the reference answers 404 when the user has no files. Reads
+/// the replica (when configured): a file completed a moment ago may be missing for
+/// the replication lag.
 pub async fn list_all(
     State(state): State<AppState>,
     AuthUser(user_id): AuthUser,
@@ -316,7 +319,7 @@ pub async fn list_all(
          WHERE user_id = $1 ORDER BY created_at DESC, id",
     )
     .bind(&user_id)
-    .fetch_all(state.db.pool())
+    .fetch_all(state.db.read_pool())
     .await?;
     if rows.is_empty() {
         return Err(ApiError::NotFound("no files found"));
@@ -335,24 +338,25 @@ pub async fn list_all(
     ))
 }
 
-/// The caller's files whose id starts with `?id=`; none is a 404.
+/// The caller's files whose id starts with `?id=`; none is a 404. Read-only
+/// endpoints only: it reads the replica when one is configured.
 async fn matching(state: &AppState, user_id: &str, q: &IdQuery) -> ApiResult<Vec<FileRow>> {
     let prefix = parse_prefix(q)?;
-    let rows = by_prefix(state, user_id, &prefix).await?;
+    let rows = by_prefix(state.db.read_pool(), user_id, &prefix).await?;
     if rows.is_empty() {
         return Err(ApiError::NotFound("no files match"));
     }
     Ok(rows)
 }
 
-async fn by_prefix(state: &AppState, user_id: &str, prefix: &str) -> ApiResult<Vec<FileRow>> {
+async fn by_prefix(pool: &sqlx::AnyPool, user_id: &str, prefix: &str) -> ApiResult<Vec<FileRow>> {
     let sql = format!(
         "SELECT {FILE_COLUMNS} FROM files WHERE user_id = $1 AND id LIKE $2 ORDER BY created_at DESC LIMIT 100"
     );
     Ok(sqlx::query_as(&sql)
         .bind(user_id)
         .bind(format!("{prefix}%"))
-        .fetch_all(state.db.pool())
+        .fetch_all(pool)
         .await?)
 }
 
@@ -422,7 +426,7 @@ pub async fn hash(
         sqlx::query_as("SELECT plaintext_hash FROM files WHERE id = $1 AND user_id = $2")
             .bind(&id)
             .bind(&user_id)
-            .fetch_optional(state.db.pool())
+            .fetch_optional(state.db.read_pool())
             .await?;
     row.map(|(hash,)| Json(FileHash { hash }))
         .ok_or(ApiError::NotFound("file not found"))
@@ -448,7 +452,8 @@ pub async fn delete_file(
     Query(q): Query<IdQuery>,
 ) -> ApiResult<StatusCode> {
     let prefix = parse_prefix(&q)?;
-    let rows = by_prefix(&state, &user_id, &prefix).await?;
+    // The primary: deleting a file uploaded a moment ago must find it.
+    let rows = by_prefix(state.db.pool(), &user_id, &prefix).await?;
     let id = match rows.as_slice() {
         [] => return Err(ApiError::NotFound("file not found")),
         [one] => one.0.clone(),
@@ -475,5 +480,6 @@ pub async fn delete_file(
     jobs::enqueue_blob_delete(&mut tx, &key, state.cfg.jobs.max_attempts).await?;
     tx.commit().await?;
     state.jobs_notify.notify_one();
+    state.cache.invalidate(&[id]).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -69,5 +69,23 @@ pub fn router(state: AppState) -> Router {
         .merge(group(Group::Download, download))
         .fallback(ops::not_found)
         .layer(from_fn(crate::observability::request_context))
+        .layer(from_fn_with_state(state.clone(), instance))
         .with_state(state)
+}
+
+/// Outermost layer: every response, errors and 429s included, names the instance
+/// that produced it (`X-Hashdrop-Instance`), and every log line of the request
+/// carries it as the `instance` field of an enclosing span.
+async fn instance(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument;
+    let span = tracing::info_span!("instance", instance = %state.instance_id);
+    let mut resp = next.run(req).instrument(span).await;
+    if let Ok(v) = axum::http::HeaderValue::from_str(&state.instance_id) {
+        resp.headers_mut().insert("x-hashdrop-instance", v);
+    }
+    resp
 }

@@ -7,6 +7,7 @@ use axum::Json;
 use hashdrop_wire::{CliVersion, Readiness, ReadinessChecks};
 
 use crate::error::{ApiError, ApiResult};
+use crate::redis_link::Health;
 use crate::state::AppState;
 
 /// `GET /api/healthz`: liveness, plain `OK` like the reference.
@@ -15,27 +16,43 @@ pub async fn healthz() -> impl IntoResponse {
 }
 
 /// `GET /api/readyz`: 200 when the database and blob store answer and the server
-/// is not draining; 503 otherwise. A shared store (S3) that fails is reported but
-/// keeps the instance ready (`degraded`): every instance sees the same outage, so
-/// pulling them all out of the load balancer would only turn the uploads' 503 into
-/// a total one (docs/SERVER.md, "S3 object store").
+/// is not draining; 503 otherwise. Trouble with a dependency every instance shares
+/// (an S3 store, Redis) is reported as `degraded` but keeps the instance ready: each
+/// instance sees the same outage, so pulling them all out of the load balancer would
+/// only turn a partial outage into a total one (docs/SCALING.md, "Readiness").
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let db_ok = state.db.ping().await.is_ok();
-    let blob_ok = state.blobs.check().await.is_ok();
+    let rate_limit = async {
+        if state.cfg.rate_limit.enabled {
+            state.limiter.health().await
+        } else {
+            Health::Disabled
+        }
+    };
+    let (db, blob, cache, rate_limit) = tokio::join!(
+        state.db.ping(),
+        state.blobs.check(),
+        state.cache.health(),
+        rate_limit
+    );
+    let (db_ok, blob_ok) = (db.is_ok(), blob.is_ok());
     let draining = state.is_draining();
     let ready = db_ok && (blob_ok || state.blobs.is_shared()) && !draining;
+    let degraded =
+        !blob_ok || cache == Health::Degraded || rate_limit == Health::Degraded;
     let word = |ok: bool| if ok { "ok" } else { "error" }.to_string();
-    let status = match (ready, blob_ok) {
-        (false, _) => "not_ready",
-        (true, false) => "degraded",
-        (true, true) => "ready",
-    };
     let body = Readiness {
-        status: status.into(),
+        status: match (ready, degraded) {
+            (false, _) => "not_ready",
+            (true, true) => "degraded",
+            (true, false) => "ready",
+        }
+        .into(),
         draining,
         checks: ReadinessChecks {
             database: word(db_ok),
             blob_store: word(blob_ok),
+            cache: cache.as_str().into(),
+            rate_limit: rate_limit.as_str().into(),
         },
     };
     let status = if ready {
@@ -99,10 +116,10 @@ pub async fn admin_reset(State(state): State<AppState>) -> ApiResult<StatusCode>
         });
     }
     let mut tx = state.db.begin().await?;
-    let keys: Vec<(String,)> = sqlx::query_as("SELECT object_key FROM files")
+    let files: Vec<(String, String)> = sqlx::query_as("SELECT id, object_key FROM files")
         .fetch_all(&mut *tx)
         .await?;
-    for (k,) in &keys {
+    for (_, k) in &files {
         crate::jobs::enqueue_blob_delete(&mut tx, k, state.cfg.jobs.max_attempts).await?;
     }
     sqlx::query("DELETE FROM users").execute(&mut *tx).await?;
@@ -111,6 +128,8 @@ pub async fn admin_reset(State(state): State<AppState>) -> ApiResult<StatusCode>
         .await?;
     tx.commit().await?;
     state.jobs_notify.notify_one();
+    let ids: Vec<String> = files.into_iter().map(|(id, _)| id).collect();
+    state.cache.invalidate(&ids).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

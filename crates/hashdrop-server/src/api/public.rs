@@ -10,6 +10,7 @@ use axum::Json;
 use hashdrop_wire::{KeyMode, ShareInfo};
 
 use super::files::{download_url, parse_file_id};
+use crate::cache::FileFacts;
 use crate::db::{now_ms, rfc3339};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -18,36 +19,35 @@ const DAY_MS: i64 = 24 * 3600 * 1000;
 
 /// What the public paths need to know about a file.
 struct PublicFile {
-    user_id: String,
-    object_key: String,
-    file_name: String,
-    encrypted_size: i64,
-    key_mode: String,
-    expires_at: Option<i64>,
-    max_downloads: Option<i64>,
+    facts: FileFacts,
     download_count: i64,
 }
 
-async fn live_file(state: &AppState, file_id: &str) -> ApiResult<PublicFile> {
-    type Row = (
-        String,
-        String,
-        String,
-        i64,
-        String,
-        Option<i64>,
-        Option<i64>,
-        i64,
-    );
-    let row: Option<Row> = sqlx::query_as(
-        "SELECT user_id, object_key, file_name, encrypted_size, key_mode, expires_at, \
-         max_downloads, download_count FROM files WHERE id = $1 AND status = 'uploaded'",
-    )
-    .bind(file_id)
-    .fetch_optional(state.db.pool())
-    .await?;
-    let r = row.ok_or(ApiError::NotFound("file not found"))?;
-    Ok(PublicFile {
+const FACT_COLUMNS: &str =
+    "user_id, object_key, file_name, encrypted_size, key_mode, expires_at, max_downloads";
+
+type FactRow = (
+    String,
+    String,
+    String,
+    i64,
+    String,
+    Option<i64>,
+    Option<i64>,
+);
+type LiveRow = (
+    String,
+    String,
+    String,
+    i64,
+    String,
+    Option<i64>,
+    Option<i64>,
+    i64,
+);
+
+fn facts_of(r: FactRow) -> FileFacts {
+    FileFacts {
         user_id: r.0,
         object_key: r.1,
         file_name: r.2,
@@ -55,15 +55,65 @@ async fn live_file(state: &AppState, file_id: &str) -> ApiResult<PublicFile> {
         key_mode: r.4,
         expires_at: r.5,
         max_downloads: r.6,
+    }
+}
+
+/// The live file from the primary, never from the cache or the replica: used where
+/// the answer must match what the download UPDATE just decided.
+async fn live_file(state: &AppState, file_id: &str) -> ApiResult<PublicFile> {
+    let sql = format!(
+        "SELECT {FACT_COLUMNS}, download_count FROM files WHERE id = $1 AND status = 'uploaded'"
+    );
+    let row: Option<LiveRow> = sqlx::query_as(&sql)
+        .bind(file_id)
+        .fetch_optional(state.db.pool())
+        .await?;
+    let r = row.ok_or(ApiError::NotFound("file not found"))?;
+    Ok(PublicFile {
         download_count: r.7,
+        facts: facts_of((r.0, r.1, r.2, r.3, r.4, r.5, r.6)),
     })
 }
 
-fn check_shareable(f: &PublicFile, now: i64) -> ApiResult<()> {
-    if f.expires_at.is_some_and(|e| e <= now) {
+/// Cache-aside lookup for the share paths. The download count is not cached, so it
+/// is read (from the primary) only when the file has a download cap to check.
+async fn shareable_file(state: &AppState, file_id: &str, now: i64) -> ApiResult<FileFacts> {
+    let (facts, count) = match state.cache.get(file_id).await {
+        Some(f) => (f, None),
+        None => {
+            let f = live_file(state, file_id).await?;
+            state.cache.put(file_id, &f.facts).await;
+            (f.facts, Some(f.download_count))
+        }
+    };
+    if facts.expires_at.is_some_and(|e| e <= now) {
         return Err(ApiError::Gone("this share link has expired"));
     }
-    if f.max_downloads.is_some_and(|m| f.download_count >= m) {
+    if let Some(max) = facts.max_downloads {
+        let count = match count {
+            Some(c) => c,
+            None => {
+                let row: Option<(i64,)> = sqlx::query_as(
+                    "SELECT download_count FROM files WHERE id = $1 AND status = 'uploaded'",
+                )
+                .bind(file_id)
+                .fetch_optional(state.db.pool())
+                .await?;
+                row.ok_or(ApiError::NotFound("file not found"))?.0
+            }
+        };
+        if count >= max {
+            return Err(ApiError::Gone("this file reached its download limit"));
+        }
+    }
+    Ok(facts)
+}
+
+fn check_shareable(f: &PublicFile, now: i64) -> ApiResult<()> {
+    if f.facts.expires_at.is_some_and(|e| e <= now) {
+        return Err(ApiError::Gone("this share link has expired"));
+    }
+    if f.facts.max_downloads.is_some_and(|m| f.download_count >= m) {
         return Err(ApiError::Gone("this file reached its download limit"));
     }
     Ok(())
@@ -71,35 +121,37 @@ fn check_shareable(f: &PublicFile, now: i64) -> ApiResult<()> {
 
 /// Counts one download of `file_id` if the file is live, belongs to `object_key`'s
 /// owner, is not expired, is under its total cap and under today's `daily_limit`.
-/// Returns false (and changes nothing) otherwise. One conditional UPDATE: the check
-/// and the count cannot be separated by a concurrent request.
+/// Returns the file's facts when counted, `None` (and changes nothing) otherwise.
+/// One conditional UPDATE on the primary: the check and the count cannot be
+/// separated by a concurrent request, and no cache is involved in the decision.
 pub async fn count_download(
     db: &crate::db::Db,
     file_id: &str,
     object_key: &str,
     daily_limit: i64,
     now: i64,
-) -> Result<bool, sqlx::Error> {
+) -> Result<Option<FileFacts>, sqlx::Error> {
     let day = now / DAY_MS;
+    let sql = format!(
+        "UPDATE files SET download_count = download_count + 1, \
+         dl_day_count = CASE WHEN dl_day = $3 THEN dl_day_count + 1 ELSE 1 END, dl_day = $3 \
+         WHERE id = $1 AND object_key = $2 AND status = 'uploaded' \
+         AND (max_downloads IS NULL OR download_count < max_downloads) \
+         AND (expires_at IS NULL OR expires_at > $4) \
+         AND (dl_day <> $3 OR dl_day_count < $5) RETURNING {FACT_COLUMNS}"
+    );
     let count = || {
-        sqlx::query(
-            "UPDATE files SET download_count = download_count + 1, \
-             dl_day_count = CASE WHEN dl_day = $3 THEN dl_day_count + 1 ELSE 1 END, dl_day = $3 \
-             WHERE id = $1 AND object_key = $2 AND status = 'uploaded' \
-             AND (max_downloads IS NULL OR download_count < max_downloads) \
-             AND (expires_at IS NULL OR expires_at > $4) \
-             AND (dl_day <> $3 OR dl_day_count < $5)",
-        )
-        .bind(file_id.to_string())
-        .bind(object_key.to_string())
-        .bind(day)
-        .bind(now)
-        .bind(daily_limit)
+        sqlx::query_as::<_, FactRow>(&sql)
+            .bind(file_id.to_string())
+            .bind(object_key.to_string())
+            .bind(day)
+            .bind(now)
+            .bind(daily_limit)
     };
-    let n = match db.backend() {
+    let row = match db.backend() {
         crate::db::Backend::Sqlite => {
             let _writer = db.write_slot().await;
-            count().execute(db.pool()).await?.rows_affected()
+            count().fetch_optional(db.pool()).await?
         }
         crate::db::Backend::Postgres => {
             // A crash may forget the last few counted downloads (allowing a few
@@ -108,12 +160,12 @@ pub async fn count_download(
             sqlx::query("SET LOCAL synchronous_commit = off")
                 .execute(&mut *tx)
                 .await?;
-            let n = count().execute(&mut *tx).await?.rows_affected();
+            let row = count().fetch_optional(&mut *tx).await?;
             tx.commit().await?;
-            n
+            row
         }
     };
-    Ok(n == 1)
+    Ok(row.map(facts_of))
 }
 
 /// `GET /files/download/{user_hash}/{file_id}`: counts the download and answers 303
@@ -123,6 +175,8 @@ pub async fn count_download(
 /// embeds the owner hash), status, expiry, the total cap and the daily counter, and
 /// counts in the same step: with a daily limit of N exactly N concurrent requests
 /// win, on both backends. Only a refusal pays for a second query to explain itself.
+/// A cached entry only lets a foreign or expired link be refused before that write
+/// (its facts cannot change while the file is live); it never admits a download.
 pub async fn download(
     State(state): State<AppState>,
     Path((user_hash, file_id)): Path<(String, String)>,
@@ -140,10 +194,19 @@ pub async fn download(
         .limits
         .daily_downloads_per_file
         .min(i64::MAX as u64) as i64;
-    let counted = count_download(&state.db, &file_id, &object_key, daily_limit, now).await?;
-    if !counted {
-        let f = live_file(&state, &file_id).await?;
+    let cached = state.cache.get(&file_id).await;
+    if let Some(f) = &cached {
         if f.object_key != object_key {
+            return Err(not_found);
+        }
+        if f.expires_at.is_some_and(|e| e <= now) {
+            return Err(ApiError::Gone("this share link has expired"));
+        }
+    }
+    let counted = count_download(&state.db, &file_id, &object_key, daily_limit, now).await?;
+    let Some(facts) = counted else {
+        let f = live_file(&state, &file_id).await?;
+        if f.facts.object_key != object_key {
             return Err(not_found);
         }
         check_shareable(&f, now)?;
@@ -153,6 +216,9 @@ pub async fn download(
             code: "download_limit",
             retry_after,
         });
+    };
+    if cached.is_none() {
+        state.cache.put(&file_id, &facts).await;
     }
     metrics::counter!("hashdrop_downloads_total").increment(1);
     let url = state.blobs.presign_get(
@@ -175,8 +241,7 @@ pub async fn share_info(
     Path(file_id): Path<String>,
 ) -> ApiResult<Json<ShareInfo>> {
     let file_id = parse_file_id(&file_id)?;
-    let f = live_file(&state, &file_id).await?;
-    check_shareable(&f, now_ms())?;
+    let f = shareable_file(&state, &file_id, now_ms()).await?;
     Ok(Json(ShareInfo {
         download_url: download_url(&state, &f.user_id, &file_id),
         file_id,
@@ -204,8 +269,8 @@ fn html_escape(s: &str) -> String {
 /// is in the URL fragment, which browsers never send, so the page cannot show it.
 pub async fn share_page(State(state): State<AppState>, Path(file_id): Path<String>) -> Response {
     let found = match parse_file_id(&file_id) {
-        Ok(id) => match live_file(&state, &id).await {
-            Ok(f) if check_shareable(&f, now_ms()).is_ok() => Some((id, f)),
+        Ok(id) => match shareable_file(&state, &id, now_ms()).await {
+            Ok(f) => Some((id, f)),
             _ => None,
         },
         Err(_) => None,

@@ -306,11 +306,12 @@ pub async fn delete_account(
         .bind(used)
         .execute(&mut *tx)
         .await?;
-    let keys: Vec<(String,)> = sqlx::query_as("SELECT object_key FROM files WHERE user_id = $1")
-        .bind(&user_id)
-        .fetch_all(&mut *tx)
-        .await?;
-    for (key,) in &keys {
+    let files: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, object_key FROM files WHERE user_id = $1")
+            .bind(&user_id)
+            .fetch_all(&mut *tx)
+            .await?;
+    for (_, key) in &files {
         jobs::enqueue_blob_delete(&mut tx, key, state.cfg.jobs.max_attempts).await?;
     }
     sqlx::query("DELETE FROM users WHERE id = $1")
@@ -319,6 +320,8 @@ pub async fn delete_account(
         .await?;
     tx.commit().await?;
     state.jobs_notify.notify_one();
+    let ids: Vec<String> = files.into_iter().map(|(id, _)| id).collect();
+    state.cache.invalidate(&ids).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -448,3 +448,112 @@ pub async fn error_code(r: reqwest::Response) -> String {
     let b: ErrorBody = r.json().await.expect("error body is JSON");
     b.code
 }
+
+/// A fresh PostgreSQL database beside the test app's (for replica routing tests);
+/// dropped with the returned guard.
+pub struct ExtraPgDb {
+    pub url: String,
+    _guard: PgDb,
+}
+
+pub async fn extra_pg_database() -> ExtraPgDb {
+    let (url, guard) = fresh_pg().await;
+    ExtraPgDb { url, _guard: guard }
+}
+
+impl TestApp {
+    /// Another instance on this one's configuration: same database, data dir (so
+    /// the same secrets and mail spool) and Redis, its own port and instance id.
+    pub async fn sibling(&self) -> TestApp {
+        let mut cfg = (*self.state.cfg).clone();
+        cfg.instance_id = None;
+        Self::start(cfg, self.backend).await
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released for a child process).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A throwaway `redis-server` on its own port, for tests that stop and restart
+/// Redis (the shared one must never be stopped). Killed on drop.
+pub struct RedisProcess {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl RedisProcess {
+    /// Starts one, or `None` with a notice when `redis-server` is not installed (a
+    /// failure instead under HASHDROP_TEST_REQUIRE_SERVICES=1).
+    pub async fn start() -> Option<RedisProcess> {
+        let found = std::process::Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_ok();
+        if !found {
+            if std::env::var("HASHDROP_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!("redis-server is not installed but HASHDROP_TEST_REQUIRE_SERVICES=1");
+            }
+            eprintln!("SKIP: redis-server is not installed");
+            return None;
+        }
+        let mut r = RedisProcess {
+            port: free_port(),
+            child: None,
+        };
+        r.resume().await;
+        Some(r)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (an outage as the instances see it).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port, empty, and waits until it answers.
+    pub async fn resume(&mut self) {
+        self.kill();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        self.child = Some(child);
+        let port = self.port;
+        poll(Duration::from_secs(10), || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        })
+        .await
+        .expect("redis-server accepts connections");
+    }
+}
+
+impl Drop for RedisProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Readiness body of `app`.
+pub async fn readiness(app: &TestApp) -> (StatusCode, Readiness) {
+    let r = app.get("/api/readyz", None).await;
+    let s = r.status();
+    (s, r.json().await.expect("readiness json"))
+}
