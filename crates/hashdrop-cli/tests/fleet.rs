@@ -319,12 +319,15 @@ impl Api {
     }
 }
 
+/// One scenario against the running cluster.
+type Story = fn(&Cluster);
+
 #[test]
 fn fleet() {
     let Some(cluster) = Cluster::up() else {
         return;
     };
-    let stories: [(&str, fn(&Cluster)); 7] = [
+    let stories: [(&str, Story); 7] = [
         (
             "a CLI session spreads across instances",
             cli_session_spreads_across_instances,
@@ -348,7 +351,12 @@ fn fleet() {
             object_store_outage,
         ),
     ];
+    // HASHDROP_TEST_FLEET_ONLY=word runs only the stories whose name contains it.
+    let only = std::env::var("HASHDROP_TEST_FLEET_ONLY").unwrap_or_default();
     for (name, story) in stories {
+        if !name.contains(&only) {
+            continue;
+        }
         eprintln!("--- fleet story: {name}");
         let started = Instant::now();
         story(&cluster);
@@ -507,7 +515,9 @@ fn fleet_rate_limit(c: &Cluster) {
 }
 
 /// Bounded mixed traffic from a few threads until stopped: uploads (presign, PUT,
-/// complete), lists and download redirects. Every failure is recorded.
+/// complete) and metadata reads (hash, details) of one file. Every failure is
+/// recorded. (The list endpoint is left out: its limit is the subject of another
+/// story.)
 struct Load {
     stop: Arc<AtomicBool>,
     workers: Vec<std::thread::JoinHandle<()>>,
@@ -540,7 +550,10 @@ impl Load {
                                 }
                                 Err(e) => Err(e),
                             },
-                            1 => status_of(api.get("/api/files/all"), failure_is),
+                            1 => status_of(
+                                api.get(&format!("/api/files/hash?id={seed}")),
+                                failure_is,
+                            ),
                             _ => status_of(api.get(&format!("/api/files?id={seed}")), failure_is),
                         };
                         requests.fetch_add(1, Ordering::Relaxed);
@@ -686,9 +699,27 @@ fn redis_outage(c: &Cluster) {
 
     // Limits still hold, per instance now: a burst gets refused at some point.
     let hammer = c.sign_up("redis-hammer@fleet.test");
-    let limited = (0..(LIST_PER_MINUTE as usize * INSTANCES + 60))
-        .filter(|_| hammer.get("/api/files/all").unwrap().status() == StatusCode::TOO_MANY_REQUESTS)
-        .count();
+    let limited = Arc::new(AtomicU64::new(0));
+    let burst: Vec<_> = (0..6)
+        .map(|_| {
+            let (hammer, limited) = (hammer.clone(), limited.clone());
+            std::thread::spawn(move || {
+                for _ in 0..100 {
+                    let s = hammer.get("/api/files/all").unwrap().status();
+                    assert!(!s.is_server_error(), "{s} while Redis is down");
+                    if s == StatusCode::TOO_MANY_REQUESTS {
+                        limited.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for b in burst {
+        b.join().unwrap();
+    }
+    // 600 requests against three per-instance buckets of LIST_PER_MINUTE.
+    let limited = limited.load(Ordering::Relaxed);
+    eprintln!("redis down: {limited} of 600 burst requests limited");
     assert!(limited > 0, "no request was limited while Redis was down");
 
     c.sh(&["start", "redis"]);
@@ -720,13 +751,20 @@ fn object_store_outage(c: &Cluster) {
         .unwrap()
         .status()
         .is_success());
-    let rows_before = c.sql("SELECT count(*) FROM files");
-
     c.sh(&["stop", "s3"]);
-    c.wait_until("presign to answer 503", Duration::from_secs(10), || {
-        api.presign(5).unwrap().status() == StatusCode::SERVICE_UNAVAILABLE
-    });
-    for _ in 0..5 {
+    // Each instance trusts its last look at the store for a second, so a presign in
+    // that first second may still open a `pending` upload; the sweeper retires those
+    // like any abandoned upload (checked below).
+    c.wait_until(
+        "every instance to answer 503",
+        Duration::from_secs(10),
+        || {
+            (0..INSTANCES)
+                .all(|_| api.presign(5).unwrap().status() == StatusCode::SERVICE_UNAVAILABLE)
+        },
+    );
+    let rows_before = c.sql("SELECT count(*) FROM files");
+    for _ in 0..2 * INSTANCES {
         let r = api.presign(5).unwrap();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(r.headers().contains_key("retry-after"));
@@ -747,9 +785,11 @@ fn object_store_outage(c: &Cluster) {
     assert_eq!(c.file_status(&stranded), "pending");
 
     c.sh(&["start", "s3"]);
-    // The sweeper retires the stranded upload (pending_upload_ttl_secs = 30).
+    // The sweeper retires every stranded upload (pending_upload_ttl_secs = 30).
+    let pending = "SELECT count(*) FROM files f JOIN users u ON u.id = f.user_id \
+                   WHERE u.email = 'store-outage@fleet.test' AND f.status = 'pending'";
     c.wait_until("the sweeper to clean up", Duration::from_secs(60), || {
-        c.file_status(&stranded) != "pending"
+        c.sql(pending) == "0"
     });
     assert_eq!(c.file_status(&stranded), "failed");
     let id = api.upload(b"after the outage").expect("uploads work again");

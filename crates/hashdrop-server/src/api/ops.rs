@@ -37,8 +37,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let (db_ok, blob_ok) = (db.is_ok(), blob.is_ok());
     let draining = state.is_draining();
     let ready = db_ok && (blob_ok || state.blobs.is_shared()) && !draining;
-    let degraded =
-        !blob_ok || cache == Health::Degraded || rate_limit == Health::Degraded;
+    let degraded = !blob_ok || cache == Health::Degraded || rate_limit == Health::Degraded;
     let word = |ok: bool| if ok { "ok" } else { "error" }.to_string();
     let body = Readiness {
         status: match (ready, degraded) {
