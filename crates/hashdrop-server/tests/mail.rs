@@ -10,7 +10,6 @@ use std::time::Duration;
 use common::{poll, Backend, TestApp};
 use hashdrop_server::jobs;
 use reqwest::StatusCode;
-use serde_json::json;
 
 const SERVER_PY: &str = r#"
 import os, sys, time
@@ -158,23 +157,7 @@ async fn otp_mail_goes_out_over_smtp_and_verifies_the_account() {
     // No log-mailer spool: the mail went out over SMTP only.
     assert!(!app.data_dir.join("mail").exists());
 
-    let r = app
-        .send_json(
-            reqwest::Method::PATCH,
-            "/api/user/verify",
-            None,
-            json!({"email": email, "otp": code}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = app
-        .post(
-            "/api/user/login",
-            None,
-            json!({"email": email, "password": pw}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
+    app.verify_and_login(email, &code, pw).await;
     assert_eq!(inbox(dir.path()).len(), 1);
 }
 

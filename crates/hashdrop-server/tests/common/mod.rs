@@ -330,6 +330,11 @@ impl TestApp {
         let pw = "correct horse battery";
         assert_eq!(self.register(email, pw).await.status(), StatusCode::CREATED);
         let otp = self.otp_for(email).await;
+        self.verify_and_login(email, &otp, pw).await
+    }
+
+    /// Verifies `email` with `otp`, then logs in with `pw`; returns the tokens.
+    pub async fn verify_and_login(&self, email: &str, otp: &str, pw: &str) -> LoginResponse {
         let r = self
             .send_json(
                 reqwest::Method::PATCH,
