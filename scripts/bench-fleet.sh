@@ -3,6 +3,8 @@
 # instances on PostgreSQL + Redis + s3s-fs (scripts/cluster.sh), printed as a Markdown
 # table. Every request is a real one: Redis rate-limit check, Redis cache lookup of
 # the file, the atomic download counter on the PostgreSQL primary, a presigned URL.
+# Two traffic shapes: "spread" over 64 files, and "hot" on one file, where every
+# request updates the same counter row and so waits for the previous one's lock.
 #
 # Usage: scripts/bench-fleet.sh [DURATION_SECS] [CONNECTIONS] [ROUNDS]
 # Bounded: wrk targets 127.0.0.1 only, DURATION_SECS (default 10) per measurement,
@@ -66,23 +68,43 @@ curl -fsS -o /dev/null -X PATCH -H 'content-type: application/json' \
 token="$(curl -fsS -H 'content-type: application/json' \
   -d "{\"email\":\"$email\",\"password\":\"correct horse battery\"}" "$LB/api/user/login" |
   json '["access_token"]')"
-slot="$(curl -fsS -H "authorization: Bearer $token" -H 'content-type: application/json' \
-  -d "{\"file_name\":\"b.bin\",\"plaintext_hash\":\"$(printf 'ab%.0s' $(seq 32))\",\"encrypted_size_bytes\":5,\"key_management_mode\":\"vault\"}" \
-  "$LB/api/files/presign")"
-file_id="$(json '["file_id"]' <<<"$slot")"
-curl -fsS -o /dev/null -X PUT --data-binary 12345 "$(json '["upload_resource"]["url"]' <<<"$slot")"
-curl -fsS -o /dev/null -H "authorization: Bearer $token" -H 'content-type: application/json' \
-  -d "{\"file_id\":\"$file_id\",\"plaintext_size_bytes\":1}" "$LB/api/files/complete"
-download="$(curl -fsS -H "authorization: Bearer $token" "$LB/api/files?id=$file_id" |
-  json '[0]["download_url"]')"
+# FILES uploaded files: "spread" traffic rotates over all of them, "hot" hits the
+# first one only (every request then updates the same counter row).
+FILES=64
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"; cleanup' EXIT
+hash="$(printf 'ab%.0s' $(seq 32))"
+for n in $(seq 1 $FILES); do
+  slot="$(curl -fsS -H "authorization: Bearer $token" -H 'content-type: application/json' \
+    -d "{\"file_name\":\"b$n.bin\",\"plaintext_hash\":\"$hash\",\"encrypted_size_bytes\":5,\"key_management_mode\":\"vault\"}" \
+    "$LB/api/files/presign")"
+  file_id="$(json '["file_id"]' <<<"$slot")"
+  curl -fsS -o /dev/null -X PUT --data-binary 12345 "$(json '["upload_resource"]["url"]' <<<"$slot")"
+  curl -fsS -o /dev/null -H "authorization: Bearer $token" -H 'content-type: application/json' \
+    -d "{\"file_id\":\"$file_id\",\"plaintext_size_bytes\":1}" "$LB/api/files/complete"
+  curl -fsS -H "authorization: Bearer $token" "$LB/api/files?id=$file_id" |
+    json '[0]["download_url"]' >>"$WORK/urls"
+done
+download="$(head -n1 "$WORK/urls")"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$download")" = 303 ] || {
   echo "download redirect does not answer 303" >&2
   exit 1
 }
+{
+  echo "paths = {"
+  sed -E 's|^https?://[^/]+(.*)$|  "\1",|' "$WORK/urls"
+  echo "}"
+  echo 'i = 0'
+  echo 'request = function() i = i + 1; return wrk.format("GET", paths[(i % #paths) + 1]) end'
+} >"$WORK/spread.lua"
 
-measure() { # -> "rps p99_ms non3xx"
+measure() { # spread|hot -> "rps p99_ms non3xx"
   local out
-  out="$(wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency "$download")"
+  if [ "$1" = spread ]; then
+    out="$(wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/spread.lua" "$LB")"
+  else
+    out="$(wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency "$download")"
+  fi
   awk '
     /^Requests\/sec/ { rps = $2 }
     $1 == "99%" { v = $2; n = v + 0; u = v; sub(/^[0-9.]+/, "", u);
@@ -106,21 +128,28 @@ declare -A results
 for round in $(seq 1 "$ROUNDS"); do
   for n in 1 2 3; do
     use_instances "$n"
-    r="$(measure)"
-    echo "round $round, $n instance(s): $r (req/s p99_ms non-3xx)" >&2
-    results[$n]+="$r"$'\n'
+    for kind in spread hot; do
+      r="$(measure "$kind")"
+      echo "round $round, $n instance(s), $kind: $r (req/s p99_ms non-3xx)" >&2
+      results[$n-$kind]+="$r"$'\n'
+    done
   done
 done
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 echo
-echo "| instances | redirect req/s (median of $ROUNDS) | p99 ms (median) | non-3xx answers |"
-echo "|---:|---:|---:|---:|"
+echo "| instances | traffic | redirect req/s (median of $ROUNDS) | p99 ms (median) | non-3xx answers |"
+echo "|---:|---|---:|---:|---:|"
 for n in 1 2 3; do
-  rps="$(printf '%s' "${results[$n]}" | awk 'NF { print $1 }' | median)"
-  p99="$(printf '%s' "${results[$n]}" | awk 'NF { print $2 }' | median)"
-  bad="$(printf '%s' "${results[$n]}" | awk 'NF { s += $3 } END { print s + 0 }')"
-  echo "| $n | $rps | $p99 | $bad |"
+  for kind in spread hot; do
+    rows="${results[$n-$kind]}"
+    rps="$(printf '%s' "$rows" | awk 'NF { print $1 }' | median)"
+    p99="$(printf '%s' "$rows" | awk 'NF { print $2 }' | median)"
+    bad="$(printf '%s' "$rows" | awk 'NF { s += $3 } END { print s + 0 }')"
+    label="$FILES files"
+    [ "$kind" = hot ] && label="1 file"
+    echo "| $n | $label | $rps | $p99 | $bad |"
+  done
 done
 echo
 echo "cores: $(nproc); wrk -t2 -c$CONNS -d${DURATION}s; HAProxy, PostgreSQL, Redis and" \
