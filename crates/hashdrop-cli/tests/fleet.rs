@@ -169,6 +169,20 @@ impl Cluster {
         panic!("no OTP mail for {email} on any instance");
     }
 
+    /// Register, verify and log in with the real CLI, through HAProxy.
+    fn cli_user(&self, email: &str) -> Client {
+        let user = Client::new(&self.url, email);
+        user.run(&["auth", "register", "--email", email]).ok();
+        let otp = self.otp(email);
+        user.run_env(
+            &["auth", "verify", "--email", email],
+            &[("HASHDROP_OTP", &otp)],
+        )
+        .ok();
+        user.run(&["auth", "login", "--email", email]).ok();
+        user
+    }
+
     /// Register, verify and log in over plain HTTP.
     fn sign_up(&self, email: &str) -> Api {
         let post = |path: &str, body: Value| {
@@ -366,18 +380,7 @@ fn fleet() {
 
 fn cli_session_spreads_across_instances(c: &Cluster) {
     let before = c.served_per_instance();
-    let alice = Client::new(&c.url, "alice@fleet.test");
-    alice
-        .run(&["auth", "register", "--email", &alice.email])
-        .ok();
-    let otp = c.otp(&alice.email);
-    alice
-        .run_env(
-            &["auth", "verify", "--email", &alice.email],
-            &[("HASHDROP_OTP", &otp)],
-        )
-        .ok();
-    alice.run(&["auth", "login", "--email", &alice.email]).ok();
+    let alice = c.cli_user("alice@fleet.test");
     let work = tempfile::tempdir().unwrap();
     let plain = work.path().join("notes.bin");
     std::fs::write(&plain, sample(300_000, 7)).unwrap();
@@ -627,15 +630,7 @@ fn rolling_restart_under_load(c: &Cluster) {
 }
 
 fn sigkill_mid_upload(c: &Cluster) {
-    let bob = Client::new(&c.url, "bob@fleet.test");
-    bob.run(&["auth", "register", "--email", &bob.email]).ok();
-    let otp = c.otp(&bob.email);
-    bob.run_env(
-        &["auth", "verify", "--email", &bob.email],
-        &[("HASHDROP_OTP", &otp)],
-    )
-    .ok();
-    bob.run(&["auth", "login", "--email", &bob.email]).ok();
+    let bob = c.cli_user("bob@fleet.test");
     let committed_before = c.sql("SELECT count(*) FROM files WHERE status = 'uploaded'");
 
     let work = tempfile::tempdir().unwrap();
