@@ -75,38 +75,37 @@ async fn live_file(state: &AppState, file_id: &str) -> ApiResult<PublicFile> {
     })
 }
 
-/// Cache-aside lookup for the share paths. The download count is not cached, so it
-/// is read (from the primary) only when the file has a download cap to check.
+/// Cache-aside lookup for the share paths. The download count is not cached, so a
+/// cached file reads it (from the primary) only when it has a download cap to check.
 async fn shareable_file(state: &AppState, file_id: &str, now: i64) -> ApiResult<FileFacts> {
-    let (facts, count) = match state.cache.get(file_id).await {
-        Some(f) => (f, None),
+    let file = match state.cache.get(file_id).await {
+        Some(facts) => {
+            let download_count = match facts.max_downloads {
+                Some(_) => live_download_count(state, file_id).await?,
+                None => 0,
+            };
+            PublicFile {
+                facts,
+                download_count,
+            }
+        }
         None => {
             let f = live_file(state, file_id).await?;
             state.cache.put(file_id, &f.facts).await;
-            (f.facts, Some(f.download_count))
+            f
         }
     };
-    if facts.expires_at.is_some_and(|e| e <= now) {
-        return Err(ApiError::Gone("this share link has expired"));
-    }
-    if let Some(max) = facts.max_downloads {
-        let count = match count {
-            Some(c) => c,
-            None => {
-                let row: Option<(i64,)> = sqlx::query_as(
-                    "SELECT download_count FROM files WHERE id = $1 AND status = 'uploaded'",
-                )
-                .bind(file_id)
-                .fetch_optional(state.db.pool())
-                .await?;
-                row.ok_or(ApiError::NotFound("file not found"))?.0
-            }
-        };
-        if count >= max {
-            return Err(ApiError::Gone("this file reached its download limit"));
-        }
-    }
-    Ok(facts)
+    check_shareable(&file, now)?;
+    Ok(file.facts)
+}
+
+async fn live_download_count(state: &AppState, file_id: &str) -> ApiResult<i64> {
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT download_count FROM files WHERE id = $1 AND status = 'uploaded'")
+            .bind(file_id)
+            .fetch_optional(state.db.pool())
+            .await?;
+    Ok(row.ok_or(ApiError::NotFound("file not found"))?.0)
 }
 
 fn check_shareable(f: &PublicFile, now: i64) -> ApiResult<()> {
