@@ -9,7 +9,7 @@ use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 
 use crate::encrypt::Lookahead;
 use crate::error::{CryptoError, Result};
-use crate::hashing::HashWorker;
+use crate::hashing::{writable, HashWorker};
 use crate::header::open_header;
 use crate::keys::Keys;
 use crate::stream::{
@@ -83,9 +83,17 @@ fn decrypt_binary<R: BufRead, W: Write>(
             None => n < sealed.len() || input.at_eof()?,
         };
         let mut plain = hasher.buffer();
-        let opened = open_batch(&mut opener, &sealed[..n], &mut plain, &mut counter, at_eof);
+        let opened = open_batch(
+            &mut opener,
+            &sealed[..n],
+            writable(&mut plain),
+            &mut counter,
+            at_eof,
+        );
+        // Hashing overlaps the write of the same (authenticated) bytes.
+        hasher.submit(&plain, opened.plain_len);
         output.write_all(&plain[..opened.plain_len])?;
-        hasher.submit(plain, opened.plain_len);
+        drop(plain);
         if let Some(e) = opened.error {
             output.flush()?;
             return Err(e);

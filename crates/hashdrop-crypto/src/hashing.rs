@@ -1,19 +1,28 @@
 //! SHA-256 of the plaintext on a second core.
 //!
 //! Hashing (about 1.7 GB/s with SHA-NI) is slower than the AEAD (3+ GB/s with AVX-512),
-//! so doing both on one core would halve throughput. Buffers travel to a worker thread
-//! by ownership and come back when hashed; the caller keeps a small fixed pool of them,
-//! which is also what bounds memory.
+//! so doing both on one core would halve throughput. Buffers are shared with a worker
+//! thread (an `Arc` each: the worker hashes while the caller encrypts from, or writes
+//! out, the same bytes) and come back once hashed; the caller keeps a small fixed pool
+//! of them, which is also what bounds memory.
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 
 use sha2::{Digest, Sha256};
 
+/// A buffer of the pool. Whoever holds the only reference may write to it.
+pub(crate) type SharedBuf = Arc<Vec<u8>>;
+
+/// The writable bytes of a buffer the pool just handed out.
+pub(crate) fn writable(buf: &mut SharedBuf) -> &mut [u8] {
+    Arc::get_mut(buf).expect("a buffer comes back from the worker with no other owner")
+}
+
 /// A SHA-256 running on its own thread, fed whole buffers in order.
 pub(crate) struct HashWorker {
-    jobs: Option<mpsc::SyncSender<(Vec<u8>, usize)>>,
-    free: mpsc::Receiver<Vec<u8>>,
+    jobs: Option<mpsc::SyncSender<(SharedBuf, usize)>>,
+    free: mpsc::Receiver<SharedBuf>,
     thread: Option<thread::JoinHandle<[u8; 32]>>,
     hashed: u64,
 }
@@ -21,11 +30,11 @@ pub(crate) struct HashWorker {
 impl HashWorker {
     /// Starts the worker with `buffers` buffers of `size` bytes in circulation.
     pub(crate) fn start(buffers: usize, size: usize) -> Self {
-        let (jobs_tx, jobs_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(buffers);
-        let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(buffers);
+        let (jobs_tx, jobs_rx) = mpsc::sync_channel::<(SharedBuf, usize)>(buffers);
+        let (free_tx, free_rx) = mpsc::sync_channel::<SharedBuf>(buffers);
         for _ in 0..buffers {
             free_tx
-                .send(vec![0u8; size])
+                .send(Arc::new(vec![0u8; size]))
                 .expect("the channel holds every buffer");
         }
         let thread = thread::Builder::new()
@@ -48,20 +57,22 @@ impl HashWorker {
         }
     }
 
-    /// A free buffer; waits while all of them are being hashed.
-    pub(crate) fn buffer(&mut self) -> Vec<u8> {
+    /// A free buffer; waits while all of them are being hashed. The caller must drop
+    /// its clones of a submitted buffer before asking for another one.
+    pub(crate) fn buffer(&mut self) -> SharedBuf {
         self.free
             .recv()
             .expect("the hashing thread returns every buffer")
     }
 
-    /// Hands `buf[..len]` over for hashing, after everything submitted before.
-    pub(crate) fn submit(&mut self, buf: Vec<u8>, len: usize) {
+    /// Hands `buf[..len]` over for hashing, after everything submitted before. The
+    /// caller may go on reading `buf` meanwhile, but not write to it.
+    pub(crate) fn submit(&mut self, buf: &SharedBuf, len: usize) {
         self.hashed += len as u64;
         self.jobs
             .as_ref()
             .expect("submit after finish")
-            .send((buf, len))
+            .send((Arc::clone(buf), len))
             .expect("the hashing thread outlives its sender");
     }
 
@@ -108,8 +119,8 @@ mod tests {
         let mut worker = HashWorker::start(2, 100_000);
         for piece in data.chunks(100_000) {
             let mut buf = worker.buffer();
-            buf[..piece.len()].copy_from_slice(piece);
-            worker.submit(buf, piece.len());
+            writable(&mut buf)[..piece.len()].copy_from_slice(piece);
+            worker.submit(&buf, piece.len());
         }
         assert_eq!(worker.hashed(), 300_000);
         let expected: [u8; 32] = Sha256::digest(&data).into();

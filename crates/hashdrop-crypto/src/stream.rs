@@ -107,24 +107,26 @@ impl ChunkCipher {
         })
     }
 
-    /// Encrypts `chunk[..len - TAG_SIZE]` in place and writes the tag into the last
-    /// `TAG_SIZE` bytes.
-    pub(crate) fn seal_in_place(
+    /// Encrypts `plain` into `sealed`, which must be exactly `TAG_SIZE` bytes longer:
+    /// the ciphertext, then the tag. Out of place, so the hashing thread can read `plain`
+    /// meanwhile and no copy is needed.
+    pub(crate) fn seal(
         &mut self,
         counter: u64,
         last: bool,
-        chunk: &mut [u8],
+        plain: &[u8],
+        sealed: &mut [u8],
     ) -> Result<()> {
         debug_assert!(self.encrypting);
-        let split = chunk.len() - TAG_SIZE;
-        let (data, tag) = chunk.split_at_mut(split);
+        debug_assert_eq!(sealed.len(), plain.len() + TAG_SIZE);
         self.ctx
             .encrypt_init(None, None, Some(&chunk_nonce(counter, last)))?;
-        if !data.is_empty() {
-            self.ctx.cipher_update_inplace(data, data.len())?;
+        if !plain.is_empty() {
+            // OpenSSL wants room for one extra block; the tag's space provides it.
+            self.ctx.cipher_update(plain, Some(&mut *sealed))?;
         }
         self.ctx.cipher_final(&mut [])?;
-        self.ctx.tag(tag)?;
+        self.ctx.tag(&mut sealed[plain.len()..])?;
         Ok(())
     }
 
@@ -224,9 +226,8 @@ mod tests {
         let key = PayloadKey([7u8; 32]);
         let mut sealer = ChunkCipher::sealer(&key).unwrap();
         let mut opener = ChunkCipher::opener(&key).unwrap();
-        let mut sealed = b"hello world".to_vec();
-        sealed.extend_from_slice(&[0u8; TAG_SIZE]);
-        sealer.seal_in_place(3, true, &mut sealed).unwrap();
+        let mut sealed = [0u8; 11 + TAG_SIZE];
+        sealer.seal(3, true, b"hello world", &mut sealed).unwrap();
         let mut plain = [0u8; 11];
         assert!(opener.open(3, true, &sealed, &mut plain));
         assert_eq!(&plain, b"hello world");
