@@ -4,7 +4,7 @@
 # table. Every request is a real one: Redis rate-limit check, Redis cache lookup of
 # the file, the atomic download counter on the PostgreSQL primary, a presigned URL.
 # Two traffic shapes: "spread" over 64 files, and "hot" on one file, where every
-# request updates the same counter row and so waits for the previous one's lock.
+# request updates the same counter row and waits for the lock the previous one holds.
 #
 # Usage: scripts/bench-fleet.sh [DURATION_SECS] [CONNECTIONS] [ROUNDS]
 # Bounded: wrk targets 127.0.0.1 only, DURATION_SECS (default 10) per measurement,

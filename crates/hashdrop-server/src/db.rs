@@ -27,6 +27,8 @@ pub struct Db {
     pool: AnyPool,
     /// Read replica for reads that may lag; `None` reads the primary.
     replica: Option<AnyPool>,
+    /// PostgreSQL only: connections to the primary with `synchronous_commit = off`.
+    relaxed: Option<AnyPool>,
     backend: Backend,
     /// SQLite allows one writer; queueing write transactions here, in FIFO order,
     /// beats letting connections collide on the file lock, where SQLite's busy
@@ -84,6 +86,18 @@ impl Db {
             _ => url.to_string(),
         };
         let opts = AnyConnectOptions::from_str(&url).context("parsing database URL")?;
+        let relaxed = (backend == Backend::Postgres).then(|| {
+            AnyPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(10))
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("SET synchronous_commit = off").await?;
+                        Ok(())
+                    })
+                })
+                .connect_lazy_with(opts.clone())
+        });
         let pool = match backend {
             Backend::Sqlite => {
                 AnyPoolOptions::new()
@@ -118,6 +132,7 @@ impl Db {
         let db = Db {
             pool,
             replica: None,
+            relaxed,
             backend,
             write_lock,
         };
@@ -157,6 +172,15 @@ impl Db {
     /// or must see the caller's own just-committed write.
     pub fn read_pool(&self) -> &AnyPool {
         self.replica.as_ref().unwrap_or(&self.pool)
+    }
+
+    /// The pool for single-statement writes that a database crash may forget, such as
+    /// download counters: on PostgreSQL its sessions run with `synchronous_commit =
+    /// off`, so a commit does not wait for the WAL flush (and a hot row's lock is held
+    /// for microseconds, not for a client round trip as a `SET LOCAL` transaction
+    /// would). On SQLite it is the primary pool; take [`Db::write_slot`] first.
+    pub fn relaxed_pool(&self) -> &AnyPool {
+        self.relaxed.as_ref().unwrap_or(&self.pool)
     }
 
     /// Which backend this is.
@@ -205,6 +229,9 @@ impl Db {
     /// Closes the pools.
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(relaxed) = &self.relaxed {
+            relaxed.close().await;
+        }
         if let Some(replica) = &self.replica {
             replica.close().await;
         }

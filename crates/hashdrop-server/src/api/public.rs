@@ -139,31 +139,17 @@ pub async fn count_download(
          AND (expires_at IS NULL OR expires_at > $4) \
          AND (dl_day <> $3 OR dl_day_count < $5) RETURNING {FACT_COLUMNS}"
     );
-    let count = || {
-        sqlx::query_as::<_, FactRow>(&sql)
-            .bind(file_id.to_string())
-            .bind(object_key.to_string())
-            .bind(day)
-            .bind(now)
-            .bind(daily_limit)
-    };
-    let row = match db.backend() {
-        crate::db::Backend::Sqlite => {
-            let _writer = db.write_slot().await;
-            count().fetch_optional(db.pool()).await?
-        }
-        crate::db::Backend::Postgres => {
-            // A crash may forget the last few counted downloads (allowing a few
-            // extra), an acceptable trade for not waiting on a WAL flush per download.
-            let mut tx = db.begin().await?;
-            sqlx::query("SET LOCAL synchronous_commit = off")
-                .execute(&mut *tx)
-                .await?;
-            let row = count().fetch_optional(&mut *tx).await?;
-            tx.commit().await?;
-            row
-        }
-    };
+    // On PostgreSQL a crash may forget the last few counted downloads (allowing a few
+    // extra): an acceptable trade for not waiting on a WAL flush per download.
+    let _writer = db.write_slot().await;
+    let row = sqlx::query_as::<_, FactRow>(&sql)
+        .bind(file_id.to_string())
+        .bind(object_key.to_string())
+        .bind(day)
+        .bind(now)
+        .bind(daily_limit)
+        .fetch_optional(db.relaxed_pool())
+        .await?;
     Ok(row.map(facts_of))
 }
 
