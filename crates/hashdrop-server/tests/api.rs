@@ -659,6 +659,17 @@ async fn download_counter_race_exactly_limit(b: Backend) {
             .download_count,
         3
     );
+    if b == Backend::Postgres {
+        // The counter's pool skips the WAL-flush wait; every other write keeps it.
+        let setting = |pool| async move {
+            sqlx::query_scalar::<_, String>("SHOW synchronous_commit")
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        };
+        assert_eq!(setting(app.state.db.relaxed_pool()).await, "off");
+        assert_eq!(setting(app.state.db.pool()).await, "on");
+    }
 }
 
 async fn max_downloads_and_expiry(b: Backend) {
