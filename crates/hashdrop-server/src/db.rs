@@ -5,7 +5,8 @@
 //! timestamps, TEXT ids. The few places that differ ask [`Db::backend`].
 
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -27,6 +28,8 @@ pub struct Db {
     pool: AnyPool,
     /// Read replica for reads that may lag; `None` reads the primary.
     replica: Option<AnyPool>,
+    /// Whether the replica answered its last check (see [`Db::with_replica`]).
+    replica_up: Arc<AtomicBool>,
     /// PostgreSQL only: connections to the primary with `synchronous_commit = off`.
     relaxed: Option<AnyPool>,
     backend: Backend,
@@ -132,6 +135,7 @@ impl Db {
         let db = Db {
             pool,
             replica: None,
+            replica_up: Arc::new(AtomicBool::new(false)),
             relaxed,
             backend,
             write_lock,
@@ -145,8 +149,11 @@ impl Db {
     }
 
     /// Adds a PostgreSQL read replica (no migrations: it follows the primary). The
-    /// pool connects lazily, so a replica that is down does not stop startup;
-    /// readiness reports it through [`Db::ping`].
+    /// pool connects lazily, so a replica that is down does not stop startup. A task
+    /// checks it every second: while it does not answer, lag-tolerant reads go to the
+    /// primary and readiness reports `degraded`, so losing the one replica every
+    /// instance shares slows the fleet down instead of taking it out of rotation.
+    /// Must be called inside the Tokio runtime.
     pub fn with_replica(mut self, url: &str) -> anyhow::Result<Db> {
         anyhow::ensure!(
             self.backend == Backend::Postgres
@@ -156,8 +163,10 @@ impl Db {
         let opts = AnyConnectOptions::from_str(url).context("parsing database_replica_url")?;
         let pool = AnyPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
+            // A read that races an outage should fail fast, not hang for 10 s.
+            .acquire_timeout(REPLICA_CHECK_TIMEOUT * 2)
             .connect_lazy_with(opts);
+        watch_replica(pool.clone(), Arc::downgrade(&self.replica_up));
         self.replica = Some(pool);
         Ok(self)
     }
@@ -171,7 +180,17 @@ impl Db {
     /// configured, else the primary. Never use it for a read that decides a write
     /// or must see the caller's own just-committed write.
     pub fn read_pool(&self) -> &AnyPool {
-        self.replica.as_ref().unwrap_or(&self.pool)
+        match &self.replica {
+            Some(replica) if self.replica_up.load(Ordering::Relaxed) => replica,
+            _ => &self.pool,
+        }
+    }
+
+    /// The replica's state: `None` without one, else whether its last check passed.
+    pub fn replica_up(&self) -> Option<bool> {
+        self.replica
+            .as_ref()
+            .map(|_| self.replica_up.load(Ordering::Relaxed))
     }
 
     /// The pool for single-statement writes that a database crash may forget, such as
@@ -217,12 +236,9 @@ impl Db {
         }
     }
 
-    /// Round trip used by readiness.
+    /// Round trip to the primary, used by readiness (the replica has its own watch).
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
-        if let Some(replica) = &self.replica {
-            sqlx::query("SELECT 1").execute(replica).await?;
-        }
         Ok(())
     }
 
@@ -236,6 +252,39 @@ impl Db {
             replica.close().await;
         }
     }
+}
+
+/// How often, and how patiently, the replica is checked.
+const REPLICA_CHECK_EVERY: Duration = Duration::from_secs(1);
+const REPLICA_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Checks the replica every [`REPLICA_CHECK_EVERY`] and records the verdict in `up`,
+/// until the last [`Db`] holding `up` is gone.
+fn watch_replica(pool: AnyPool, up: Weak<AtomicBool>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(REPLICA_CHECK_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last = None;
+        loop {
+            every.tick().await;
+            let Some(up) = up.upgrade() else { break };
+            let answered = tokio::time::timeout(
+                REPLICA_CHECK_TIMEOUT,
+                sqlx::query("SELECT 1").execute(&pool),
+            )
+            .await
+            .is_ok_and(|r| r.is_ok());
+            up.store(answered, Ordering::Relaxed);
+            if last != Some(answered) {
+                if answered {
+                    tracing::info!("read replica answers: lag-tolerant reads use it");
+                } else {
+                    tracing::warn!("read replica unreachable: its reads go to the primary");
+                }
+                last = Some(answered);
+            }
+        }
+    });
 }
 
 /// Current time in unix milliseconds.

@@ -159,6 +159,74 @@ async fn replica_on_the_same_database_serves_reads() {
     assert_eq!(r.status(), StatusCode::OK);
     let (s, ready) = common::readiness(&app).await;
     assert_eq!((s, ready.checks.database.as_str()), (StatusCode::OK, "ok"));
+    replica_reaches(&app, "ok").await;
+}
+
+/// Waits (up to 10 s) until readiness reports the replica as `want`, and returns
+/// the whole readiness answer seen then.
+async fn replica_reaches(app: &TestApp, want: &str) -> (StatusCode, hashdrop_wire::Readiness) {
+    poll(Duration::from_secs(10), || async {
+        let (s, ready) = common::readiness(app).await;
+        (ready.checks.replica == want).then_some((s, ready))
+    })
+    .await
+    .unwrap_or_else(|| panic!("readiness never reported the replica as {want}"))
+}
+
+/// The one replica every instance shares goes away: the instance stays in rotation
+/// (200, `degraded`), its lag-tolerant reads move to the primary, and they move back
+/// once the replica answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_outage_moves_reads_to_the_primary_and_back() {
+    if common::postgres_admin_url().is_none() {
+        return;
+    }
+    let replica = common::extra_pg_database().await;
+    // The replica has the schema but none of the primary's rows, so where a read
+    // went shows in its answer.
+    hashdrop_server::db::Db::connect(&replica.url)
+        .await
+        .unwrap()
+        .close()
+        .await;
+    let replica_url = replica.url.clone();
+    let app = TestApp::spawn_with(Backend::Postgres, |c| {
+        c.database_replica_url = Some(replica_url);
+    })
+    .await;
+    let t = app.user("outage@example.com").await;
+    let tok = Some(t.access_token.as_str());
+    let p = app
+        .upload(&t.access_token, b"on the primary", json!({}))
+        .await;
+    let hash_path = format!("/api/files/hash?id={}", p.file_id);
+
+    let (s, ready) = replica_reaches(&app, "ok").await;
+    assert_eq!((s, ready.status.as_str()), (StatusCode::OK, "ready"));
+    assert_eq!(
+        app.get(&hash_path, tok).await.status(),
+        StatusCode::NOT_FOUND,
+        "with the replica up, the read goes there"
+    );
+
+    replica.allow_connections(false).await;
+    let (s, ready) = replica_reaches(&app, "degraded").await;
+    assert_eq!((s, ready.status.as_str()), (StatusCode::OK, "degraded"));
+    assert_eq!(ready.checks.database, "ok");
+    let r = app.get(&hash_path, tok).await;
+    assert_eq!(r.status(), StatusCode::OK, "the read moved to the primary");
+    let list: Vec<hashdrop_wire::FileSummary> =
+        app.get("/api/files/all", tok).await.json().await.unwrap();
+    assert_eq!(list.len(), 1);
+
+    replica.allow_connections(true).await;
+    let (s, ready) = replica_reaches(&app, "ok").await;
+    assert_eq!((s, ready.status.as_str()), (StatusCode::OK, "ready"));
+    assert_eq!(
+        app.get(&hash_path, tok).await.status(),
+        StatusCode::NOT_FOUND,
+        "back on the replica"
+    );
 }
 
 /// The replica URL points at a different database holding a marker file the
@@ -217,6 +285,7 @@ async fn read_only_endpoints_read_the_replica_and_writes_the_primary() {
     .await
     .unwrap();
     c.close().await.unwrap();
+    replica_reaches(&app, "ok").await;
 
     let list: Vec<hashdrop_wire::FileSummary> =
         app.get("/api/files/all", tok).await.json().await.unwrap();

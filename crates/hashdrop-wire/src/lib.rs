@@ -338,13 +338,14 @@ pub struct CliVersion {
 ///
 /// ```json
 /// {"status": "ready", "draining": false,
-///  "checks": {"database": "ok", "blob_store": "ok", "cache": "disabled", "rate_limit": "ok"}}
+///  "checks": {"database": "ok", "replica": "disabled", "blob_store": "ok", "cache": "disabled",
+///             "rate_limit": "ok"}}
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Readiness {
     /// `ready`, `degraded` (serving, but a dependency every instance shares, such as
-    /// an S3 store or Redis, fails) or `not_ready`.
+    /// an S3 store, Redis or the read replica, fails) or `not_ready`.
     pub status: String,
     /// True once shutdown has begun.
     pub draining: bool,
@@ -356,9 +357,12 @@ pub struct Readiness {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReadinessChecks {
-    /// Database round trip (primary, and the read replica when configured): `ok` or
-    /// `error`.
+    /// Round trip to the primary database: `ok` or `error`.
     pub database: String,
+    /// Read replica: `ok`, `degraded` (unreachable; its reads go to the primary) or
+    /// `disabled` (none configured). Empty from older servers.
+    #[serde(default)]
+    pub replica: String,
     /// Blob store reachable and writable: `ok` or `error`.
     pub blob_store: String,
     /// Shared file cache: `ok`, `degraded` (Redis unreachable; lookups go to the

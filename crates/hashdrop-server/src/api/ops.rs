@@ -15,11 +15,12 @@ pub async fn healthz() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "OK")
 }
 
-/// `GET /api/readyz`: 200 when the database and blob store answer and the server
-/// is not draining; 503 otherwise. Trouble with a dependency every instance shares
-/// (an S3 store, Redis) is reported as `degraded` but keeps the instance ready: each
-/// instance sees the same outage, so pulling them all out of the load balancer would
-/// only turn a partial outage into a total one (docs/SCALING.md, "Readiness").
+/// `GET /api/readyz`: 200 when the primary database and blob store answer and the
+/// server is not draining; 503 otherwise. Trouble with a dependency every instance
+/// shares (an S3 store, Redis, the read replica) is reported as `degraded` but keeps
+/// the instance ready: each instance sees the same outage, so pulling them all out of
+/// the load balancer would only turn a partial outage into a total one
+/// (docs/SCALING.md, "Readiness").
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let rate_limit = async {
         if state.cfg.rate_limit.enabled {
@@ -37,7 +38,15 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let (db_ok, blob_ok) = (db.is_ok(), blob.is_ok());
     let draining = state.is_draining();
     let ready = db_ok && (blob_ok || state.blobs.is_shared()) && !draining;
-    let degraded = !blob_ok || cache == Health::Degraded || rate_limit == Health::Degraded;
+    let replica = match state.db.replica_up() {
+        None => Health::Disabled,
+        Some(true) => Health::Ok,
+        Some(false) => Health::Degraded,
+    };
+    let degraded = !blob_ok
+        || cache == Health::Degraded
+        || rate_limit == Health::Degraded
+        || replica == Health::Degraded;
     let word = |ok: bool| if ok { "ok" } else { "error" }.to_string();
     let body = Readiness {
         status: match (ready, degraded) {
@@ -49,6 +58,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         draining,
         checks: ReadinessChecks {
             database: word(db_ok),
+            replica: replica.as_str().into(),
             blob_store: word(blob_ok),
             cache: cache.as_str().into(),
             rate_limit: rate_limit.as_str().into(),

@@ -466,6 +466,31 @@ pub async fn extra_pg_database() -> ExtraPgDb {
     ExtraPgDb { url, _guard: guard }
 }
 
+impl ExtraPgDb {
+    /// Lets connections in, or turns them away and ends the open ones: a real outage
+    /// of this database, for replica tests, without touching the shared server.
+    pub async fn allow_connections(&self, allow: bool) {
+        let admin = postgres_admin_url().expect("postgres URL");
+        let mut c = sqlx::PgConnection::connect(&admin).await.expect("admin");
+        let name = &self._guard.name;
+        sqlx::query(&format!(
+            "ALTER DATABASE \"{name}\" WITH ALLOW_CONNECTIONS {allow}"
+        ))
+        .execute(&mut c)
+        .await
+        .expect("alter database");
+        if !allow {
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            )
+            .bind(name)
+            .execute(&mut c)
+            .await
+            .expect("terminate backends");
+        }
+    }
+}
+
 impl TestApp {
     /// Another instance on this one's configuration: same database, data dir (so
     /// the same secrets and mail spool) and Redis, its own port and instance id.
