@@ -295,10 +295,11 @@ pub async fn run_cleaner(state: &AppState, name: &str) -> anyhow::Result<u64> {
         }
         "expired_shares" => {
             // An owner-set expiry ends the file's life: the object goes, the record
-            // turns `deleted`, the quota is released.
+            // turns `deleted`, the quota is released. Expired means `expires_at <= now`,
+            // as on the download path, so a link refused as expired is also cleaned.
             let expired: Vec<(String,)> = sqlx::query_as(
                 "SELECT id FROM files WHERE status = 'uploaded' AND expires_at IS NOT NULL \
-                 AND expires_at < $1 LIMIT 500",
+                 AND expires_at <= $1 LIMIT 500",
             )
             .bind(now)
             .fetch_all(db.pool())
