@@ -385,10 +385,11 @@ impl Api {
             return Ok(resp);
         }
         // A 401 about something else (a wrong password on delete-account) goes back to
-        // the caller untouched; only a rejected access token is worth a refresh.
+        // the caller untouched; only a rejected access token is worth a refresh. A 401
+        // without our JSON body (a proxy's) is treated as a token problem too.
         let text = resp.text().await.unwrap_or_default();
         let token_problem = serde_json::from_str::<ErrorBody>(&text)
-            .map(|b| b.error.contains("token"))
+            .map(|b| b.code == "invalid_token")
             .unwrap_or(true);
         if !token_problem {
             let rebuilt = http::Response::builder()

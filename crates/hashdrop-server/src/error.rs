@@ -12,9 +12,13 @@ pub enum ApiError {
     /// 400: malformed input.
     #[error("{0}")]
     BadRequest(String),
-    /// 401: missing/invalid credentials or token.
+    /// 401: wrong credentials (password, OTP, refresh token).
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// 401 with code `invalid_token`: the access token is missing, malformed or
+    /// expired. Distinct so a client knows a refresh may help, whatever the wording.
+    #[error("missing or invalid access token")]
+    InvalidAccessToken,
     /// 403: forbidden (bad signature, quota, dev-only route).
     #[error("{message}")]
     Forbidden {
@@ -63,6 +67,9 @@ impl ApiError {
         match self {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m.clone()),
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m.to_string()),
+            ApiError::InvalidAccessToken => {
+                (StatusCode::UNAUTHORIZED, "invalid_token", self.to_string())
+            }
             ApiError::Forbidden { message, code } => {
                 (StatusCode::FORBIDDEN, code, message.to_string())
             }

@@ -158,21 +158,20 @@ async fn register_verify_login_errors(b: Backend) {
         )
         .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(r).await, "unauthorized", "wrong credentials");
     let r = app.post("/api/user/login", None, login).await;
     assert_eq!(r.status(), StatusCode::OK);
     let t: LoginResponse = r.json().await.unwrap();
     assert_eq!(t.access_token.split('.').count(), 3);
     assert!(t.refresh_token.len() >= 32);
 
-    // Bearer checks.
-    assert_eq!(
-        app.get("/api/files/all", None).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        app.get("/api/files/all", Some("garbage")).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
+    // Bearer checks: a missing or bad access token has its own code, so a client
+    // knows that refreshing may help.
+    for token in [None, Some("garbage")] {
+        let r = app.get("/api/files/all", token).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(error_code(r).await, "invalid_token");
+    }
     // Fresh account: the reference answers 404 for an empty list.
     assert_eq!(
         app.get("/api/files/all", Some(&t.access_token))

@@ -27,7 +27,7 @@ impl FromRequestParts<AppState> for AuthUser {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         bearer_user(state, &parts.headers)
             .map(AuthUser)
-            .ok_or(ApiError::Unauthorized("missing or invalid access token"))
+            .ok_or(ApiError::InvalidAccessToken)
     }
 }
 
