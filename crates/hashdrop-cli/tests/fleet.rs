@@ -341,7 +341,7 @@ fn fleet() {
     let Some(cluster) = Cluster::up() else {
         return;
     };
-    let stories: [(&str, Story); 7] = [
+    let stories: [(&str, Story); 8] = [
         (
             "a CLI session spreads across instances",
             cli_session_spreads_across_instances,
@@ -360,6 +360,7 @@ fn fleet() {
             sigkill_mid_upload,
         ),
         ("Redis down: degraded, not broken", redis_outage),
+        ("replica down: reads move to the primary", replica_outage),
         (
             "object store down: 503 with Retry-After",
             object_store_outage,
@@ -729,6 +730,65 @@ fn redis_outage(c: &Cluster) {
         failures.is_empty(),
         "5xx while Redis was down: {failures:?}"
     );
+}
+
+fn replica_outage(c: &Cluster) {
+    let bob = c.cli_user("replica-outage@fleet.test");
+    let work = tempfile::tempdir().unwrap();
+    let plain = work.path().join("kept.bin");
+    std::fs::write(&plain, sample(40_000, 11)).unwrap();
+    let id = bob.upload(&plain, &[])["file_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let listed = |who: &Client| -> Vec<String> {
+        let list = who.run(&["--json", "files", "list"]).ok().json();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["file_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    c.sh(&["stop", "replica"]);
+    c.wait_until(
+        "instances to move reads off the replica",
+        Duration::from_secs(20),
+        || {
+            (1..=INSTANCES).all(|i| {
+                let (status, body) = c.readiness(i);
+                status == StatusCode::OK
+                    && body["status"] == "degraded"
+                    && body["checks"]["replica"] == "degraded"
+            })
+        },
+    );
+    // Every instance serves the owner's reads from the primary now.
+    let api = c.sign_up("replica-load@fleet.test");
+    let load = Load::start(&api, 3, server_error);
+    for _ in 0..INSTANCES * 2 {
+        assert_eq!(listed(&bob), [id.as_str()]);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let (requests, failures, _) = load.finish();
+    eprintln!("replica down: {requests} requests, {} 5xx", failures.len());
+    assert!(
+        failures.is_empty(),
+        "5xx with the replica down: {failures:?}"
+    );
+
+    c.sh(&["start", "replica"]);
+    c.wait_until(
+        "instances to read the replica again",
+        Duration::from_secs(30),
+        || {
+            (1..=INSTANCES).all(|i| {
+                let (_, body) = c.readiness(i);
+                body["checks"]["replica"] == "ok" && body["status"] == "ready"
+            })
+        },
+    );
+    assert_eq!(listed(&bob), [id]);
 }
 
 fn object_store_outage(c: &Cluster) {
