@@ -162,6 +162,24 @@ async fn replica_on_the_same_database_serves_reads() {
     replica_reaches(&app, "ok").await;
 }
 
+/// A PostgreSQL instance whose "replica" is a second database with the schema but
+/// none of the primary's rows, so where a read went shows in its answer.
+async fn app_with_separate_replica() -> (TestApp, common::ExtraPgDb) {
+    let replica = common::extra_pg_database().await;
+    // Connecting applies the migrations.
+    hashdrop_server::db::Db::connect(&replica.url)
+        .await
+        .unwrap()
+        .close()
+        .await;
+    let replica_url = replica.url.clone();
+    let app = TestApp::spawn_with(Backend::Postgres, |c| {
+        c.database_replica_url = Some(replica_url);
+    })
+    .await;
+    (app, replica)
+}
+
 /// Waits (up to 10 s) until readiness reports the replica as `want`, and returns
 /// the whole readiness answer seen then.
 async fn replica_reaches(app: &TestApp, want: &str) -> (StatusCode, hashdrop_wire::Readiness) {
@@ -181,19 +199,7 @@ async fn replica_outage_moves_reads_to_the_primary_and_back() {
     if common::postgres_admin_url().is_none() {
         return;
     }
-    let replica = common::extra_pg_database().await;
-    // The replica has the schema but none of the primary's rows, so where a read
-    // went shows in its answer.
-    hashdrop_server::db::Db::connect(&replica.url)
-        .await
-        .unwrap()
-        .close()
-        .await;
-    let replica_url = replica.url.clone();
-    let app = TestApp::spawn_with(Backend::Postgres, |c| {
-        c.database_replica_url = Some(replica_url);
-    })
-    .await;
+    let (app, replica) = app_with_separate_replica().await;
     let t = app.user("outage@example.com").await;
     let tok = Some(t.access_token.as_str());
     let p = app
@@ -238,18 +244,7 @@ async fn read_only_endpoints_read_the_replica_and_writes_the_primary() {
     if common::postgres_admin_url().is_none() {
         return;
     }
-    let replica = common::extra_pg_database().await;
-    // Same schema as the primary: connecting applies the migrations.
-    hashdrop_server::db::Db::connect(&replica.url)
-        .await
-        .unwrap()
-        .close()
-        .await;
-    let replica_url = replica.url.clone();
-    let app = TestApp::spawn_with(Backend::Postgres, |c| {
-        c.database_replica_url = Some(replica_url);
-    })
-    .await;
+    let (app, replica) = app_with_separate_replica().await;
     let t = app.user("routing@example.com").await;
     let tok = Some(t.access_token.as_str());
     let p = app
