@@ -182,8 +182,8 @@ impl SealState {
             }
         }
         self.hasher.submit(&plain, n);
-        let chunks = n.div_ceil(CHUNK_SIZE).max(1);
         // An empty plaintext is still one (empty, final) chunk.
+        let chunks = n.div_ceil(CHUNK_SIZE).max(1);
         self.sealed.resize(n + chunks * TAG_SIZE, 0);
         for i in 0..chunks {
             let from = i * CHUNK_SIZE;

@@ -445,13 +445,7 @@ async fn upload_list_download_share_delete(b: Backend) {
         .unwrap()
         .contains("immutable"));
     assert_eq!(r.bytes().await.unwrap().as_ref(), data.as_slice());
-    let r = app
-        .client
-        .get(&loc)
-        .header("range", "bytes=100-199")
-        .send()
-        .await
-        .unwrap();
+    let r = app.get_range(&loc, "bytes=100-199").await;
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(r.bytes().await.unwrap().as_ref(), &data[100..200]);
     assert_eq!(app.details(tok, prefix).await.download_count, 1);

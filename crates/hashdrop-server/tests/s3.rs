@@ -200,13 +200,7 @@ async fn full_flow_on_s3(b: Backend) {
     assert_eq!(got.status(), StatusCode::OK);
     assert_eq!(got.bytes().await.unwrap().as_ref(), &data[..]);
     // Range works on the same URL (the web page and resumable downloads need it).
-    let part = app
-        .client
-        .get(&loc)
-        .header("range", "bytes=100-199")
-        .send()
-        .await
-        .unwrap();
+    let part = app.get_range(&loc, "bytes=100-199").await;
     assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(part.bytes().await.unwrap().as_ref(), &data[100..200]);
 
@@ -214,12 +208,8 @@ async fn full_flow_on_s3(b: Backend) {
     let r = app.get(&format!("/blob/{}", p.object_key), None).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let r = app
-        .client
-        .put(app.url(&format!("/blob/{}", p.object_key)))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+        .put_blob(&app.url(&format!("/blob/{}", p.object_key)), "x")
+        .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
     // Delete: the row goes at once, the object through the job queue.
@@ -279,13 +269,7 @@ async fn presigned_urls_are_enforced_by_the_store() {
     }
     // A chunked body (no Content-Length at all) is refused too.
     let stream = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(vec![1u8; 10])]);
-    let r = app
-        .client
-        .put(&url)
-        .body(reqwest::Body::wrap_stream(stream))
-        .send()
-        .await
-        .unwrap();
+    let r = app.put_blob(&url, reqwest::Body::wrap_stream(stream)).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert_eq!(app.state.blobs.size(&p.object_key).await.unwrap(), None);
     assert!(s3.objects().is_empty(), "{:?}", s3.objects());

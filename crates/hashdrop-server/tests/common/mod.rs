@@ -366,6 +366,12 @@ impl TestApp {
         r.json().await.expect("presign json")
     }
 
+    /// GET an absolute URL (a signed blob URL) with a `Range` header.
+    pub async fn get_range(&self, url: &str, range: &str) -> reqwest::Response {
+        let r = self.client.get(url).header("range", range).send().await;
+        r.expect("range get")
+    }
+
     /// PUT `body` to a signed blob URL.
     pub async fn put_blob(&self, url: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
         self.client.put(url).body(body).send().await.expect("put")
