@@ -228,6 +228,21 @@ impl Cluster {
         (status, r.json().unwrap_or(Value::Null))
     }
 
+    /// Waits until every instance's readiness answer (status, body) satisfies `ok`.
+    fn wait_for_every_instance(
+        &self,
+        what: &str,
+        timeout: Duration,
+        ok: impl Fn(StatusCode, &Value) -> bool,
+    ) {
+        self.wait_until(what, timeout, || {
+            (1..=INSTANCES).all(|i| {
+                let (status, body) = self.readiness(i);
+                ok(status, &body)
+            })
+        });
+    }
+
     fn wait_until(&self, what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
         let deadline = Instant::now() + timeout;
         while !ok() {
@@ -681,15 +696,10 @@ fn redis_outage(c: &Cluster) {
     let api = c.sign_up("redis-outage@fleet.test");
     let load = Load::start(&api, 3, server_error);
     c.sh(&["stop", "redis"]);
-    c.wait_until(
+    c.wait_for_every_instance(
         "instances to report degraded",
         Duration::from_secs(20),
-        || {
-            (1..=INSTANCES).all(|i| {
-                let (status, body) = c.readiness(i);
-                status == StatusCode::OK && body["status"] == "degraded"
-            })
-        },
+        |status, body| status == StatusCode::OK && body["status"] == "degraded",
     );
     std::thread::sleep(Duration::from_secs(3));
 
@@ -719,10 +729,10 @@ fn redis_outage(c: &Cluster) {
     assert!(limited > 0, "no request was limited while Redis was down");
 
     c.sh(&["start", "redis"]);
-    c.wait_until(
+    c.wait_for_every_instance(
         "instances to recover by themselves",
         Duration::from_secs(30),
-        || (1..=INSTANCES).all(|i| c.readiness(i).1["status"] == "ready"),
+        |_, body| body["status"] == "ready",
     );
     let (requests, failures, _) = load.finish();
     eprintln!("redis outage: {requests} requests, {} 5xx", failures.len());
@@ -751,16 +761,13 @@ fn replica_outage(c: &Cluster) {
     };
 
     c.sh(&["stop", "replica"]);
-    c.wait_until(
+    c.wait_for_every_instance(
         "instances to move reads off the replica",
         Duration::from_secs(20),
-        || {
-            (1..=INSTANCES).all(|i| {
-                let (status, body) = c.readiness(i);
-                status == StatusCode::OK
-                    && body["status"] == "degraded"
-                    && body["checks"]["replica"] == "degraded"
-            })
+        |status, body| {
+            status == StatusCode::OK
+                && body["status"] == "degraded"
+                && body["checks"]["replica"] == "degraded"
         },
     );
     // Every instance serves the owner's reads from the primary now.
@@ -778,15 +785,10 @@ fn replica_outage(c: &Cluster) {
     );
 
     c.sh(&["start", "replica"]);
-    c.wait_until(
+    c.wait_for_every_instance(
         "instances to read the replica again",
         Duration::from_secs(30),
-        || {
-            (1..=INSTANCES).all(|i| {
-                let (_, body) = c.readiness(i);
-                body["checks"]["replica"] == "ok" && body["status"] == "ready"
-            })
-        },
+        |_, body| body["checks"]["replica"] == "ok" && body["status"] == "ready",
     );
     assert_eq!(listed(&bob), [id]);
 }
