@@ -1,81 +1,74 @@
-//! Harness for end-to-end tests: the real `hashdrop-server` binary on a free port with a
+//! Harness for end-to-end tests: the real Hashdrop server (the `hashdrop-server`
+//! library, served in-process on its own runtime and thread) on a free port with a
 //! temporary data directory, driven by the real `hashdrop` binary with a temporary
 //! `HASHDROP_HOME`.
 //!
-//! Finding the server binary: `HASHDROP_SERVER_BIN` if set; otherwise the harness runs
-//! `$CARGO build -p hashdrop-server --target-dir <ours>` once per test binary, where
-//! `<ours>` is the target directory this test executable lives in (its grandparent
-//! directory), so the server is always fresh and built with the same profile. If the
-//! server cannot be built the tests print a skip notice and pass, unless
-//! `HASHDROP_TEST_REQUIRE_SERVICES=1`, in which case they fail.
+//! In-process because a test must not build anything: shelling out to `cargo build` for
+//! the server binary cost minutes per run (it resolved features differently from the
+//! test build and recompiled much of the tree). The fleet stories, which need server
+//! processes they can restart and kill, use the binary Cargo built for the server
+//! crate's own tests in the same run ([`server_bin`]).
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use hashdrop_server::{App, Config};
 
 pub const PASSWORD: &str = "correct horse battery";
 pub const VAULT_PASSWORD: &str = "vault passphrase 1";
 pub const FILE_PASSPHRASE: &str = "file passphrase 1";
 
-fn target_dir() -> PathBuf {
-    // .../target/debug/deps/e2e-HASH -> .../target
+/// The `hashdrop-server` binary for tests that need server processes: `HASHDROP_SERVER_BIN`
+/// if set, else the one Cargo put next to this test executable's profile directory
+/// (`cargo test --workspace` builds it for the server crate's integration tests). `None`,
+/// after printing why, when it is missing or older than the server's sources: a stale
+/// binary would test old code.
+pub fn server_bin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("HASHDROP_SERVER_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    // .../target/debug/deps/cli-HASH -> .../target/debug/hashdrop-server
     let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(Path::parent)
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf()
-}
-
-fn profile_dir() -> PathBuf {
-    std::env::current_exe()
-        .unwrap()
+    let bin = exe
         .parent()
         .and_then(Path::parent)
-        .unwrap()
-        .to_path_buf()
+        .expect("profile directory")
+        .join("hashdrop-server");
+    let hint = "run `cargo test --workspace` (it builds the server binary), or `cargo build \
+                -p hashdrop-server` first, or set HASHDROP_SERVER_BIN";
+    let Ok(built) = std::fs::metadata(&bin).and_then(|m| m.modified()) else {
+        eprintln!("no hashdrop-server binary at {}: {hint}", bin.display());
+        return None;
+    };
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for src in [
+        "hashdrop-server/src",
+        "hashdrop-server/migrations",
+        "hashdrop-wire/src",
+    ] {
+        if newest_file(&crates.join(src)).is_some_and(|t| t > built) {
+            eprintln!("{} is older than crates/{src}: {hint}", bin.display());
+            return None;
+        }
+    }
+    Some(bin)
 }
 
-/// The server binary, or `None` (after printing why) when it cannot be built.
-pub fn server_bin() -> Option<PathBuf> {
-    static BIN: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("HASHDROP_SERVER_BIN") {
-            return Some(PathBuf::from(p));
-        }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = Command::new(cargo)
-            .args(["build", "-q", "-p", "hashdrop-server", "--target-dir"])
-            .arg(target_dir())
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output();
-        match out {
-            Ok(o) if o.status.success() => {
-                let p = profile_dir().join("hashdrop-server");
-                if p.exists() {
-                    Some(p)
-                } else {
-                    eprintln!("hashdrop-server built but not found at {}", p.display());
-                    None
-                }
-            }
-            Ok(o) => {
-                eprintln!(
-                    "building hashdrop-server failed:\n{}",
-                    String::from_utf8_lossy(&o.stderr)
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("cannot run cargo to build hashdrop-server: {e}");
-                None
-            }
-        }
-    })
-    .clone()
+/// Modification time of the newest file under `dir`.
+fn newest_file(dir: &Path) -> Option<SystemTime> {
+    let mut newest = None;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        let t = if p.is_dir() {
+            newest_file(&p)
+        } else {
+            e.metadata().and_then(|m| m.modified()).ok()
+        };
+        newest = newest.max(t);
+    }
+    newest
 }
 
 /// Skips (or fails under HASHDROP_TEST_REQUIRE_SERVICES=1) when a tool is missing.
@@ -86,91 +79,84 @@ pub fn skip(what: &str) {
     eprintln!("SKIPPED: {what}");
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running server; killed on drop.
+/// A server running in this process on a runtime of its own; stopped on drop.
 pub struct Server {
-    child: Child,
     pub url: String,
     pub data: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
 impl Server {
-    /// Starts a server with rate limiting off plus `env`. `None` = skip the test.
-    pub fn start(env: &[(&str, &str)]) -> Option<Self> {
-        let Some(bin) = server_bin() else {
-            skip("the hashdrop-server binary could not be built");
-            return None;
+    /// Starts a server on SQLite in a temporary data dir, with rate limiting off and
+    /// cheap password hashing, after `configure` has adjusted the config.
+    pub fn start(configure: impl FnOnce(&mut Config)) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        // Bound here so the public URL (which every link carries) is known before start.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let mut cfg = Config {
+            data_dir: data.path().to_path_buf(),
+            listen: listener.local_addr().unwrap().to_string(),
+            public_url: Some(url.clone()),
+            ..Config::default()
         };
-        // The port is picked by binding then releasing: the server's public URL must be
-        // known before it starts, which rules out letting it bind port 0.
-        for _attempt in 0..5 {
-            let data = tempfile::tempdir().unwrap();
-            let port = free_port();
-            let url = format!("http://127.0.0.1:{port}");
-            let log = std::fs::File::create(data.path().join("server.log")).unwrap();
-            let mut cmd = Command::new(&bin);
-            cmd.arg("--listen")
-                .arg(format!("127.0.0.1:{port}"))
-                .arg("--data-dir")
-                .arg(data.path())
-                .arg("--public-url")
-                .arg(&url)
-                .env_remove("HASHDROP_CONFIG")
-                .env_remove("HASHDROP_DATABASE_URL")
-                .env("HASHDROP_RATE_LIMIT__ENABLED", "false")
-                .env("HASHDROP_AUTH__ARGON2_M_COST_KIB", "1024")
-                .env("HASHDROP_AUTH__ARGON2_T_COST", "1")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log);
-            for (k, v) in env {
-                cmd.env(k, v);
-            }
-            let child = cmd.spawn().expect("spawn hashdrop-server");
-            let mut server = Server { child, url, data };
-            if server.wait_ready() {
-                return Some(server);
-            }
-            // Port taken in between, or a crash: show the log and try another port.
-            eprintln!("server log:\n{}", server.log());
-            drop(server);
-        }
-        panic!("hashdrop-server did not become ready");
-    }
+        cfg.rate_limit.enabled = false;
+        cfg.auth.argon2_m_cost_kib = 1024;
+        cfg.auth.argon2_t_cost = 1;
+        // A CLI killed mid-request must not hold the test up at shutdown.
+        cfg.shutdown_timeout_secs = 1;
+        configure(&mut cfg);
 
-    fn wait_ready(&mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let http = reqwest::blocking::Client::new();
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return false;
-            }
-            if let Ok(r) = http.get(format!("{}/api/healthz", self.url)).send() {
-                if r.status().is_success() {
-                    return true;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("server runtime");
+            rt.block_on(async move {
+                let app = match App::build(cfg).await {
+                    Ok(app) => app,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("{e:#}")));
+                        return;
+                    }
+                };
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let _ = ready_tx.send(Ok(()));
+                let stopped = async move {
+                    let _ = stop_rx.await;
+                };
+                if let Err(e) = app.serve(listener, stopped).await {
+                    eprintln!("in-process hashdrop-server stopped with an error: {e:#}");
                 }
-            }
-            std::thread::sleep(Duration::from_millis(50));
+            });
+        });
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("hashdrop-server did not start: {e}"),
+            Err(_) => panic!("hashdrop-server thread ended during startup"),
         }
-        false
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.data.path().join("server.log")).unwrap_or_default()
+        Server {
+            url,
+            data,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
     }
 
     /// The newest OTP mailed to `email`, polling the mail spool.

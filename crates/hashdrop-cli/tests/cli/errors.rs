@@ -1,12 +1,10 @@
 //! Every user-facing error, end to end: one line on stderr, non-zero exit, nothing
 //! half-done.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{sample, Client, Server};
+use crate::common::{sample, Client, Server};
 
 fn write(path: &Path, data: &[u8]) {
     std::fs::write(path, data).unwrap();
@@ -39,9 +37,7 @@ fn server_unreachable() {
 
 #[test]
 fn missing_secrets_name_their_variable() {
-    let Some(server) = Server::start(&[]) else {
-        return;
-    };
+    let server = Server::start(|_| {});
     let c = Client::new(&server.url, "s@example.com");
     c.run_env(
         &["auth", "register", "--email", "s@example.com"],
@@ -72,9 +68,7 @@ fn missing_secrets_name_their_variable() {
 
 #[test]
 fn wrong_key_wrong_passphrase_and_wrong_vault_passphrase() {
-    let Some(server) = Server::start(&[]) else {
-        return;
-    };
+    let server = Server::start(|_| {});
     let c = Client::signed_up(&server, "k@example.com");
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("a.bin");
@@ -129,9 +123,7 @@ fn wrong_key_wrong_passphrase_and_wrong_vault_passphrase() {
 
 #[test]
 fn daily_download_limit_reached() {
-    let Some(server) = Server::start(&[("HASHDROP_LIMITS__DAILY_DOWNLOADS_PER_FILE", "1")]) else {
-        return;
-    };
+    let server = Server::start(|cfg| cfg.limits.daily_downloads_per_file = 1);
     let c = Client::signed_up(&server, "d@example.com");
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("a.bin");
@@ -146,12 +138,10 @@ fn daily_download_limit_reached() {
 
 #[test]
 fn quota_exceeded_and_too_large() {
-    let Some(server) = Server::start(&[
-        ("HASHDROP_LIMITS__USER_BYTES", "150000"),
-        ("HASHDROP_LIMITS__FILE_MAX_BYTES", "100000"),
-    ]) else {
-        return;
-    };
+    let server = Server::start(|cfg| {
+        cfg.limits.user_bytes = 150_000;
+        cfg.limits.file_max_bytes = 100_000;
+    });
     let c = Client::signed_up(&server, "q@example.com");
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("a.bin");
@@ -179,9 +169,7 @@ fn quota_exceeded_and_too_large() {
 
 #[test]
 fn expired_and_used_up_links() {
-    let Some(server) = Server::start(&[]) else {
-        return;
-    };
+    let server = Server::start(|_| {});
     let c = Client::signed_up(&server, "e@example.com");
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("a.bin");
@@ -214,9 +202,7 @@ fn expired_and_used_up_links() {
 
 #[test]
 fn file_not_found_and_ambiguous_prefix() {
-    let Some(server) = Server::start(&[]) else {
-        return;
-    };
+    let server = Server::start(|_| {});
     let c = Client::signed_up(&server, "n@example.com");
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("o");
@@ -266,9 +252,7 @@ fn file_not_found_and_ambiguous_prefix() {
 
 #[test]
 fn access_token_refreshed_and_dead_session_asks_to_log_in() {
-    let Some(server) = Server::start(&[]) else {
-        return;
-    };
+    let server = Server::start(|_| {});
     let c = Client::signed_up(&server, "r@example.com");
     let session_path = c.home.path().join("session.json");
     let read = || -> serde_json::Value {

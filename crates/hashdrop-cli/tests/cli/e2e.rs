@@ -1,10 +1,8 @@
-//! End to end: the real `hashdrop-server` binary and the real `hashdrop` binary.
-
-mod common;
+//! End to end: the real server (in-process) and the real `hashdrop` binary.
 
 use std::path::Path;
 
-use common::{sample, Client, Server};
+use crate::common::{sample, Client, Server};
 
 fn write(path: &Path, data: &[u8]) {
     std::fs::write(path, data).unwrap();
@@ -18,9 +16,7 @@ fn field(v: &serde_json::Value, k: &str) -> String {
 
 #[test]
 fn full_flow_register_upload_share_decrypt_delete() {
-    let Some(server) = Server::start(&[]) else {
-        return;
-    };
+    let server = Server::start(|_| {});
     let alice = Client::signed_up(&server, "alice@example.com");
     let v = alice.run(&["--json", "version"]).ok().json();
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
@@ -230,9 +226,7 @@ fn full_flow_register_upload_share_decrypt_delete() {
 
 #[test]
 fn ten_parallel_uploads_all_end_up_in_the_vault() {
-    let Some(server) = Server::start(&[]) else {
-        return;
-    };
+    let server = Server::start(|_| {});
     let c = Client::signed_up(&server, "par@example.com");
     let work = tempfile::tempdir().unwrap();
     // One upload first creates the vault, so the ten race only on updates; a second
@@ -273,9 +267,7 @@ fn ten_parallel_uploads_all_end_up_in_the_vault() {
 
 #[test]
 fn tampered_blob_leaves_no_output_file() {
-    let Some(server) = Server::start(&[]) else {
-        return;
-    };
+    let server = Server::start(|_| {});
     let c = Client::signed_up(&server, "tamper@example.com");
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("t.bin");
@@ -313,13 +305,11 @@ fn tampered_blob_leaves_no_output_file() {
 fn interactive_register_prompts_and_verifies() {
     use std::io::Write;
     use std::process::{Command, Stdio};
-    if !common::tool_available("script") {
-        common::skip("util-linux `script` is not installed");
+    if !crate::common::tool_available("script") {
+        crate::common::skip("util-linux `script` is not installed");
         return;
     }
-    let Some(server) = Server::start(&[]) else {
-        return;
-    };
+    let server = Server::start(|_| {});
     let email = "tty@example.com";
     let c = Client::new(&server.url, email);
     let line = format!(
@@ -368,10 +358,10 @@ fn interactive_register_prompts_and_verifies() {
         }
     };
     wait_for("Account password:");
-    writeln!(tty, "{}", common::PASSWORD).unwrap();
+    writeln!(tty, "{}", crate::common::PASSWORD).unwrap();
     tty.flush().unwrap();
     wait_for("Confirm account password:");
-    writeln!(tty, "{}", common::PASSWORD).unwrap();
+    writeln!(tty, "{}", crate::common::PASSWORD).unwrap();
     tty.flush().unwrap();
     wait_for("Verification code:");
     let otp = server.otp(email);
@@ -383,7 +373,10 @@ fn interactive_register_prompts_and_verifies() {
     let text = seen.lock().unwrap().clone();
     assert!(status.success(), "{text}");
     assert!(text.contains("verified"), "{text}");
-    assert!(!text.contains(common::PASSWORD), "password echoed: {text}");
+    assert!(
+        !text.contains(crate::common::PASSWORD),
+        "password echoed: {text}"
+    );
     c.run(&["auth", "login", "--email", email]).ok();
 }
 
@@ -391,9 +384,7 @@ fn interactive_register_prompts_and_verifies() {
 /// outside the destination directory.
 #[test]
 fn empty_file_and_hostile_display_name() {
-    let Some(server) = Server::start(&[]) else {
-        return;
-    };
+    let server = Server::start(|_| {});
     let c = Client::signed_up(&server, "edge@example.com");
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("empty");
@@ -414,13 +405,11 @@ fn empty_file_and_hostile_display_name() {
 #[test]
 fn progress_bars_on_a_terminal() {
     use std::process::{Command, Stdio};
-    if !common::tool_available("script") {
-        common::skip("util-linux `script` is not installed");
+    if !crate::common::tool_available("script") {
+        crate::common::skip("util-linux `script` is not installed");
         return;
     }
-    let Some(server) = Server::start(&[]) else {
-        return;
-    };
+    let server = Server::start(|_| {});
     let c = Client::signed_up(&server, "tty2@example.com");
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("big.bin");
@@ -434,7 +423,7 @@ fn progress_bars_on_a_terminal() {
     cmd.args(["-q", "-e", "-c", &line, "/dev/null"])
         .env("HASHDROP_HOME", c.home.path())
         .env("HASHDROP_SERVER", &server.url)
-        .env("HASHDROP_PASSPHRASE", common::FILE_PASSPHRASE)
+        .env("HASHDROP_PASSPHRASE", crate::common::FILE_PASSPHRASE)
         .env("HASHDROP_SCRYPT_WORK_FACTOR", "10")
         .stdin(Stdio::null());
     let out = cmd.output().unwrap();
@@ -516,13 +505,11 @@ fn tty_session(
 /// a terminal; a mismatch creates nothing.
 #[test]
 fn interactive_upload_confirms_a_new_vault_passphrase() {
-    if !common::tool_available("script") {
-        common::skip("util-linux `script` is not installed");
+    if !crate::common::tool_available("script") {
+        crate::common::skip("util-linux `script` is not installed");
         return;
     }
-    let Some(server) = Server::start(&[]) else {
-        return;
-    };
+    let server = Server::start(|_| {});
     let c = Client::signed_up(&server, "tty3@example.com");
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("v.bin");
