@@ -12,6 +12,7 @@ use url::Url;
 
 use crate::error::fail;
 use crate::home::{Home, Session};
+use crate::util::printable;
 
 /// Pauses before each further attempt of a request that met a transient failure.
 const RETRY_PAUSES: [Duration; 4] = [
@@ -53,6 +54,7 @@ pub struct Api {
     http: reqwest::Client,
     home: Home,
     verbose: bool,
+    insecure_http: bool,
 }
 
 /// A non-success answer, before it is turned into a user-facing message.
@@ -189,6 +191,38 @@ fn human_wait(secs: u64) -> String {
     }
 }
 
+/// Refuses plain `http://` to any host but this machine unless `insecure_http`: the
+/// account password, the session tokens and the file metadata would cross the network
+/// readable and alterable by anyone on the path. Refused rather than warned about,
+/// because a warning scrolls past in scripts while the password is already sent;
+/// `--insecure-http` is the explicit opt-in for a trusted network.
+pub fn refuse_plain_http(url: &Url, insecure_http: bool, what: &str) -> anyhow::Result<()> {
+    if url.scheme() != "http" || insecure_http || is_loopback(url) {
+        return Ok(());
+    }
+    Err(fail(
+        "insecure_http",
+        format!(
+            "refusing plain http:// to {} ({what}): passwords, tokens and file names would cross the network unencrypted",
+            url.host_str().unwrap_or("?")
+        ),
+        "use https://, or pass --insecure-http if the network is trusted",
+    ))
+}
+
+/// Whether `url` points at this machine (`localhost`, 127.0.0.0/8, `::1`).
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 /// Turns a transport error into the "server unreachable" line.
 pub fn transport_error(e: reqwest::Error, target: &str) -> anyhow::Error {
     if e.is_connect() || e.is_timeout() {
@@ -215,7 +249,12 @@ pub fn transport_error(e: reqwest::Error, target: &str) -> anyhow::Error {
 
 impl Api {
     /// A client for `server` (e.g. `http://127.0.0.1:8080`).
-    pub fn new(server: &str, home: Home, verbose: bool) -> anyhow::Result<Self> {
+    pub fn new(
+        server: &str,
+        home: Home,
+        verbose: bool,
+        insecure_http: bool,
+    ) -> anyhow::Result<Self> {
         let mut base = Url::parse(server.trim()).map_err(|e| {
             fail(
                 "bad_server",
@@ -230,6 +269,7 @@ impl Api {
                 "pass --server http(s)://HOST[:PORT]",
             ));
         }
+        refuse_plain_http(&base, insecure_http, "--server")?;
         base.set_fragment(None);
         base.set_query(None);
         let http = reqwest::Client::builder()
@@ -243,7 +283,13 @@ impl Api {
             http,
             home,
             verbose,
+            insecure_http,
         })
+    }
+
+    /// [`refuse_plain_http`] with this run's `--insecure-http`.
+    pub fn check_transport(&self, url: &Url, what: &str) -> anyhow::Result<()> {
+        refuse_plain_http(url, self.insecure_http, what)
     }
 
     /// The server base URL, without a trailing slash.
@@ -270,7 +316,7 @@ impl Api {
     pub fn trace(&self, method: &Method, url: &str) {
         if self.verbose {
             let shown = url.split('?').next().unwrap_or(url);
-            eprintln!("hashdrop: {method} {shown}");
+            eprintln!("hashdrop: {method} {}", printable(shown, false));
         }
     }
 
@@ -284,7 +330,7 @@ impl Api {
             eprintln!(
                 "hashdrop: -> {} ({target})",
                 resp.status().as_u16(),
-                target = target.split('?').next().unwrap_or(target)
+                target = printable(target.split('?').next().unwrap_or(target), false)
             );
         }
         Ok(resp)

@@ -8,8 +8,8 @@ use clap::{Args, Parser, Subcommand};
 /// age files before upload; the server only ever sees ciphertext.
 ///
 /// Secrets are read from HASHDROP_PASSWORD, HASHDROP_VAULT_PASSWORD,
-/// HASHDROP_PASSPHRASE and HASHDROP_OTP when set, else prompted for when stdin is a
-/// terminal. State lives in HASHDROP_HOME (default ~/.hashdrop).
+/// HASHDROP_PASSPHRASE, HASHDROP_OTP and HASHDROP_KEY when set, else prompted for when
+/// stdin is a terminal. State lives in HASHDROP_HOME (default ~/.hashdrop).
 #[derive(Debug, Parser)]
 #[command(name = "hashdrop", version, propagate_version = true)]
 pub struct Cli {
@@ -23,6 +23,10 @@ pub struct Cli {
         help_heading = "Global options"
     )]
     pub server: String,
+    /// Allow plain http:// to a host other than this machine (passwords and tokens
+    /// then cross the network unencrypted).
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub insecure_http: bool,
     /// Machine-readable JSON on stdout.
     #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
@@ -82,7 +86,8 @@ pub enum AuthCmd {
         /// Account email.
         #[arg(long)]
         email: String,
-        /// The 6-digit code (else HASHDROP_OTP, else prompted).
+        /// The 6-digit code (else HASHDROP_OTP, else prompted). Visible in the process
+        /// list while it runs: prefer HASHDROP_OTP or the prompt on shared machines.
         #[arg(long, value_name = "CODE")]
         otp: Option<String>,
     },
@@ -153,9 +158,14 @@ pub struct DecryptArgs {
     pub link: String,
     /// Output file or directory [default: your Downloads directory].
     pub dest: Option<PathBuf>,
-    /// Decrypt with this age identity (AGE-SECRET-KEY-1...).
+    /// Decrypt with this age identity (AGE-SECRET-KEY-1...). Other local users can
+    /// read it in the process list: prefer --key-file or HASHDROP_KEY.
     #[arg(long, group = "keysource", value_name = "IDENTITY")]
     pub key: Option<String>,
+    /// Decrypt with the age identity in this file ('-' reads stdin); an age identity
+    /// file with '#' comment lines works.
+    #[arg(long, group = "keysource", value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
     /// Decrypt with the keys in the local vault.
     #[arg(long, group = "keysource")]
     pub vault: bool,

@@ -42,7 +42,8 @@ impl Ctx {
         if self.json {
             println!("{json}");
         } else {
-            let text = human.to_string();
+            // Human output carries server-provided text (names, messages).
+            let text = util::printable(&human.to_string(), true);
             if !text.is_empty() {
                 println!("{text}");
             }
@@ -52,7 +53,7 @@ impl Ctx {
     /// A note for a person on stderr (suppressed with `--json`).
     pub fn note(&self, text: impl std::fmt::Display) {
         if !self.json {
-            eprintln!("{text}");
+            eprintln!("{}", util::printable(&text.to_string(), true));
         }
     }
 }
@@ -75,7 +76,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let (line, _) = error::one_line(&e);
-            eprintln!("hashdrop: error: {line}");
+            // Error lines quote the server's messages.
+            eprintln!("hashdrop: error: {}", util::printable(&line, false));
             if json {
                 println!("{}", error::to_json(&e));
             }
@@ -86,7 +88,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let home = Home::locate()?;
-    let api = Api::new(&cli.server, home, cli.verbose)?;
+    let api = Api::new(&cli.server, home, cli.verbose, cli.insecure_http)?;
     let ctx = Ctx {
         api,
         json: cli.json,

@@ -1,6 +1,7 @@
 //! Secrets and other answers: from the environment when set, else prompted (without
 //! echo for secrets) when stdin is a terminal, else a one-line error naming the
-//! variable. Secrets never come from the command line (except `decrypt --key`).
+//! variable. Secrets never come from the command line (except `decrypt --key` and
+//! `auth verify --otp`, whose help points to the file, variable and prompt instead).
 
 use std::io::{self, BufRead, IsTerminal, Write};
 

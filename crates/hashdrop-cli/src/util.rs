@@ -35,6 +35,23 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// `text` made safe for a terminal: control characters (escape sequences, carriage
+/// returns, bells, C1 codes) and bidirectional-override marks become visible `\u{..}`
+/// escapes, so a server or a file name cannot move the cursor, rewrite the screen or
+/// reorder what is shown. Newlines stay when `keep_newlines` (our own multi-line output).
+pub fn printable(text: &str, keep_newlines: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if (c.is_control() && !(keep_newlines && c == '\n')) || bidi {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A byte progress bar on stderr, hidden unless stderr is a terminal.
 pub fn progress(len: u64, label: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
@@ -54,6 +71,20 @@ pub fn progress(len: u64, label: &str) -> ProgressBar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_escapes_what_a_terminal_would_obey() {
+        let hostile = "a\u{1b}]0;title\u{7}b\u{1b}[2Jc\rd\u{9b}e\u{202e}f\ng";
+        assert_eq!(
+            printable(hostile, false),
+            "a\\u{1b}]0;title\\u{7}b\\u{1b}[2Jc\\u{d}d\\u{9b}e\\u{202e}f\\u{a}g"
+        );
+        assert!(printable(hostile, true).ends_with("f\ng"));
+        assert_eq!(
+            printable("plain naïve ✓ name.txt", false),
+            "plain naïve ✓ name.txt"
+        );
+    }
 
     #[test]
     fn sizes() {

@@ -164,11 +164,21 @@ fn keys_for(ctx: &Ctx, args: &DecryptArgs, t: &Target, info: &ShareInfo) -> anyh
     if let Some(k) = &args.key {
         return parse(k);
     }
+    if let Some(path) = &args.key_file {
+        return parse(&read_key_file(path)?);
+    }
     if args.vault {
         return from_vault();
     }
     if args.passphrase {
         return passphrase();
+    }
+    // Named by the user, so it wins over the key a link carries.
+    if let Some(k) = std::env::var("HASHDROP_KEY")
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+    {
+        return parse(k.trim());
     }
     if let Some(k) = &t.fragment_key {
         return parse(k);
@@ -184,9 +194,35 @@ fn keys_for(ctx: &Ctx, args: &DecryptArgs, t: &Target, info: &ShareInfo) -> anyh
     }
 }
 
+/// The identity in a key file (`-` = stdin): its first line that is not blank or an
+/// age-style `#` comment.
+fn read_key_file(path: &Path) -> anyhow::Result<String> {
+    let text = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(path)
+    }
+    .map_err(|e| {
+        fail(
+            "key_file",
+            format!("cannot read the key file {} ({e})", path.display()),
+            "check the path given to --key-file",
+        )
+    })?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .unwrap_or("")
+        .to_string())
+}
+
 /// `hashdrop decrypt`.
 pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
     let target = parse_link(&args.link)?;
+    if let Ok(origin) = Url::parse(&target.origin) {
+        ctx.api.check_transport(&origin, "the link")?;
+    }
     let info = share_info(ctx, &target).await?;
     let keys = keys_for(ctx, &args, &target, &info)?;
     let expected = if args.verify {

@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::error::{fail, Fail};
-use crate::util::human_bytes;
+use crate::util::{human_bytes, printable};
 use crate::{secrets, vault_store, Ctx};
 
 fn check_prefix(prefix: &str) -> anyhow::Result<String> {
@@ -48,7 +48,9 @@ pub async fn find_one(ctx: &Ctx, prefix: &str) -> anyhow::Result<FileDetails> {
             if !ctx.json {
                 println!("{n} files match {p}:");
                 for f in &found {
-                    println!("  {}  {}", f.file_id, f.file_name);
+                    // Every field came from the server.
+                    let line = format!("  {}  {}", f.file_id, f.file_name);
+                    println!("{}", printable(&line, false));
                 }
             }
             let list: Vec<_> = found
@@ -89,7 +91,8 @@ pub async fn list(ctx: &Ctx) -> anyhow::Result<()> {
         "ID", "SIZE", "MODE", "STATUS", "CREATED"
     );
     for f in &files {
-        println!(
+        // Every field came from the server.
+        let line = format!(
             "{:<36}  {:>10}  {:<10}  {:<8}  {:<20}  {}",
             f.file_id,
             human_bytes(f.encrypted_size_bytes),
@@ -98,6 +101,7 @@ pub async fn list(ctx: &Ctx) -> anyhow::Result<()> {
             f.created_at.get(..19).unwrap_or(&f.created_at),
             f.file_name
         );
+        println!("{}", printable(&line, false));
     }
     Ok(())
 }
@@ -138,21 +142,22 @@ pub async fn show(ctx: &Ctx, prefix: &str, reveal_key: bool) -> anyhow::Result<(
         "File id:        {}\nName:           {}\nStatus:         {}\nKey mode:       {}\n\
          Plaintext size: {} ({} bytes)\nEncrypted size: {} bytes\nSHA-256:        {}\n\
          Downloads:      {}{}\nExpires:        {}\nDownload URL:   {}\nShare page:     {}",
-        f.file_id,
-        f.file_name,
-        f.status,
+        // Server text, one line per field: a newline in a name must not forge a line.
+        printable(&f.file_id, false),
+        printable(&f.file_name, false),
+        printable(&f.status, false),
         f.key_management_mode.as_str(),
         human_bytes(f.plaintext_size_bytes),
         f.plaintext_size_bytes,
         f.encrypted_size_bytes,
-        f.plaintext_hash,
+        printable(&f.plaintext_hash, false),
         f.download_count,
         f.max_downloads
             .map(|m| format!(" of {m}"))
             .unwrap_or_default(),
-        f.expires_at.as_deref().unwrap_or("never"),
-        f.download_url,
-        f.share_url,
+        printable(f.expires_at.as_deref().unwrap_or("never"), false),
+        printable(&f.download_url, false),
+        printable(&f.share_url, false),
     );
     if let Some(k) = &key {
         human.push_str(&format!("\nKey:            {k}"));

@@ -9,4 +9,5 @@ mod common;
 mod e2e;
 mod errors;
 mod interop;
+mod safety;
 mod usage;
