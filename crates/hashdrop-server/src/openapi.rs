@@ -3,12 +3,15 @@
 //! test checks the table against the router so the two cannot drift.
 
 use hashdrop_wire as w;
-use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
+use utoipa::openapi::path::{
+    HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
+};
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{ArrayBuilder, ComponentsBuilder, Ref};
+use utoipa::openapi::schema::{ArrayBuilder, ComponentsBuilder, ObjectBuilder, Ref, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
-    ContentBuilder, InfoBuilder, OpenApiBuilder, PathsBuilder, ResponseBuilder, SecurityRequirement,
+    ContentBuilder, InfoBuilder, OpenApiBuilder, PathsBuilder, Required, ResponseBuilder,
+    SecurityRequirement,
 };
 
 /// One documented route.
@@ -257,7 +260,7 @@ pub const ROUTES: &[RouteDoc] = &[
         false,
         None,
         None,
-        &[200, 403, 409, 413],
+        &[200, 400, 403, 409, 413],
     ),
     r(
         "GET",
@@ -266,7 +269,7 @@ pub const ROUTES: &[RouteDoc] = &[
         false,
         None,
         None,
-        &[200, 206, 403, 404],
+        &[200, 206, 400, 403, 404],
     ),
     r(
         "DELETE",
@@ -317,11 +320,50 @@ fn json_content(name: &str, array: bool) -> utoipa::openapi::Content {
     }
 }
 
+/// A parameter of `route`: every `{name}` of the path template, the `?id=` prefix of
+/// the file routes, and the signature query of the blob routes. Without them the
+/// document is invalid OpenAPI (a template names parameters it never declares) and
+/// clients and fuzzers cannot build a request.
+fn parameters(route: &RouteDoc) -> Vec<utoipa::openapi::path::Parameter> {
+    let param = |name: &str, place: ParameterIn, required: bool, ty: Type| {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(place)
+            .required(if required {
+                Required::True
+            } else {
+                Required::False
+            })
+            .schema(Some(ObjectBuilder::new().schema_type(ty)))
+            .build()
+    };
+    let mut out: Vec<_> = route
+        .path
+        .split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|name| param(name, ParameterIn::Path, true, Type::String))
+        .collect();
+    if matches!(
+        route.path,
+        "/api/files" | "/api/files/resolve" | "/api/files/hash" | "/api/files/salt"
+    ) {
+        out.push(param("id", ParameterIn::Query, false, Type::String));
+    }
+    if route.path.starts_with("/blob/") {
+        out.push(param("exp", ParameterIn::Query, true, Type::Integer));
+        out.push(param("sig", ParameterIn::Query, true, Type::String));
+        out.push(param("max", ParameterIn::Query, false, Type::Integer));
+    }
+    out
+}
+
 /// The document as JSON text.
 pub fn document_json() -> String {
     let mut paths = PathsBuilder::new();
     for route in ROUTES {
-        let mut op = OperationBuilder::new().summary(Some(route.summary));
+        let mut op = OperationBuilder::new()
+            .summary(Some(route.summary))
+            .parameters(Some(parameters(route)));
         if route.auth {
             op = op.security(SecurityRequirement::new("bearer", Vec::<String>::new()));
         }
@@ -338,7 +380,11 @@ pub fn document_json() -> String {
                 if let Some((name, array)) = route.response {
                     resp = resp.content("application/json", json_content(name, array));
                 }
-            } else if s >= 400 && !route.path.starts_with("/d/") {
+            } else if s >= 400
+                && !route.path.starts_with("/d/")
+                // The signature query is parsed by axum, whose rejection is plain text.
+                && !(s == 400 && route.path.starts_with("/blob/"))
+            {
                 resp = resp.content("application/json", json_content("ErrorBody", false));
             }
             op = op.response(s.to_string(), resp);
