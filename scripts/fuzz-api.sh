@@ -93,7 +93,8 @@ echo "fuzz-api: schemathesis $SCHEMATHESIS_VERSION against $URL for ${SECONDS_BU
 # DELETE /api/user (the only operation on that path) is left out: deleting the account
 # would turn the rest of the run into 401s.
 status=0
-"$VENV/bin/schemathesis" run "$URL/api/openapi.json" \
+# Run from the data dir: Schemathesis keeps its replay cache in ./.schemathesis.
+(cd "$DATA" && "$VENV/bin/schemathesis" run "$URL/api/openapi.json" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --header "Authorization: Bearer $TOKEN" \
   --exclude-path /api/user \
@@ -104,7 +105,7 @@ status=0
   --max-redirects 0 \
   --suppress-health-check all \
   --report junit,ndjson --report-dir "$DATA/report" \
-  --no-color \
+  --no-color) \
   || status=$?
 
 if grep -qiE 'panicked|thread .* panicked' "$DATA/server.log"; then
