@@ -164,7 +164,7 @@ function render(): void {
         el(
           "p",
           { class: "ok", role: "status" },
-          `Saved and verified: decrypted in ${s.seconds.toFixed(1)} s. Every part of the file was checked; nothing was altered.`,
+          `Saved. Decrypted and verified in ${s.seconds.toFixed(1)} s: every part of the file was checked and nothing was altered.`,
         ),
       );
       break;
@@ -179,7 +179,7 @@ function render(): void {
 
 function facts(info: ShareInfo): HTMLElement {
   const rows: [string, string][] = [
-    ["Size", `about ${formatBytes(plaintextSize(info.encrypted_size_bytes))}`],
+    ["Size", approximateSize(info.encrypted_size_bytes)],
     ["Expires", info.expires_at ? new Date(info.expires_at).toLocaleString() : "never"],
     [
       "Downloads left",
@@ -312,18 +312,21 @@ function refusalSentence(r: ShareRefusal): string {
 }
 
 function whenFromNow(secs: number): string {
-  const at = new Date(Date.now() + secs * 1000);
+  // Rounded up to the minute: "at 00:00", not "at 23:59", for a reset at midnight.
+  const at = new Date(Math.ceil((Date.now() + secs * 1000) / 60_000) * 60_000);
   const time = at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   if (secs < 90) return `in ${Math.ceil(secs)} seconds`;
   if (secs < 5400) return `in ${Math.round(secs / 60)} minutes (at ${time})`;
   return `in about ${Math.round(secs / 3600)} hours (at ${time})`;
 }
 
-// age adds a header of a few hundred bytes and 16 bytes per 64 KiB chunk; the size
-// shown is the ciphertext's minus the chunk tags, which is within a header of exact.
-function plaintextSize(encrypted: number): number {
+// The server knows the ciphertext size only. age adds a header of a few hundred bytes
+// (its length varies: stanzas, padding "grease"), a 16-byte nonce and 16 bytes per
+// 64 KiB chunk, so the plaintext size is known to within a few hundred bytes.
+function approximateSize(encrypted: number): string {
   const chunks = Math.max(1, Math.ceil(encrypted / (65536 + 16)));
-  return Math.max(0, encrypted - chunks * 16);
+  const plaintext = encrypted - 16 - chunks * 16 - 300;
+  return plaintext < 1024 ? "less than 1 KiB" : `about ${formatBytes(plaintext)}`;
 }
 
 function formatBytes(n: number): string {
