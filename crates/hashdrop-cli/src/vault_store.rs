@@ -24,7 +24,7 @@ pub fn work_factor() -> WorkFactor {
 
 /// Highest scrypt work factor (log2) written into a passphrase-mode file. Such files
 /// are opened by recipients in a browser (the share page), where scrypt runs in
-/// JavaScript: 2^17 needs 128 MiB and took a median of SEE_DOCS in headless Chromium
+/// JavaScript: 2^17 needs 128 MiB and took a median of 745 ms in headless Chromium
 /// on the reference machine (docs/FORMAT.md, `web/bench/scrypt.mjs`), and
 /// age-encryption refuses anything above 2^20. Vaults stay with age's calibration:
 /// only this CLI opens them.
