@@ -9,6 +9,8 @@ command -v script >/dev/null 2>&1 || need+=(util-linux)  # a pty for age's passp
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 [ -f /usr/include/openssl/evp.h ] || need+=(libssl-dev)  # the payload AEAD links OpenSSL
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# hashdrop-server's build.rs bundles the recipient page (web/) with npm + esbuild.
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)  # throwaway instances in tests
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)

@@ -59,6 +59,9 @@ pub enum Command {
     Share {
         /// File id or a unique prefix of it.
         id_prefix: String,
+        /// Also draw the link as a QR code (with --json: a "qr" field holding the drawing).
+        #[arg(long)]
+        qr: bool,
     },
     /// Download and decrypt a share link or download URL.
     Decrypt(DecryptArgs),

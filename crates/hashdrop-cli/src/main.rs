@@ -8,6 +8,7 @@ mod cmd;
 mod error;
 mod home;
 mod pipe;
+mod qr;
 mod secrets;
 mod util;
 mod vault_store;
@@ -111,7 +112,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } => cmd::files::show(&ctx, &id_prefix, reveal_key).await,
             FilesCmd::Delete { id_prefix, yes } => cmd::files::delete(&ctx, &id_prefix, yes).await,
         },
-        Command::Share { id_prefix } => cmd::files::share(&ctx, &id_prefix).await,
+        Command::Share { id_prefix, qr } => cmd::files::share(&ctx, &id_prefix, qr).await,
         Command::Decrypt(args) => cmd::decrypt::run(&ctx, args).await,
         Command::Vault { cmd } => match cmd {
             VaultCmd::Export { file } => cmd::vault::export(&ctx, &file),

@@ -22,6 +22,26 @@ pub fn work_factor() -> WorkFactor {
         .filter(|n| (1..=30).contains(n))
 }
 
+/// Highest scrypt work factor (log2) written into a passphrase-mode file. Such files
+/// are opened by recipients in a browser (the share page), where scrypt runs in
+/// JavaScript: 2^17 needs 128 MiB and took a median of 745 ms in headless Chromium
+/// on the reference machine (docs/FORMAT.md, `web/bench/scrypt.mjs`), and
+/// age-encryption refuses anything above 2^20. Vaults stay with age's calibration:
+/// only this CLI opens them.
+pub const PASSPHRASE_FILE_WORK_FACTOR: u8 = 17;
+
+/// The work factor for a new passphrase-mode file: `HASHDROP_SCRYPT_WORK_FACTOR` when
+/// set (tests use a small one), never above [`PASSPHRASE_FILE_WORK_FACTOR`].
+pub fn passphrase_file_work_factor() -> u8 {
+    capped_for_browsers(work_factor())
+}
+
+fn capped_for_browsers(requested: WorkFactor) -> u8 {
+    requested.map_or(PASSPHRASE_FILE_WORK_FACTOR, |n| {
+        n.min(PASSPHRASE_FILE_WORK_FACTOR)
+    })
+}
+
 /// Whether a vault exists.
 pub fn exists(home: &Home) -> bool {
     home.path(VAULT_FILE).exists()
@@ -109,4 +129,16 @@ fn write(home: &Home, vault: &Vault, pass: &Passphrase) -> anyhow::Result<()> {
     };
     home.write_atomic(VAULT_META_FILE, &serde_json::to_vec_pretty(&meta)?)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passphrase_files_never_exceed_the_browser_cap() {
+        assert_eq!(capped_for_browsers(None), PASSPHRASE_FILE_WORK_FACTOR);
+        assert_eq!(capped_for_browsers(Some(22)), PASSPHRASE_FILE_WORK_FACTOR);
+        assert_eq!(capped_for_browsers(Some(10)), 10);
+    }
 }

@@ -34,8 +34,13 @@ pub enum ApiError {
     #[error("{0}")]
     Conflict(&'static str),
     /// 410: the share link expired or used up.
-    #[error("{0}")]
-    Gone(&'static str),
+    #[error("{message}")]
+    Gone {
+        /// Client-facing text.
+        message: &'static str,
+        /// Stable code (`link_expired`, `download_cap_reached`).
+        code: &'static str,
+    },
     /// 413: too large.
     #[error("{0}")]
     TooLarge(&'static str),
@@ -75,7 +80,7 @@ impl ApiError {
             }
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.to_string()),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.to_string()),
-            ApiError::Gone(m) => (StatusCode::GONE, "gone", m.to_string()),
+            ApiError::Gone { message, code } => (StatusCode::GONE, code, message.to_string()),
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", m.to_string()),
             ApiError::TooManyRequests { message, code, .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, code, message.to_string())

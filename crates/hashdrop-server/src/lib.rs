@@ -20,6 +20,7 @@ pub mod quota;
 pub mod ratelimit;
 pub mod redis_link;
 pub mod state;
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -247,11 +247,11 @@ pub const ROUTES: &[RouteDoc] = &[
     r(
         "GET",
         "/d/{file_id}",
-        "Share page (HTML)",
+        "Share page (HTML): decrypts in the browser with the key from the URL fragment",
         false,
         None,
         None,
-        &[200, 404],
+        &[200, 404, 410],
     ),
     r(
         "PUT",

@@ -428,7 +428,25 @@ async fn upload_list_download_share_delete(b: Backend) {
     assert_eq!(s.download_url, d.download_url);
     let page = app.get(&format!("/d/{}", p.file_id), None).await;
     assert_eq!(page.status(), StatusCode::OK);
-    assert!(page.text().await.unwrap().contains("hashdrop decrypt"));
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.contains("script-src 'self';"), "{csp}");
+    assert!(!csp.contains("unsafe"), "{csp}");
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"<script type="module" src="/web/app.js">"#));
+    assert!(html.contains("hashdrop decrypt"));
+    for asset in ["/web/app.js", "/web/style.css", "/d/sw.js"] {
+        let r = app.get(asset, None).await;
+        assert_eq!(r.status(), StatusCode::OK, "{asset}");
+        assert_eq!(
+            r.headers()["content-security-policy"].to_str().unwrap(),
+            csp
+        );
+        assert_eq!(r.headers()["referrer-policy"], "no-referrer");
+    }
     assert_eq!(
         app.get("/d/not-a-uuid", None).await.status(),
         StatusCode::NOT_FOUND
@@ -671,22 +689,24 @@ async fn max_downloads_and_expiry(b: Backend) {
     let tok = &t.access_token;
     let p = app.upload(tok, b"x", json!({"max_downloads": 2})).await;
     let url = app.details(tok, &p.file_id).await.download_url;
-    for _ in 0..2 {
+    let share_path = format!("/api/share/{}", p.file_id);
+    for left in [2, 1] {
+        let s: ShareInfo = app.get(&share_path, None).await.json().await.unwrap();
+        assert_eq!(s.downloads_left, Some(left));
         assert_eq!(
             app.client.get(&url).send().await.unwrap().status(),
             StatusCode::SEE_OTHER
         );
     }
-    assert_eq!(
-        app.client.get(&url).send().await.unwrap().status(),
-        StatusCode::GONE
-    );
-    assert_eq!(
-        app.get(&format!("/api/share/{}", p.file_id), None)
-            .await
-            .status(),
-        StatusCode::GONE
-    );
+    // Used up: 410 with a code of its own, so the share page can say which.
+    for r in [
+        app.client.get(&url).send().await.unwrap(),
+        app.get(&share_path, None).await,
+    ] {
+        assert_eq!(r.status(), StatusCode::GONE);
+        let e: ErrorBody = r.json().await.unwrap();
+        assert_eq!(e.code, "download_cap_reached");
+    }
 
     // Expiry in the past is refused at presign; a near expiry takes effect.
     let mut body = presign_body(1);
@@ -712,6 +732,7 @@ async fn max_downloads_and_expiry(b: Backend) {
         .await
         .unwrap();
     assert!(s.expires_at.is_some());
+    assert_eq!(s.downloads_left, None, "no cap, no count");
     let gone = poll(Duration::from_secs(10), || async {
         (app.client
             .get(&s.download_url)
@@ -724,6 +745,13 @@ async fn max_downloads_and_expiry(b: Backend) {
     })
     .await;
     assert!(gone.is_some());
+    let r = app.get(&format!("/api/share/{}", p.file_id), None).await;
+    assert_eq!(r.status(), StatusCode::GONE);
+    assert_eq!(r.json::<ErrorBody>().await.unwrap().code, "link_expired");
+    assert_eq!(
+        app.get(&format!("/d/{}", p.file_id), None).await.status(),
+        StatusCode::GONE
+    );
     // The expired-shares cleaner retires it and frees its object.
     let n = hashdrop_server::jobs::run_cleaner(&app.state, "expired_shares")
         .await

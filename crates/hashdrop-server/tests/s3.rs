@@ -196,6 +196,13 @@ async fn full_flow_on_s3(b: Backend) {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let loc = r.headers()["location"].to_str().unwrap().to_string();
     assert!(loc.starts_with(&format!("http://{}/", s3.addr)), "{loc}");
+    // The share page may connect to this server and to the store's origin, no other.
+    let page = app.get(&format!("/d/{}", p.file_id), None).await;
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains(&format!("connect-src 'self' http://{};", s3.addr)),
+        "{csp}"
+    );
     let got = app.client.get(&loc).send().await.unwrap();
     assert_eq!(got.status(), StatusCode::OK);
     assert_eq!(got.bytes().await.unwrap().as_ref(), &data[..]);

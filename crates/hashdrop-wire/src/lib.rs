@@ -319,6 +319,10 @@ pub struct ShareInfo {
     pub key_management_mode: KeyMode,
     /// RFC 3339 expiry, if the owner set one.
     pub expires_at: Option<String>,
+    /// Downloads left under the owner's total cap; absent when there is none.
+    /// (Addition; the daily per-file limit is separate and answers 429.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downloads_left: Option<u64>,
     /// Public download URL answering 303 to a signed blob URL.
     pub download_url: String,
 }

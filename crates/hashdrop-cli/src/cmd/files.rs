@@ -171,7 +171,7 @@ pub async fn show(ctx: &Ctx, prefix: &str, reveal_key: bool) -> anyhow::Result<(
 }
 
 /// `share`.
-pub async fn share(ctx: &Ctx, prefix: &str) -> anyhow::Result<()> {
+pub async fn share(ctx: &Ctx, prefix: &str, qr: bool) -> anyhow::Result<()> {
     let f = find_one(ctx, prefix).await?;
     if f.status != "uploaded" {
         return Err(fail(
@@ -185,10 +185,20 @@ pub async fn share(ctx: &Ctx, prefix: &str) -> anyhow::Result<()> {
         KeyMode::Vault => format!("{base}#{}", file_key(ctx, &f)?),
         KeyMode::Passphrase => base,
     };
-    ctx.emit(
-        &link,
-        json!({"file_id": f.file_id, "share_link": link, "key_management_mode": f.key_management_mode}),
-    );
+    let drawing = if qr {
+        Some(crate::qr::render(&link)?)
+    } else {
+        None
+    };
+    let mut answer = json!({"file_id": f.file_id, "share_link": link, "key_management_mode": f.key_management_mode});
+    let human = match &drawing {
+        Some(d) => {
+            answer["qr"] = json!(d);
+            format!("{d}\n{link}")
+        }
+        None => link.clone(),
+    };
+    ctx.emit(&human, answer);
     if f.key_management_mode == KeyMode::Passphrase {
         ctx.note("This file needs its passphrase: send it to the recipient separately.");
     }

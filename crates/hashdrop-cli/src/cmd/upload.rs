@@ -101,7 +101,6 @@ pub async fn run(ctx: &Ctx, args: crate::cli::UploadArgs) -> anyhow::Result<()> 
     } else {
         Secret::Vault(vault_store::passphrase(&home)?)
     };
-    let work = vault_store::work_factor();
     let prepared = tokio::task::block_in_place(|| -> anyhow::Result<_> {
         let plan = match secret {
             Secret::File(p) => KeyPlan::Passphrase(p),
@@ -130,7 +129,7 @@ pub async fn run(ctx: &Ctx, args: crate::cli::UploadArgs) -> anyhow::Result<()> 
             }),
             KeyPlan::Passphrase(p) => Encryption::new(Recipients::Passphrase {
                 passphrase: p,
-                work_factor: work,
+                work_factor: Some(vault_store::passphrase_file_work_factor()),
             }),
         }
         .map_err(|e| from_crypto(e, "the file"))?

@@ -74,6 +74,22 @@ fn full_flow_register_upload_share_decrypt_delete() {
     assert_eq!(share.stdout.trim(), link_v);
     let share_p = alice.run(&["share", &id_p]).ok();
     assert_eq!(share_p.stdout.trim(), link_p);
+    // --qr: the drawing (half blocks only), then the link; --json carries the same drawing.
+    let qr = alice.run(&["share", &id_v[..8], "--qr"]).ok();
+    let (drawing, last) = qr.stdout.trim_end().rsplit_once('\n').unwrap();
+    assert_eq!(last, link_v);
+    assert!(drawing.lines().count() >= 15, "{drawing}");
+    assert!(
+        drawing
+            .chars()
+            .all(|c| " \u{2580}\u{2584}\u{2588}\n".contains(c)),
+        "{drawing}"
+    );
+    let qr_json = alice
+        .run(&["--json", "share", &id_v[..8], "--qr"])
+        .ok()
+        .json();
+    assert_eq!(qr_json["qr"].as_str().unwrap().trim_end(), drawing);
     alice
         .run(&["files", "show", &id_p, "--reveal-key"])
         .fails_with("passphrase");

@@ -67,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .merge(group(Group::List, list))
         .merge(group(Group::FileMeta, file_meta))
         .merge(group(Group::Download, download))
+        .merge(crate::web::asset_routes())
         .fallback(ops::not_found)
         .layer(from_fn(crate::observability::request_context))
         .layer(from_fn_with_state(state.clone(), instance))

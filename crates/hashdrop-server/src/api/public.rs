@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hashdrop_wire::{KeyMode, ShareInfo};
 
@@ -16,6 +16,12 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
+
+/// 410 with its own code, so the share page can tell "expired" from "used up".
+const LINK_EXPIRED: ApiError = ApiError::Gone {
+    message: "this share link has expired",
+    code: "link_expired",
+};
 
 /// What the public paths need to know about a file.
 struct PublicFile {
@@ -77,7 +83,7 @@ async fn live_file(state: &AppState, file_id: &str) -> ApiResult<PublicFile> {
 
 /// Cache-aside lookup for the share paths. The download count is not cached, so a
 /// cached file reads it (from the primary) only when it has a download cap to check.
-async fn shareable_file(state: &AppState, file_id: &str, now: i64) -> ApiResult<FileFacts> {
+async fn shareable_file(state: &AppState, file_id: &str, now: i64) -> ApiResult<PublicFile> {
     let file = match state.cache.get(file_id).await {
         Some(facts) => {
             let download_count = match facts.max_downloads {
@@ -96,7 +102,7 @@ async fn shareable_file(state: &AppState, file_id: &str, now: i64) -> ApiResult<
         }
     };
     check_shareable(&file, now)?;
-    Ok(file.facts)
+    Ok(file)
 }
 
 async fn live_download_count(state: &AppState, file_id: &str) -> ApiResult<i64> {
@@ -110,10 +116,13 @@ async fn live_download_count(state: &AppState, file_id: &str) -> ApiResult<i64> 
 
 fn check_shareable(f: &PublicFile, now: i64) -> ApiResult<()> {
     if f.facts.expires_at.is_some_and(|e| e <= now) {
-        return Err(ApiError::Gone("this share link has expired"));
+        return Err(LINK_EXPIRED);
     }
     if f.facts.max_downloads.is_some_and(|m| f.download_count >= m) {
-        return Err(ApiError::Gone("this file reached its download limit"));
+        return Err(ApiError::Gone {
+            message: "this file reached its download limit",
+            code: "download_cap_reached",
+        });
     }
     Ok(())
 }
@@ -185,7 +194,7 @@ pub async fn download(
             return Err(not_found);
         }
         if f.expires_at.is_some_and(|e| e <= now) {
-            return Err(ApiError::Gone("this share link has expired"));
+            return Err(LINK_EXPIRED);
         }
     }
     let counted = count_download(&state.db, &file_id, &object_key, daily_limit, now).await?;
@@ -226,8 +235,12 @@ pub async fn share_info(
     Path(file_id): Path<String>,
 ) -> ApiResult<Json<ShareInfo>> {
     let file_id = parse_file_id(&file_id)?;
-    let f = shareable_file(&state, &file_id, now_ms()).await?;
+    let PublicFile {
+        facts: f,
+        download_count,
+    } = shareable_file(&state, &file_id, now_ms()).await?;
     Ok(Json(ShareInfo {
+        downloads_left: f.max_downloads.map(|m| (m - download_count).max(0) as u64),
         download_url: download_url(&state, &f.user_id, &file_id),
         file_id,
         file_name: f.file_name,
@@ -237,54 +250,17 @@ pub async fn share_info(
     }))
 }
 
-fn html_escape(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '&' => "&amp;".into(),
-            '<' => "&lt;".into(),
-            '>' => "&gt;".into(),
-            '"' => "&quot;".into(),
-            '\'' => "&#39;".into(),
-            c => c.to_string(),
-        })
-        .collect()
-}
-
-/// `GET /d/{file_id}`: a minimal page until the in-browser decryptor exists. The key
-/// is in the URL fragment, which browsers never send, so the page cannot show it.
+/// `GET /d/{file_id}`: the recipient page (`crate::web`), which decrypts in the
+/// browser with the key from the URL fragment. The status says whether the share is
+/// live (200, else 404 or 410) for clients that do not run the page.
 pub async fn share_page(State(state): State<AppState>, Path(file_id): Path<String>) -> Response {
-    let found = match parse_file_id(&file_id) {
+    let status = match parse_file_id(&file_id) {
         Ok(id) => match shareable_file(&state, &id, now_ms()).await {
-            Ok(f) => Some((id, f)),
-            _ => None,
+            Ok(_) => StatusCode::OK,
+            Err(ApiError::Gone { .. }) => StatusCode::GONE,
+            Err(_) => StatusCode::NOT_FOUND,
         },
-        Err(_) => None,
+        Err(_) => StatusCode::NOT_FOUND,
     };
-    let csp = (
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; style-src 'unsafe-inline'",
-    );
-    let Some((id, f)) = found else {
-        return (
-            StatusCode::NOT_FOUND,
-            [csp],
-            Html("<!doctype html><meta charset=utf-8><title>Hashdrop</title>\
-                  <p>This share link does not exist, has expired or reached its download limit.</p>"
-                .to_string()),
-        )
-            .into_response();
-    };
-    let page = format!(
-        "<!doctype html><html><head><meta charset=utf-8><meta name=referrer content=no-referrer>\
-         <title>Hashdrop: {name}</title></head><body style=\"font-family:sans-serif;max-width:40em;margin:2em auto\">\
-         <h1>{name}</h1><p>Encrypted file, {size} bytes. It was encrypted on the sender's device; \
-         this server only holds ciphertext and never sees the key.</p>\
-         <p>To download and decrypt it, copy this page's full address (including the part \
-         after <code>#</code>) and run:</p><pre>hashdrop decrypt 'LINK'</pre>\
-         <p>File id: <code>{id}</code></p></body></html>",
-        name = html_escape(&f.file_name),
-        size = f.encrypted_size,
-        id = id,
-    );
-    (StatusCode::OK, [csp], Html(page)).into_response()
+    crate::web::page(&state, status)
 }
