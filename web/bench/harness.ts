@@ -86,7 +86,7 @@ async function microRound(path: "js" | "wasm" | "sodium-raw"): Promise<number> {
 /** Fetches `url` and decrypts the body into a discard sink. */
 async function fetchDecrypt(url: string, identity: string): Promise<{ bytes: number; ms: number }> {
   const t0 = performance.now();
-  const res = await fetch(url);
+  const res = await fetch(url, { cache: "no-store" });
   if (!res.ok || !res.body) throw new Error(`GET ${url}: ${res.status}`);
   const bytes = await drain(await decryptAgeWasm(res.body, { identity }));
   return { bytes, ms: performance.now() - t0 };
@@ -95,7 +95,7 @@ async function fetchDecrypt(url: string, identity: string): Promise<{ bytes: num
 /** Same fetch, body drained without decrypting. */
 async function fetchOnly(url: string): Promise<{ bytes: number; ms: number }> {
   const t0 = performance.now();
-  const res = await fetch(url);
+  const res = await fetch(url, { cache: "no-store" });
   if (!res.ok || !res.body) throw new Error(`GET ${url}: ${res.status}`);
   const bytes = await drain(res.body);
   return { bytes, ms: performance.now() - t0 };
