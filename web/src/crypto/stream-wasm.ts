@@ -60,7 +60,8 @@ export async function decryptAge(
     if (nonce === null) throw new DamagedFileError("The file ends before its payload starts.");
     const payloadKey = await derivePayloadKey(fileKey, nonce);
     await sodium.ready;
-    return input.rest().pipeThrough(openStreamPayload(payloadKey));
+    const { source, readAhead } = input.detach();
+    return openPayloadFrom(source, readAhead, payloadKey);
   } catch (e) {
     await reader.cancel().catch(() => {});
     throw e;
@@ -123,82 +124,150 @@ async function derivePayloadKey(fileKey: Uint8Array, nonce: Uint8Array): Promise
  * chunk can only be the last. This is how age's reference implementations read the
  * stream, so a damaged file releases exactly the plaintext the CCTV vectors name.
  */
-export function openStreamPayload(key: Uint8Array): TransformStream<Uint8Array, Uint8Array> {
-  const nonce = new Uint8Array(12);
-  const held = new Uint8Array(SEALED_CHUNK_BYTES);
-  let heldBytes = 0;
-  let chunksOpened = 0;
-  let sawLastChunk = false;
+class StreamOpener {
+  private readonly nonce = new Uint8Array(12);
+  private readonly held = new Uint8Array(SEALED_CHUNK_BYTES);
+  private heldBytes = 0;
+  private chunksOpened = 0;
+  private sawLastChunk = false;
 
-  const tryOpen = (sealed: Uint8Array, last: boolean): Uint8Array | null => {
-    nonce[11] = last ? 1 : 0;
+  constructor(private readonly key: Uint8Array) {}
+
+  /** Opens every chunk `data` completes; throws DamagedFileError on the first bad one. */
+  push(data: Uint8Array, emit: (plaintext: Uint8Array) => void): void {
+    let offset = 0;
+    while (offset < data.length) {
+      if (this.sawLastChunk) throw new DamagedFileError("The file has extra data after its last chunk.");
+      // A whole chunk in this piece: open it in place instead of copying it first.
+      if (this.heldBytes === 0 && data.length - offset >= SEALED_CHUNK_BYTES) {
+        emit(this.openFull(data.subarray(offset, offset + SEALED_CHUNK_BYTES)));
+        offset += SEALED_CHUNK_BYTES;
+        continue;
+      }
+      const n = Math.min(SEALED_CHUNK_BYTES - this.heldBytes, data.length - offset);
+      this.held.set(data.subarray(offset, offset + n), this.heldBytes);
+      this.heldBytes += n;
+      offset += n;
+      if (this.heldBytes === SEALED_CHUNK_BYTES) {
+        emit(this.openFull(this.held));
+        this.heldBytes = 0;
+      }
+    }
+  }
+
+  /** The input has ended: open the short last chunk, or say what is missing. */
+  finish(emit: (plaintext: Uint8Array) => void): void {
+    if (this.sawLastChunk) return;
+    if (this.heldBytes < TAG_BYTES) {
+      throw new DamagedFileError("The file is cut short (its last chunk is missing or incomplete).");
+    }
+    // Only a file whose whole plaintext is empty may end in an empty chunk.
+    if (this.heldBytes === TAG_BYTES && this.chunksOpened > 0) {
+      throw new DamagedFileError("The file is damaged (it ends in an empty chunk).");
+    }
+    const plain = this.tryOpen(this.held.subarray(0, this.heldBytes), true);
+    if (plain === null) {
+      throw new DamagedFileError(
+        `The file is damaged or cut short (chunk ${this.chunksOpened + 1} does not authenticate as the last one).`,
+      );
+    }
+    this.sawLastChunk = true;
+    emit(plain);
+  }
+
+  private openFull(sealed: Uint8Array): Uint8Array {
+    let plain = this.tryOpen(sealed, false);
+    if (plain === null) {
+      plain = this.tryOpen(sealed, true);
+      if (plain === null) {
+        throw new DamagedFileError(`The file is damaged (chunk ${this.chunksOpened + 1} does not authenticate).`);
+      }
+      this.sawLastChunk = true;
+    }
+    this.advance();
+    return plain;
+  }
+
+  private tryOpen(sealed: Uint8Array, last: boolean): Uint8Array | null {
+    this.nonce[11] = last ? 1 : 0;
     try {
-      return sodium.crypto_aead_chacha20poly1305_ietf_decrypt(null, sealed, null, nonce, key);
+      return sodium.crypto_aead_chacha20poly1305_ietf_decrypt(null, sealed, null, this.nonce, this.key);
     } catch {
       return null;
     }
-  };
-  const advance = () => {
-    chunksOpened++;
+  }
+
+  private advance(): void {
+    this.chunksOpened++;
     // Counter bytes 0..10, big-endian; byte 11 is the flag.
     for (let i = 10; i >= 0; i--) {
-      nonce[i] = (nonce[i]! + 1) & 0xff;
-      if (nonce[i] !== 0) return;
+      this.nonce[i] = (this.nonce[i]! + 1) & 0xff;
+      if (this.nonce[i] !== 0) return;
     }
     throw new DamagedFileError("The file has more chunks than age allows.");
-  };
-  const openFull = (sealed: Uint8Array): Uint8Array => {
-    let plain = tryOpen(sealed, false);
-    if (plain === null) {
-      plain = tryOpen(sealed, true);
-      if (plain === null) {
-        throw new DamagedFileError(`The file is damaged (chunk ${chunksOpened + 1} does not authenticate).`);
-      }
-      sawLastChunk = true;
-    }
-    advance();
-    return plain;
-  };
+  }
+}
 
+/** The STREAM payload layer as a TransformStream (for callers that pipe). */
+export function openStreamPayload(key: Uint8Array): TransformStream<Uint8Array, Uint8Array> {
+  const opener = new StreamOpener(key);
   return new TransformStream<Uint8Array, Uint8Array>({
     transform(data, controller) {
-      let offset = 0;
-      while (offset < data.length) {
-        if (sawLastChunk) throw new DamagedFileError("The file has extra data after its last chunk.");
-        // A whole chunk in this piece: open it in place instead of copying it first.
-        if (heldBytes === 0 && data.length - offset >= SEALED_CHUNK_BYTES) {
-          controller.enqueue(openFull(data.subarray(offset, offset + SEALED_CHUNK_BYTES)));
-          offset += SEALED_CHUNK_BYTES;
-          continue;
-        }
-        const n = Math.min(SEALED_CHUNK_BYTES - heldBytes, data.length - offset);
-        held.set(data.subarray(offset, offset + n), heldBytes);
-        heldBytes += n;
-        offset += n;
-        if (heldBytes === SEALED_CHUNK_BYTES) {
-          controller.enqueue(openFull(held));
-          heldBytes = 0;
-        }
-      }
+      opener.push(data, (p) => controller.enqueue(p));
     },
     flush(controller) {
-      if (sawLastChunk) return;
-      if (heldBytes < TAG_BYTES) {
-        throw new DamagedFileError("The file is cut short (its last chunk is missing or incomplete).");
-      }
-      // Only a file whose whole plaintext is empty may end in an empty chunk.
-      if (heldBytes === TAG_BYTES && chunksOpened > 0) {
-        throw new DamagedFileError("The file is damaged (it ends in an empty chunk).");
-      }
-      const plain = tryOpen(held.subarray(0, heldBytes), true);
-      if (plain === null) {
-        throw new DamagedFileError(
-          `The file is damaged or cut short (chunk ${chunksOpened + 1} does not authenticate as the last one).`,
-        );
-      }
-      controller.enqueue(plain);
+      opener.finish((p) => controller.enqueue(p));
     },
   });
+}
+
+/**
+ * The same layer pulled straight from the ciphertext reader: one stream between the
+ * network and the consumer instead of a source, a pipe and a transform, which is
+ * measurably cheaper per 64 KiB chunk in Chromium. Keeps up to two plaintext chunks
+ * decrypted ahead of the consumer.
+ */
+function openPayloadFrom(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  readAhead: Uint8Array,
+  key: Uint8Array,
+): ReadableStream<Uint8Array> {
+  const opener = new StreamOpener(key);
+  let pending: Uint8Array | null = readAhead.length > 0 ? readAhead : null;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        let emitted = false;
+        const emit = (p: Uint8Array) => {
+          controller.enqueue(p);
+          emitted = true;
+        };
+        try {
+          while (!emitted) {
+            if (pending !== null) {
+              opener.push(pending, emit);
+              pending = null;
+              continue;
+            }
+            const { done, value } = await reader.read();
+            if (done) {
+              opener.finish(emit);
+              controller.close();
+              return;
+            }
+            opener.push(value, emit);
+          }
+        } catch (e) {
+          await reader.cancel(e).catch(() => {});
+          throw e;
+        }
+      },
+      cancel(reason) {
+        return reader.cancel(reason);
+      },
+    },
+    new CountQueuingStrategy({ highWaterMark: 2 }),
+  );
 }
 
 /** A stream reader that can hand back bytes it read ahead. */
@@ -263,28 +332,9 @@ class PrefixedReader {
     return this.take(this.buffered.length);
   }
 
-  /** Whatever was read ahead, then the rest of the underlying stream. */
-  rest(): ReadableStream<Uint8Array> {
-    const reader = this.reader;
-    const ahead = this.take(this.buffered.length);
-    const ended = this.ended;
-    return new ReadableStream<Uint8Array>(
-      {
-        start(controller) {
-          if (ahead.length > 0) controller.enqueue(ahead);
-          if (ended) controller.close();
-        },
-        async pull(controller) {
-          const { done, value } = await reader.read();
-          if (done) controller.close();
-          else controller.enqueue(value);
-        },
-        cancel(reason) {
-          return reader.cancel(reason);
-        },
-      },
-      { highWaterMark: 0 },
-    );
+  /** The underlying reader and the bytes already read past what was asked for. */
+  detach(): { source: ReadableStreamDefaultReader<Uint8Array>; readAhead: Uint8Array } {
+    return { source: this.reader, readAhead: this.take(this.buffered.length) };
   }
 
   private take(n: number): Uint8Array {
