@@ -4,7 +4,7 @@
 
 import { Decrypter, Encrypter, generateIdentity, identityToRecipient } from "age-encryption";
 import sodium from "libsodium-wrappers";
-import { decryptAge as decryptAgeWasm, type Secret } from "../src/crypto/stream-wasm";
+import { decryptAge as decryptAgeWasm, payloadEngine, type Secret } from "../src/crypto/stream-wasm";
 
 const PIECE = 64 * 1024;
 
@@ -213,6 +213,7 @@ function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
 (globalThis as unknown as { hd: unknown }).hd = {
   roundTrip,
   decryptOtherKey,
+  payloadEngine,
   age: { generateIdentity },
   microSetup,
   microRound,

@@ -16,6 +16,7 @@ test("stream-wasm opens what age-encryption seals, and rejects it cut, extended 
   const browser = await launch(executable);
   try {
     const page = await openHarness(browser, `http://127.0.0.1:${server.address().port}/`, await harnessBundle());
+    assert.equal(await page.evaluate(() => globalThis.hd.payloadEngine()), "wasm");
     const run = (size, piece, alter, secret = "identity") =>
       page.evaluate((a) => globalThis.hd.roundTrip(...a), [size, piece, alter, secret]);
 
@@ -59,6 +60,41 @@ test("stream-wasm opens what age-encryption seals, and rejects it cut, extended 
       const got = await page.evaluate((id) => globalThis.hd.decryptOtherKey(id), identity);
       assert.equal(got.error, "WrongKeyError", JSON.stringify(got));
       assert.equal(got.releasedBytes, 0);
+    }
+  } finally {
+    await browser.close();
+    server.close();
+  }
+});
+
+test("where the page's CSP forbids WebAssembly, stream-wasm falls back to pure JS with the same results", async (t) => {
+  const executable = chromiumOrSkip(t);
+  if (!executable) return;
+  const bundle = await harnessBundle();
+  // Without 'wasm-unsafe-eval' in script-src, Chromium refuses to compile libsodium.
+  const server = http.createServer((req, res) => {
+    res.setHeader("content-security-policy", "default-src 'none'; script-src 'self'; connect-src 'self'");
+    if (req.url === "/harness.js") {
+      res.setHeader("content-type", "text/javascript");
+      res.end(bundle);
+    } else {
+      res.setHeader("content-type", "text/html");
+      res.end('<!doctype html><title>csp</title><script src="/harness.js"></script>');
+    }
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  const browser = await launch(executable);
+  try {
+    const page = await browser.newPage();
+    await page.goto(`http://127.0.0.1:${server.address().port}/`);
+    assert.equal(await page.evaluate(() => globalThis.hd.payloadEngine()), "js");
+    const run = (size, piece, alter) =>
+      page.evaluate((a) => globalThis.hd.roundTrip(...a), [size, piece, alter, "identity"]);
+    for (const size of [0, 65536, 200_000]) {
+      assert.deepEqual(await run(size, 5000, "none"), { error: null, message: "", releasedBytes: size, matches: true });
+      const cut = await run(size, 5000, "truncate");
+      assert.equal(cut.error, "DamagedFileError");
+      assert.ok(cut.matches);
     }
   } finally {
     await browser.close();

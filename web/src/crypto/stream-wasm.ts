@@ -10,8 +10,11 @@
 // here, byte for byte as docs/FORMAT.md and the age spec describe it.
 //
 // Same signature and error classes as decrypt.ts's decryptAge, so the page can swap
-// one import for the other.
+// one import for the other. Where WebAssembly cannot run (a Content-Security-Policy
+// without 'wasm-unsafe-eval', a locked-down browser), the same STREAM code runs on
+// @noble/ciphers — age-encryption's own pure-JS AEAD — slower but byte for byte alike.
 
+import { chacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { Decrypter, armor, identityToRecipient } from "age-encryption";
 import sodium from "libsodium-wrappers";
 import { DamagedFileError, WrongKeyError, WrongPassphraseError } from "./errors";
@@ -43,6 +46,7 @@ export async function decryptAge(
   secret: Secret,
 ): Promise<ReadableStream<Uint8Array>> {
   const decrypter = await decrypterFor(secret);
+  const aead = await payloadAead();
   const reader = ciphertext.getReader();
   let input = new PrefixedReader(reader);
   try {
@@ -59,9 +63,8 @@ export async function decryptAge(
     const nonce = await input.readExactly(PAYLOAD_NONCE_BYTES);
     if (nonce === null) throw new DamagedFileError("The file ends before its payload starts.");
     const payloadKey = await derivePayloadKey(fileKey, nonce);
-    await sodium.ready;
     const { source, readAhead } = input.detach();
-    return openPayloadFrom(source, readAhead, payloadKey);
+    return openPayloadFrom(source, readAhead, new StreamOpener(payloadKey, aead));
   } catch (e) {
     await reader.cancel().catch(() => {});
     throw e;
@@ -77,8 +80,9 @@ async function decrypterFor(secret: Secret): Promise<Decrypter> {
   // Decode the identity up front, so a mangled link reads as a bad key rather than
   // as a damaged file when age-encryption first touches it inside the header check.
   try {
-    await identityToRecipient(secret.identity);
-    decrypter.addIdentity(secret.identity);
+    const identity = secret.identity.trim();
+    await identityToRecipient(identity);
+    decrypter.addIdentity(identity);
   } catch {
     throw new WrongKeyError("The key in the link is not a valid age identity.");
   }
@@ -95,7 +99,44 @@ function headerError(e: unknown, secret: Secret): Error {
       ? new WrongPassphraseError("The passphrase does not open this file.")
       : new WrongKeyError("The key in the link does not open this file.");
   }
+  if (message.includes("scrypt work factor is too high")) {
+    return new DamagedFileError("The file asks for more passphrase work than a browser allows.");
+  }
   return new DamagedFileError(`The file's header is damaged (${message}).`);
+}
+
+/** Opens one sealed chunk, or returns null when it does not authenticate. */
+type Aead = (sealed: Uint8Array, nonce: Uint8Array, key: Uint8Array) => Uint8Array | null;
+
+const sodiumAead: Aead = (sealed, nonce, key) => {
+  try {
+    return sodium.crypto_aead_chacha20poly1305_ietf_decrypt(null, sealed, null, nonce, key);
+  } catch {
+    return null;
+  }
+};
+
+const nobleAead: Aead = (sealed, nonce, key) => {
+  try {
+    return chacha20poly1305(key, nonce).decrypt(sealed);
+  } catch {
+    return null;
+  }
+};
+
+/** libsodium's WASM AEAD, or the pure-JS one where WebAssembly may not run. */
+async function payloadAead(): Promise<Aead> {
+  try {
+    await sodium.ready;
+    return sodiumAead;
+  } catch {
+    return nobleAead;
+  }
+}
+
+/** Which AEAD decryptAge will use in this context: "wasm", or "js" where WASM is blocked. */
+export async function payloadEngine(): Promise<"wasm" | "js"> {
+  return (await payloadAead()) === sodiumAead ? "wasm" : "js";
 }
 
 async function derivePayloadKey(fileKey: Uint8Array, nonce: Uint8Array): Promise<Uint8Array> {
@@ -131,7 +172,10 @@ class StreamOpener {
   private chunksOpened = 0;
   private sawLastChunk = false;
 
-  constructor(private readonly key: Uint8Array) {}
+  constructor(
+    private readonly key: Uint8Array,
+    private readonly aead: Aead,
+  ) {}
 
   /** Opens every chunk `data` completes; throws DamagedFileError on the first bad one. */
   push(data: Uint8Array, emit: (plaintext: Uint8Array) => void): void {
@@ -190,11 +234,7 @@ class StreamOpener {
 
   private tryOpen(sealed: Uint8Array, last: boolean): Uint8Array | null {
     this.nonce[11] = last ? 1 : 0;
-    try {
-      return sodium.crypto_aead_chacha20poly1305_ietf_decrypt(null, sealed, null, this.nonce, this.key);
-    } catch {
-      return null;
-    }
+    return this.aead(sealed, this.nonce, this.key);
   }
 
   private advance(): void {
@@ -209,8 +249,8 @@ class StreamOpener {
 }
 
 /** The STREAM payload layer as a TransformStream (for callers that pipe). */
-export function openStreamPayload(key: Uint8Array): TransformStream<Uint8Array, Uint8Array> {
-  const opener = new StreamOpener(key);
+export async function openStreamPayload(key: Uint8Array): Promise<TransformStream<Uint8Array, Uint8Array>> {
+  const opener = new StreamOpener(key, await payloadAead());
   return new TransformStream<Uint8Array, Uint8Array>({
     transform(data, controller) {
       opener.push(data, (p) => controller.enqueue(p));
@@ -230,9 +270,8 @@ export function openStreamPayload(key: Uint8Array): TransformStream<Uint8Array, 
 function openPayloadFrom(
   reader: ReadableStreamDefaultReader<Uint8Array>,
   readAhead: Uint8Array,
-  key: Uint8Array,
+  opener: StreamOpener,
 ): ReadableStream<Uint8Array> {
-  const opener = new StreamOpener(key);
   let pending: Uint8Array | null = readAhead.length > 0 ? readAhead : null;
   return new ReadableStream<Uint8Array>(
     {
