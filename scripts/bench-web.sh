@@ -90,8 +90,11 @@ cmp "$WORK/input.bin" "$WORK/check.bin" || { echo "CLI roundtrip mismatch" >&2; 
 rm -f "$WORK/check.bin"
 
 echo "running $ROUNDS interleaved rounds..." >&2
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 BENCH_PLAINTEXT_BYTES=$BYTES node "$ROOT/web/bench/bench.mjs" --link "$LINK" --cli "$CLI" \
     --out "$WORK/output.bin" --rounds "$ROUNDS" --micro-mib "${MICRO_MIB:-64}" > "$WORK/result.json"
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "load average before the rounds: $LOAD_BEFORE; after: $LOAD_AFTER (other work on this machine slows every path)"
 
 python3 - "$WORK/result.json" "$BYTES" "$SIZE_MIB" "$ROUNDS" <<'PY'
 import json, os, statistics, sys
