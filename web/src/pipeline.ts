@@ -1,7 +1,8 @@
 // download → count → decrypt, shared by the page (save picker, in-memory) and the
 // service worker. No DOM access.
 
-import { decryptAge, type Secret } from "./crypto/decrypt";
+import type { Secret } from "./crypto/decrypt";
+import { decryptAge } from "./crypto/stream-wasm";
 import { fetchCiphertext } from "./share";
 
 /** Ciphertext bytes received so far, reported as they arrive. */

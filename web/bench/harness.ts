@@ -1,0 +1,224 @@
+// In-page functions the browser benchmark (scripts/bench-web.sh → web/bench/bench.mjs)
+// and the CCTV test (web/test/cctv.test.mjs) call through Playwright. Not the recipient
+// page: no UI, just the crypto paths and a discard sink.
+
+import { Decrypter, Encrypter, generateIdentity, identityToRecipient } from "age-encryption";
+import sodium from "libsodium-wrappers";
+import { decryptAge as decryptAgeWasm, payloadEngine, type Secret } from "../src/crypto/stream-wasm";
+
+const PIECE = 64 * 1024;
+
+/** Drains a stream, counting bytes and (optionally) checking them against `expect`. */
+async function drain(stream: ReadableStream<Uint8Array>, expect?: Uint8Array): Promise<number> {
+  const reader = stream.getReader();
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (expect) {
+      for (let i = 0; i < value.length; i += 4099) {
+        if (value[i] !== expect[total + i]) throw new Error(`plaintext differs at byte ${total + i}`);
+      }
+    }
+    total += value.length;
+  }
+  if (expect && total !== expect.length) throw new Error(`got ${total} bytes, want ${expect.length}`);
+  return total;
+}
+
+/** The ciphertext as a stream of 64 KiB pieces, as a network body might arrive. */
+function pieces(bytes: Uint8Array): ReadableStream<Uint8Array> {
+  let offset = 0;
+  return new ReadableStream({
+    pull(controller) {
+      if (offset >= bytes.length) return controller.close();
+      controller.enqueue(bytes.slice(offset, offset + PIECE));
+      offset += PIECE;
+    },
+  });
+}
+
+function randomBytes(n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i += 65536) crypto.getRandomValues(out.subarray(i, Math.min(n, i + 65536)));
+  return out;
+}
+
+let micro: { plaintext: Uint8Array; ciphertext: Uint8Array; identity: string } | null = null;
+
+/** Encrypts `mib` MiB of random bytes to a fresh X25519 identity, once per page. */
+async function microSetup(mib: number): Promise<number> {
+  const identity = await generateIdentity();
+  const enc = new Encrypter();
+  enc.addRecipient(await identityToRecipient(identity));
+  const plaintext = randomBytes(mib * 1024 * 1024);
+  micro = { plaintext, ciphertext: await enc.encrypt(plaintext), identity };
+  return micro.ciphertext.length;
+}
+
+/** One timed decryption of the setup file; returns milliseconds. */
+async function microRound(path: "js" | "wasm" | "sodium-raw"): Promise<number> {
+  if (!micro) throw new Error("microSetup first");
+  const { plaintext, ciphertext, identity } = micro;
+  const t0 = performance.now();
+  if (path === "js") {
+    const d = new Decrypter();
+    d.addIdentity(identity);
+    await drain(await d.decrypt(pieces(ciphertext)), plaintext);
+  } else if (path === "wasm") {
+    await drain(await decryptAgeWasm(pieces(ciphertext), { identity }), plaintext);
+  } else {
+    // The bare primitive on 64 KiB chunks: the ceiling for any STREAM built on it.
+    await sodium.ready;
+    const key = sodium.randombytes_buf(32);
+    const nonce = new Uint8Array(12);
+    const chunk = randomBytes(PIECE);
+    const sealed = sodium.crypto_aead_chacha20poly1305_ietf_encrypt(chunk, null, null, nonce, key);
+    const t1 = performance.now();
+    for (let done = 0; done < plaintext.length; done += PIECE) {
+      sodium.crypto_aead_chacha20poly1305_ietf_decrypt(null, sealed, null, nonce, key);
+    }
+    return performance.now() - t1;
+  }
+  return performance.now() - t0;
+}
+
+/** Fetches `url` and decrypts the body into a discard sink. */
+async function fetchDecrypt(url: string, identity: string): Promise<{ bytes: number; ms: number }> {
+  const t0 = performance.now();
+  const res = await fetch(url, { cache: "no-store" });
+  if (!res.ok || !res.body) throw new Error(`GET ${url}: ${res.status}`);
+  const bytes = await drain(await decryptAgeWasm(res.body, { identity }));
+  return { bytes, ms: performance.now() - t0 };
+}
+
+/** Same fetch, body drained without decrypting. */
+async function fetchOnly(url: string): Promise<{ bytes: number; ms: number }> {
+  const t0 = performance.now();
+  const res = await fetch(url, { cache: "no-store" });
+  if (!res.ok || !res.body) throw new Error(`GET ${url}: ${res.status}`);
+  const bytes = await drain(res.body);
+  return { bytes, ms: performance.now() - t0 };
+}
+
+/** Decrypts one test vector; reports the outcome and the hash of what was released. */
+async function decryptVector(
+  base64: string,
+  secret: Secret,
+): Promise<{ error: string | null; message: string; releasedSha256: string; releasedBytes: number }> {
+  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  const released: Uint8Array[] = [];
+  let error: string | null = null;
+  let message = "";
+  try {
+    const reader = (await decryptAgeWasm(pieces(bytes), secret)).getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      released.push(value);
+    }
+  } catch (e) {
+    error = e instanceof Error ? e.name : String(e);
+    message = e instanceof Error ? e.message : "";
+  }
+  const all = new Uint8Array(released.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of released) {
+    all.set(c, at);
+    at += c.length;
+  }
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", all));
+  const hex = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+  return { error, message, releasedSha256: hex, releasedBytes: all.length };
+}
+
+/**
+ * Encrypts `size` random bytes with age-encryption, optionally alters the ciphertext
+ * ("truncate" drops its last byte, "extend" appends one, "flip" changes one byte in the
+ * last chunk, or in the nonce of an empty file), and decrypts it with stream-wasm fed in `piece`-byte pieces.
+ */
+async function roundTrip(
+  size: number,
+  piece: number,
+  alter: "none" | "truncate" | "extend" | "flip",
+  secret: "identity" | "passphrase",
+): Promise<{ error: string | null; message: string; releasedBytes: number; matches: boolean }> {
+  const plaintext = randomBytes(size);
+  const enc = new Encrypter();
+  let key: Secret;
+  if (secret === "identity") {
+    const identity = await generateIdentity();
+    enc.addRecipient(await identityToRecipient(identity));
+    key = { identity };
+  } else {
+    enc.setPassphrase("correct horse");
+    enc.setScryptWorkFactor(10);
+    key = { passphrase: "correct horse" };
+  }
+  let ct = await enc.encrypt(plaintext);
+  if (alter === "truncate") ct = ct.subarray(0, ct.length - 1);
+  if (alter === "extend") ct = concatBytes(ct, Uint8Array.of(0));
+  if (alter === "flip") ct[ct.length - Math.min(size, 100) - 17]! ^= 1;
+  let offset = 0;
+  const input = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (offset >= ct.length) return controller.close();
+      controller.enqueue(ct.slice(offset, offset + piece));
+      offset += piece;
+    },
+  });
+  const got: Uint8Array[] = [];
+  let error: string | null = null;
+  let message = "";
+  try {
+    const reader = (await decryptAgeWasm(input, key)).getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      got.push(value);
+    }
+  } catch (e) {
+    error = e instanceof Error ? e.name : String(e);
+    message = e instanceof Error ? e.message : "";
+  }
+  let at = 0;
+  let matches = true;
+  for (const c of got) {
+    for (let i = 0; i < c.length; i++) if (c[i] !== plaintext[at + i]) matches = false;
+    at += c.length;
+  }
+  return { error, message, releasedBytes: at, matches };
+}
+
+/** A file sealed to a fresh identity, opened with `identity` instead. */
+async function decryptOtherKey(identity: string): Promise<{ error: string | null; releasedBytes: number }> {
+  const enc = new Encrypter();
+  enc.addRecipient(await identityToRecipient(await generateIdentity()));
+  const ct = await enc.encrypt(randomBytes(1000));
+  try {
+    const bytes = await drain(await decryptAgeWasm(pieces(ct), { identity }));
+    return { error: null, releasedBytes: bytes };
+  } catch (e) {
+    return { error: e instanceof Error ? e.name : String(e), releasedBytes: 0 };
+  }
+}
+
+function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+(globalThis as unknown as { hd: unknown }).hd = {
+  roundTrip,
+  decryptOtherKey,
+  payloadEngine,
+  age: { generateIdentity },
+  microSetup,
+  microRound,
+  fetchDecrypt,
+  fetchOnly,
+  decryptVector,
+  wasmInUse: () => typeof WebAssembly === "object",
+};
