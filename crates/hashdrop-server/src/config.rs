@@ -31,8 +31,9 @@ pub struct Config {
     pub dev_mode: bool,
     /// Answer of `GET /api/cli/version`.
     pub cli_version: String,
-    /// Peers whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Vec<IpAddr>,
+    /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is believed; empty
+    /// (the default) keys every request by its TCP peer.
+    pub trusted_proxies: Vec<TrustedProxy>,
     /// Time between SIGTERM and closing the listener, so load balancers see readyz 503.
     pub shutdown_grace_ms: u64,
     /// How long in-flight requests may still run after the listener closes.
@@ -85,6 +86,44 @@ impl Default for Config {
             mail_from: "Hashdrop <no-reply@localhost>".into(),
             cache: CacheConfig::default(),
         }
+    }
+}
+
+/// One entry of `trusted_proxies`: an address (`10.0.0.10`) or a CIDR range
+/// (`10.0.0.0/8`, `fd00::/8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TrustedProxy(ipnet::IpNet);
+
+impl TrustedProxy {
+    /// Whether `ip` is this proxy (or inside its range). IPv4 peers seen on an IPv6
+    /// socket (`::ffff:a.b.c.d`) match their IPv4 form.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.contains(&ip.to_canonical())
+    }
+}
+
+impl std::str::FromStr for TrustedProxy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        s.parse::<ipnet::IpNet>()
+            .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
+            .map(|n| TrustedProxy(n.trunc()))
+            .map_err(|_| format!("trusted_proxies: {s:?} is not an IP address or CIDR range"))
+    }
+}
+
+impl TryFrom<String> for TrustedProxy {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<TrustedProxy> for String {
+    fn from(p: TrustedProxy) -> String {
+        p.0.to_string()
     }
 }
 
@@ -470,7 +509,8 @@ mail_from = "Hashdrop <no-reply@localhost>"
 # database_replica_url = "postgres://user@replica/hashdrop"  # read-only owner endpoints
 # instance_id = "web-1"            # X-Hashdrop-Instance header; default {hostname}-{random}
 dev_mode = false                   # true enables DELETE /admin/reset
-trusted_proxies = []               # e.g. ["127.0.0.1"]: believe X-Forwarded-For from these
+trusted_proxies = []               # e.g. ["10.0.0.10", "10.1.0.0/16"]: the load balancers whose
+                                   # X-Forwarded-For is believed; [] = key clients by TCP peer
 shutdown_grace_ms = 0              # readyz answers 503 this long before the listener closes
 shutdown_timeout_secs = 30         # then in-flight requests get this long to finish
 

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::config::{GroupLimit, RateLimitConfig};
+use crate::config::{GroupLimit, RateLimitConfig, TrustedProxy};
 use crate::error::ApiError;
 use crate::redis_link::{Health, RedisLink};
 use crate::state::AppState;
@@ -341,19 +341,27 @@ pub fn from_config(cfg: &RateLimitConfig) -> anyhow::Result<std::sync::Arc<dyn R
     }
 }
 
-/// The client's IP: the peer, or — only when the peer is a trusted proxy — the
-/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
-    if !trusted.contains(&peer) {
+/// The client's IP: the TCP peer, unless the peer is a trusted proxy; then the
+/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy. Every
+/// header line counts, in order: HAProxy (`option forwardfor`) appends its own line
+/// after whatever the client sent, so the first line is the client's to choose and
+/// only the entries on the right were written by proxies we trust. An unparsable
+/// entry where the walk stops means the chain cannot be believed: the peer is used.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[TrustedProxy]) -> IpAddr {
+    let peer = peer.to_canonical();
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|t| t.contains(ip));
+    if !is_trusted(peer) {
         return peer;
     }
-    let Some(xff) = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) else {
-        return peer;
-    };
-    for part in xff.rsplit(',') {
+    let lines: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    for part in lines.iter().rev().flat_map(|line| line.rsplit(',')) {
         match part.trim().parse::<IpAddr>() {
-            Ok(ip) if trusted.contains(&ip) => continue,
-            Ok(ip) => return ip,
+            Ok(ip) if is_trusted(ip) => continue,
+            Ok(ip) => return ip.to_canonical(),
             Err(_) => return peer,
         }
     }
@@ -430,10 +438,28 @@ mod tests {
         h.insert("x-forwarded-for", "9.9.9.9, 10.0.0.1".parse().unwrap());
         let proxy: IpAddr = "10.0.0.1".parse().unwrap();
         let other: IpAddr = "8.8.8.8".parse().unwrap();
-        assert_eq!(client_ip(other, &h, &[proxy]), other);
+        let trusted = ["10.0.0.1".parse::<TrustedProxy>().unwrap()];
+        assert_eq!(client_ip(other, &h, &trusted), other);
         assert_eq!(
-            client_ip(proxy, &h, &[proxy]),
+            client_ip(proxy, &h, &trusted),
             "9.9.9.9".parse::<IpAddr>().unwrap()
         );
+    }
+
+    #[test]
+    fn xff_lines_are_read_right_to_left() {
+        let mut h = HeaderMap::new();
+        // The client's own line first, then the one each proxy appended.
+        h.append("x-forwarded-for", "1.1.1.1, 2.2.2.2".parse().unwrap());
+        h.append("x-forwarded-for", "7.7.7.7".parse().unwrap());
+        h.append("x-forwarded-for", "10.0.0.2".parse().unwrap());
+        let trusted = ["10.0.0.0/24".parse::<TrustedProxy>().unwrap()];
+        let peer: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(
+            client_ip(peer, &h, &trusted),
+            "7.7.7.7".parse::<IpAddr>().unwrap()
+        );
+        h.append("x-forwarded-for", "garbage".parse().unwrap());
+        assert_eq!(client_ip(peer, &h, &trusted), peer.to_canonical());
     }
 }
