@@ -242,7 +242,8 @@ pub struct RateLimitConfig {
     pub file_meta: GroupLimit,
     /// download redirect, share facts, share page, blob GET (per IP).
     pub download: GroupLimit,
-    /// healthz, readyz, cli/version (global only).
+    /// cli/version, metrics, openapi.json (global only); healthz and readyz are
+    /// never rate limited.
     pub health: GroupLimit,
 }
 

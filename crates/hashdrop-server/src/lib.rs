@@ -78,6 +78,7 @@ impl App {
             draining: Arc::new(AtomicBool::new(false)),
             jobs_notify: Arc::new(Notify::new()),
             public_url,
+            probes: Arc::default(),
         };
         Ok(App { state })
     }

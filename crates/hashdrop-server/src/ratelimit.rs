@@ -34,7 +34,7 @@ pub enum Group {
     FileMeta,
     /// public download paths.
     Download,
-    /// health, readiness, version.
+    /// version, metrics, OpenAPI (healthz and readyz are never limited).
     Health,
 }
 

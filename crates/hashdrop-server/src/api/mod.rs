@@ -18,9 +18,13 @@ pub fn router(state: AppState) -> Router {
     let group = |g: Group, r: Router<AppState>| {
         r.route_layer(from_fn_with_state((state.clone(), g), limit))
     };
-    let health = Router::new()
+    // Probes sit outside every rate limit: a bucket anonymous traffic can drain would
+    // let anyone make the load balancer take every instance out (ops::readyz
+    // coalesces its checks instead).
+    let probes = Router::new()
         .route("/api/healthz", get(ops::healthz))
-        .route("/api/readyz", get(ops::readyz))
+        .route("/api/readyz", get(ops::readyz));
+    let health = Router::new()
         .route("/api/cli/version", get(ops::cli_version))
         .route("/metrics", get(ops::metrics))
         .route("/api/openapi.json", get(ops::openapi));
@@ -59,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         download
     };
     Router::new()
+        .merge(probes)
         .merge(group(Group::Health, health))
         .merge(group(Group::Auth, auth_routes))
         .merge(group(Group::Otp, otp))
