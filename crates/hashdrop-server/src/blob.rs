@@ -274,8 +274,28 @@ fn local_store(state: &crate::state::AppState) -> Result<Arc<LocalBlobStore>, Ap
         .ok_or(ApiError::NotFound("no such route"))
 }
 
+/// Whether a `pending` file row owns `key` (`{user_hash}/{file_id}`): a signed PUT URL
+/// stays valid until it expires, but may only store an object the database will
+/// account for. A key that is no file's (deleted, failed, never presigned) would be
+/// stored outside every quota and never swept.
+async fn awaits_upload(state: &crate::state::AppState, key: &str) -> Result<bool, ApiError> {
+    let Some((_, file_id)) = key.split_once('/') else {
+        return Ok(false);
+    };
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT id FROM files WHERE id = $1 AND object_key = $2 AND status = 'pending'",
+    )
+    .bind(file_id)
+    .bind(key)
+    .fetch_optional(state.db.pool())
+    .await?;
+    Ok(row.is_some())
+}
+
 /// `PUT /blob/{prefix}/{name}`: streams the body to a temporary file and renames it
-/// into place; a body passing the signed limit is cut off with 413 and removed.
+/// into place; a body passing the signed limit is cut off with 413 and removed. The
+/// key must belong to a `pending` file, checked before and again after the body
+/// arrives (the file may be deleted meanwhile: the object is then removed again).
 pub async fn put_blob(
     State(state): State<crate::state::AppState>,
     AxPath((prefix, name)): AxPath<(String, String)>,
@@ -285,6 +305,10 @@ pub async fn put_blob(
     let store = local_store(&state)?;
     let key = format!("{prefix}/{name}");
     store.check_sig("PUT", &key, &q)?;
+    let no_upload = || ApiError::NotFound("no pending upload for this object");
+    if !awaits_upload(&state, &key).await? {
+        return Err(no_upload());
+    }
     let max = q.max.unwrap_or(0);
     let too_large = ApiError::TooLarge("object exceeds the per-file size limit");
     if let Some(len) = req
@@ -326,6 +350,11 @@ pub async fn put_blob(
             Err(e) => return Err(e.into()),
         }
         let _ = tokio::fs::remove_file(&tmp).await;
+        // Deleted while the body streamed: its blob-delete job may already have run.
+        if !awaits_upload(&state, &key).await? {
+            let _ = tokio::fs::remove_file(&dst).await;
+            return Err(no_upload());
+        }
         Ok::<u64, ApiError>(written)
     }
     .await;
