@@ -159,10 +159,16 @@ pub async fn presign(
 /// if the file was not live (someone else got there first).
 pub async fn retire_file(state: &AppState, file_id: &str, status: &str) -> anyhow::Result<bool> {
     let mut tx = state.db.begin().await?;
+    crate::quota::lock_global(&mut tx).await?;
+    // The conditional UPDATE is the transition; only the request it returned the row
+    // to releases the quota.
     let row: Option<(String, String, i64)> = sqlx::query_as(
-        "SELECT user_id, object_key, encrypted_size FROM files \
-         WHERE id = $1 AND status IN ('pending', 'uploaded')",
+        "UPDATE files SET status = $1, updated_at = $2 \
+         WHERE id = $3 AND status IN ('pending', 'uploaded') \
+         RETURNING user_id, object_key, encrypted_size",
     )
+    .bind(status)
+    .bind(now_ms())
     .bind(file_id)
     .fetch_optional(&mut *tx)
     .await?;
@@ -170,17 +176,6 @@ pub async fn retire_file(state: &AppState, file_id: &str, status: &str) -> anyho
         return Ok(false);
     };
     crate::quota::release(&mut tx, &user_id, size).await?;
-    let r = sqlx::query(
-        "UPDATE files SET status = $1, updated_at = $2 WHERE id = $3 AND status IN ('pending', 'uploaded')",
-    )
-    .bind(status)
-    .bind(now_ms())
-    .bind(file_id)
-    .execute(&mut *tx)
-    .await?;
-    if r.rows_affected() == 0 {
-        return Ok(false);
-    }
     jobs::enqueue_blob_delete(&mut tx, &key, state.cfg.jobs.max_attempts).await?;
     tx.commit().await?;
     state.jobs_notify.notify_one();
@@ -460,8 +455,12 @@ pub async fn delete_file(
         _ => return Err(ApiError::Conflict("id prefix matches several files")),
     };
     let mut tx = state.db.begin().await?;
+    crate::quota::lock_global(&mut tx).await?;
+    // The DELETE is the transition: of parallel deletes of one file only the one it
+    // returns the row to releases the quota; the others find nothing (404).
     let row: Option<(String, String, i64)> = sqlx::query_as(
-        "SELECT status, object_key, encrypted_size FROM files WHERE id = $1 AND user_id = $2",
+        "DELETE FROM files WHERE id = $1 AND user_id = $2 \
+         RETURNING status, object_key, encrypted_size",
     )
     .bind(&id)
     .bind(&user_id)
@@ -473,10 +472,6 @@ pub async fn delete_file(
     if status == "pending" || status == "uploaded" {
         crate::quota::release(&mut tx, &user_id, size).await?;
     }
-    sqlx::query("DELETE FROM files WHERE id = $1")
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
     jobs::enqueue_blob_delete(&mut tx, &key, state.cfg.jobs.max_attempts).await?;
     tx.commit().await?;
     state.jobs_notify.notify_one();

@@ -169,6 +169,9 @@ pub async fn admin_reset(State(state): State<AppState>) -> ApiResult<StatusCode>
         });
     }
     let mut tx = state.db.begin().await?;
+    // Global row first, as every quota path: a delete or presign in flight finishes
+    // before (and is wiped) or waits and then finds no file or user to count.
+    crate::quota::lock_global(&mut tx).await?;
     let files: Vec<(String, String)> = sqlx::query_as("SELECT id, object_key FROM files")
         .fetch_all(&mut *tx)
         .await?;

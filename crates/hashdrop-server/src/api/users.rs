@@ -292,9 +292,7 @@ pub async fn delete_account(
     // Lock the global row first, as every quota path does. On PostgreSQL this also
     // waits out any presign in flight for this user, so the usage read next (a new
     // snapshot under READ COMMITTED) includes it.
-    sqlx::query("UPDATE global_usage SET used_bytes = used_bytes WHERE id = 1")
-        .execute(&mut *tx)
-        .await?;
+    crate::quota::lock_global(&mut tx).await?;
     let used: Option<(i64,)> = sqlx::query_as("SELECT used_bytes FROM users WHERE id = $1")
         .bind(&user_id)
         .fetch_optional(&mut *tx)
