@@ -182,7 +182,11 @@ async fn register_verify_login_errors(b: Backend) {
 }
 
 async fn otp_brute_force_is_capped(b: Backend) {
-    let app = TestApp::spawn_with(b, |c| c.auth.otp_max_attempts = 3).await;
+    let app = TestApp::spawn_with(b, |c| {
+        c.auth.otp_max_attempts = 3;
+        c.auth.otp_ttl_secs = 3;
+    })
+    .await;
     assert_eq!(
         app.register("b@example.com", "long enough pw")
             .await
@@ -226,7 +230,12 @@ async fn otp_brute_force_is_capped(b: Backend) {
         .await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(error_code(r).await, "otp_attempts_exceeded");
-    // Registering again issues a fresh code that works.
+    // Registering again does not hand out new guesses while the burned code lives.
+    let r = app.register("b@example.com", "long enough pw").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(error_code(r).await, "otp_attempts_exceeded");
+    // Once it has expired, registering again issues a fresh code that works.
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     assert_eq!(
         app.register("b@example.com", "long enough pw")
             .await
