@@ -162,7 +162,9 @@ pub async fn register(
     ))
 }
 
-/// `PATCH /api/user/verify`: checks the code. Every guess first consumes one of the
+/// `PATCH /api/user/verify`: checks the code; 204 only for the right code of an
+/// unverified account, the same 401 for a wrong code, an unknown address and an
+/// account already verified. Every guess first consumes one of the
 /// capped attempts in a single conditional UPDATE, so parallel guessing cannot get
 /// more tries than the cap.
 pub async fn verify(
@@ -176,12 +178,11 @@ pub async fn verify(
             .bind(&email)
             .fetch_optional(state.db.pool())
             .await?;
-    let Some((user_id, verified_at)) = user else {
+    // An unknown and an already verified address answer exactly like a wrong code:
+    // anything else tells a caller which addresses have accounts.
+    let Some((user_id, None)) = user else {
         return Err(invalid);
     };
-    if verified_at.is_some() {
-        return Ok(StatusCode::NO_CONTENT);
-    }
     let otp = req.otp.trim();
     let well_formed = otp.len() == 6 && otp.bytes().all(|b| b.is_ascii_digit());
     let now = now_ms();
