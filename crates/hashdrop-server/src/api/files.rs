@@ -57,6 +57,30 @@ fn exact_id(q: &IdQuery) -> ApiResult<String> {
     parse_file_id(s)
 }
 
+/// RFC 6838 `restricted-name`: 1 to 127 characters, a letter or digit first, then
+/// letters, digits and `!#$&-^_.+`.
+fn is_restricted_name(s: &str) -> bool {
+    (1..=127).contains(&s.len())
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+}
+
+/// An optional `type/subtype` media type (no parameters), at most 255 bytes; it is
+/// stored and may be shown, so anything else is a 400 before anything is written.
+fn parse_mime_type(m: Option<&str>) -> ApiResult<Option<String>> {
+    let Some(m) = m else { return Ok(None) };
+    let valid = m.len() <= 255
+        && m.split_once('/')
+            .is_some_and(|(t, sub)| is_restricted_name(t) && is_restricted_name(sub));
+    if !valid {
+        return Err(ApiError::BadRequest(
+            "mime_type must be a type/subtype media type of at most 255 characters".into(),
+        ));
+    }
+    Ok(Some(m.to_ascii_lowercase()))
+}
+
 /// `POST /api/files/presign`.
 pub async fn presign(
     State(state): State<AppState>,
@@ -70,6 +94,7 @@ pub async fn presign(
             "file_name must be 1 to 255 printable characters".into(),
         ));
     }
+    let mime_type = parse_mime_type(req.mime_type.as_deref())?;
     // An empty stored hash means "not known yet": complete must then supply it.
     let plaintext_hash = match &req.plaintext_hash {
         Some(h) if is_hex64(h) => h.to_ascii_lowercase(),
@@ -126,7 +151,7 @@ pub async fn presign(
     .bind(&user_id)
     .bind(&object_key)
     .bind(name)
-    .bind(req.mime_type.as_deref())
+    .bind(mime_type.as_deref())
     .bind(&plaintext_hash)
     .bind(size)
     .bind(req.key_management_mode.as_str())

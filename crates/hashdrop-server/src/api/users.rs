@@ -240,6 +240,11 @@ async fn check_credentials(
     creds: Credentials,
 ) -> ApiResult<Option<(String, Option<i64>)>> {
     let email = creds.email.trim().to_ascii_lowercase();
+    // No stored account has a longer address or password (register checks both), so
+    // an oversized one is wrong without a database query or a hash over megabytes.
+    if email.len() > 254 || creds.password.chars().count() > 128 {
+        return Ok(None);
+    }
     let user: Option<(String, String, Option<i64>)> =
         sqlx::query_as("SELECT id, password_hash, verified_at FROM users WHERE email = $1")
             .bind(&email)
