@@ -95,7 +95,7 @@ pub struct OpenedStore {
 pub fn open(url: &str, public_url: &str, keys: Keys, s3: &S3Config) -> anyhow::Result<OpenedStore> {
     if let Some(dir) = url.strip_prefix("file://") {
         let root = PathBuf::from(dir);
-        std::fs::create_dir_all(&root)
+        crate::private_fs::create_dir(&root)
             .with_context(|| format!("creating blob dir {}", root.display()))?;
         let local = Arc::new(LocalBlobStore {
             root,
@@ -214,10 +214,12 @@ impl BlobStore for LocalBlobStore {
     async fn put_file(&self, key: &str, src: &Path) -> anyhow::Result<()> {
         let dst = self.path(key)?;
         if let Some(p) = dst.parent() {
-            tokio::fs::create_dir_all(p).await?;
+            crate::private_fs::create_dir_async(p).await?;
         }
         let tmp = dst.with_extension(format!("part-{}", crate::crypto::random_hex(4)));
+        // copy() keeps the source's mode; blobs are 0600 like everything stored.
         tokio::fs::copy(src, &tmp).await?;
+        crate::private_fs::restrict(&tmp, crate::private_fs::FILE_MODE)?;
         tokio::fs::rename(&tmp, &dst).await?;
         Ok(())
     }
@@ -323,10 +325,10 @@ pub async fn put_blob(
     }
     let dst = store.path(&key)?;
     let dir = dst.parent().context("object path has a parent")?;
-    tokio::fs::create_dir_all(dir).await?;
+    crate::private_fs::create_dir_async(dir).await?;
     let tmp = dir.join(format!("{name}.part-{}", crate::crypto::random_hex(6)));
     let result = async {
-        let mut file = tokio::fs::File::create(&tmp).await?;
+        let mut file = crate::private_fs::create_file(&tmp).await?;
         let mut written: u64 = 0;
         let mut stream = req.into_body().into_data_stream();
         while let Some(chunk) = stream.next().await {

@@ -40,7 +40,8 @@ impl LogMailer {
 #[async_trait]
 impl Mailer for LogMailer {
     async fn send(&self, mail: &Mail) -> anyhow::Result<()> {
-        tokio::fs::create_dir_all(&self.dir).await?;
+        // The spool holds OTPs: private directory, private files.
+        crate::private_fs::create_dir_async(&self.dir).await?;
         let now = time::OffsetDateTime::now_utc();
         let date = now
             .format(&time::format_description::well_known::Rfc2822)
@@ -60,7 +61,7 @@ impl Mailer for LogMailer {
         );
         // Write then rename so a reader never sees half a message.
         let tmp = self.dir.join(format!(".{name}.tmp"));
-        tokio::fs::write(&tmp, eml.as_bytes()).await?;
+        crate::private_fs::write_new(&tmp, eml.as_bytes()).await?;
         tokio::fs::rename(&tmp, self.dir.join(&name)).await?;
         tracing::info!(to = %mail.to, subject = %mail.subject, body = %mail.body, file = %name, "mail (log mailer)");
         Ok(())
