@@ -49,7 +49,8 @@ pub fn router(state: AppState) -> Router {
     let download = Router::new()
         .route(
             "/files/download/{user_hash}/{file_id}",
-            get(public::download),
+            // HEAD explicitly: a GET route would run the counting handler for it.
+            get(public::download).head(public::download_head),
         )
         .route("/api/share/{file_id}", get(public::share_info))
         .route("/d/{file_id}", get(public::share_page));
