@@ -488,3 +488,214 @@ both_backends!(
     presign_rejects_bad_mime_types,
     head_does_not_count_as_download,
 );
+
+// ---------------------------------------------------------------- review items
+
+/// R1. The OTP lives only in the mail: not in a finished job's payload (jobs are
+/// kept for days) nor in the log line of the log mailer (checked next to its code).
+async fn otp_is_not_kept_in_finished_jobs(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    assert_eq!(
+        app.register("jobs-otp@example.com", "long enough pw")
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let otp = app.otp_for("jobs-otp@example.com").await;
+    let payloads = poll(Duration::from_secs(10), || async {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT state, payload FROM jobs WHERE kind = 'send_mail'")
+                .fetch_all(app.state.db.pool())
+                .await
+                .ok()?;
+        rows.iter()
+            .all(|(s, _)| s == "done")
+            .then_some(rows)
+            .filter(|r| !r.is_empty())
+    })
+    .await
+    .expect("mail job done");
+    for (_, payload) in payloads {
+        assert!(
+            !payload.contains(&otp),
+            "finished job keeps the code: {payload}"
+        );
+    }
+}
+
+/// R2. Registering sends mail: a handful per IP and hour, not ten a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_is_limited_per_ip_per_hour() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.rate_limit.enabled = true).await;
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let r = app
+            .register(&format!("many{i}@example.com"), "long enough pw")
+            .await;
+        statuses.push(r.status());
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::CREATED,
+            StatusCode::CREATED,
+            StatusCode::CREATED,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+}
+
+/// R2. Password guessing against one account from many addresses is throttled
+/// per account (keyed by the normalized email), whatever the client IPs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_is_throttled_per_account() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.rate_limit.enabled = true;
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let mut limited = 0;
+    for i in 0..20 {
+        let email = if i % 2 == 0 {
+            "Victim@Example.com"
+        } else {
+            " victim@example.com"
+        };
+        let r = app
+            .client
+            .post(app.url("/api/user/login"))
+            .header("x-forwarded-for", format!("198.51.100.{i}"))
+            .json(&json!({"email": email, "password": format!("guess number {i}")}))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited += 1;
+        }
+    }
+    assert!(limited >= 10, "only {limited} of 20 guesses were throttled");
+    // Another account is not affected.
+    let r = app
+        .client
+        .post(app.url("/api/user/login"))
+        .header("x-forwarded-for", "198.51.100.99")
+        .json(&json!({"email": "other@example.com", "password": "whatever1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// R3. With `metrics_token` set, `/metrics` wants it as a bearer token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_require_the_configured_token() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        common::merge_toml(c, "metrics_token = \"scrape-secret-123\"")
+    })
+    .await;
+    let r = app.get("/metrics", None).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(r).await, "unauthorized");
+    let r = app.get("/metrics", Some("wrong-secret")).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = app.get("/metrics", Some("scrape-secret-123")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("hashdrop_"));
+}
+
+/// R4. A blob PUT whose client stops sending is cut off, and leaves no `.part` file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_blob_put_times_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        common::merge_toml(c, "[limits]\nupload_idle_timeout_secs = 1")
+    })
+    .await;
+    let t = app.user("stall@example.com").await;
+    let p = app.presigned(&t.access_token, presign_body(10)).await;
+    let url = reqwest::Url::parse(&p.upload_resource.url).unwrap();
+    let mut sock = tokio::net::TcpStream::connect(url.socket_addrs(|| None).unwrap()[0])
+        .await
+        .unwrap();
+    let head = format!(
+        "PUT {}?{} HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc",
+        url.path(),
+        url.query().unwrap()
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(8), sock.read(&mut answer))
+        .await
+        .expect("the server answers a stalled upload")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let dir = app
+        .data_dir
+        .join("blobs")
+        .join(p.object_key.split('/').next().unwrap());
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// R4. `.part-*` files a crash left behind are swept once old.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_part_files_are_swept() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let dir = app.data_dir.join("blobs").join("usrh-crashed");
+    std::fs::create_dir_all(&dir).unwrap();
+    let stale = dir.join("0a1b.part-123456");
+    let fresh = dir.join("0a1c.part-654321");
+    let object = dir.join("0a1d");
+    for p in [&stale, &fresh, &object] {
+        std::fs::write(p, b"x").unwrap();
+    }
+    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+    for p in [&stale, &object] {
+        std::fs::File::options()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+    }
+    let n = hashdrop_server::jobs::run_cleaner(&app.state, "stale_upload_parts")
+        .await
+        .expect("cleaner runs");
+    assert_eq!(n, 1);
+    assert!(!stale.exists(), "stale part removed");
+    assert!(fresh.exists(), "an upload in progress is kept");
+    assert!(object.exists(), "objects are never touched");
+}
+
+/// R6. Downloads are served as opaque attachments, whatever type the uploader
+/// claimed (local store here; the S3 variant is in tests/s3.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_blob_get_is_an_opaque_attachment() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let t = app.user("html@example.com").await;
+    let p = app
+        .upload(
+            &t.access_token,
+            b"<script>alert(1)</script>",
+            json!({"mime_type": "text/html"}),
+        )
+        .await;
+    let link = app.details(&t.access_token, &p.file_id).await.download_url;
+    let r = app.client.get(&link).send().await.unwrap();
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let r = app.client.get(&loc).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let h = r.headers();
+    assert_eq!(h["content-type"], "application/octet-stream");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert!(
+        h.get("content-disposition")
+            .is_some_and(|v| v.to_str().unwrap().starts_with("attachment")),
+        "{h:?}"
+    );
+}
+
+both_backends!(otp_is_not_kept_in_finished_jobs);

@@ -257,7 +257,11 @@ pub async fn download_head(
     if dl_day == now / DAY_MS && dl_day_count >= daily_limit {
         return Err(daily_limit_reached(now));
     }
-    Ok((StatusCode::NO_CONTENT, [(header::CACHE_CONTROL, "no-store")]).into_response())
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(header::CACHE_CONTROL, "no-store")],
+    )
+        .into_response())
 }
 
 /// `GET /api/share/{file_id}`: what a recipient needs, nothing about the owner.

@@ -674,3 +674,13 @@ impl HaproxyProcess {
         format!("http://127.0.0.1:{}", self.port)
     }
 }
+
+/// Applies TOML `settings` over `cfg` the way a config file would, so a test can set
+/// keys by name (an unknown key fails the test with the loader's own message).
+pub fn merge_toml(cfg: &mut Config, settings: &str) {
+    use figment::providers::{Format, Serialized, Toml};
+    *cfg = figment::Figment::from(Serialized::defaults(cfg.clone()))
+        .merge(Toml::string(settings))
+        .extract()
+        .unwrap_or_else(|e| panic!("config {settings:?}: {e}"));
+}
