@@ -138,11 +138,15 @@ pub fn backoff_ms(base: u64, max: u64, attempt: i64) -> u64 {
 async fn finish(db: &Db, job: &Claimed, result: anyhow::Result<()>, base: u64, max: u64) {
     let now = now_ms();
     let r = match result {
+        // A sent mail's payload is dropped: it holds the OTP, and done jobs are kept
+        // for days. Other payloads (object keys, cleaner names) stay for diagnosis.
         Ok(()) => sqlx::query(
-            "UPDATE jobs SET state = 'done', locked_until = NULL, updated_at = $1 WHERE id = $2",
+            "UPDATE jobs SET state = 'done', locked_until = NULL, updated_at = $1, \
+             payload = CASE WHEN kind = $3 THEN '{}' ELSE payload END WHERE id = $2",
         )
         .bind(now)
         .bind(job.id)
+        .bind(KIND_SEND_MAIL)
         .execute(db.pool())
         .await,
         Err(e) => {
