@@ -215,6 +215,10 @@ pub struct GroupLimit {
     pub global_per_minute: u32,
     /// Requests per minute per client IP or user; 0 = no per-key bucket.
     pub per_key_per_minute: u32,
+    /// Requests per hour per client IP or user (a second, slower per-key bucket of
+    /// this size, refilled over an hour); 0 = none.
+    #[serde(default)]
+    pub per_key_per_hour: u32,
 }
 
 /// Rate limiting per endpoint group.
@@ -228,8 +232,12 @@ pub struct RateLimitConfig {
     pub backend: String,
     /// Prefix of every Redis key, so several deployments can share one Redis.
     pub redis_key_prefix: String,
-    /// register, login, delete account (per IP).
+    /// login, delete account (per IP).
     pub auth: GroupLimit,
+    /// register, which sends mail (per IP).
+    pub register: GroupLimit,
+    /// login attempts per account (keyed by the normalized email, whatever the IP).
+    pub login_account: GroupLimit,
     /// verify (per IP).
     pub otp: GroupLimit,
     /// refresh, revoke (per IP).
@@ -252,12 +260,20 @@ impl Default for RateLimitConfig {
         let g = |global_per_minute, per_key_per_minute| GroupLimit {
             global_per_minute,
             per_key_per_minute,
+            per_key_per_hour: 0,
+        };
+        let hourly = |global_per_minute, per_key_per_minute, per_key_per_hour| GroupLimit {
+            global_per_minute,
+            per_key_per_minute,
+            per_key_per_hour,
         };
         RateLimitConfig {
             enabled: true,
             backend: "memory".into(),
             redis_key_prefix: "hashdrop".into(),
             auth: g(300, 10),
+            register: hourly(300, 0, 3),
+            login_account: hourly(0, 5, 30),
             otp: g(300, 10),
             token: g(1200, 60),
             upload: g(600, 30),
@@ -542,7 +558,10 @@ enabled = true
 backend = "memory"                 # or "redis://127.0.0.1:6379" to share limits between instances
 redis_key_prefix = "hashdrop"
 # requests per minute: whole group, and per client IP / user (0 = none)
+# per_key_per_hour adds a slower per-key bucket (N per hour, bursts of N).
 auth = { global_per_minute = 300, per_key_per_minute = 10 }
+register = { global_per_minute = 300, per_key_per_minute = 0, per_key_per_hour = 3 }
+login_account = { global_per_minute = 0, per_key_per_minute = 5, per_key_per_hour = 30 }
 otp = { global_per_minute = 300, per_key_per_minute = 10 }
 token = { global_per_minute = 1200, per_key_per_minute = 60 }
 upload = { global_per_minute = 600, per_key_per_minute = 30 }
@@ -586,6 +605,8 @@ mod tests {
         assert_eq!(parsed.listen, d.listen);
         assert_eq!(parsed.limits.user_bytes, d.limits.user_bytes);
         assert_eq!(parsed.rate_limit.download, d.rate_limit.download);
+        assert_eq!(parsed.rate_limit.register, d.rate_limit.register);
+        assert_eq!(parsed.rate_limit.login_account, d.rate_limit.login_account);
         assert_eq!(parsed.jobs.max_attempts, d.jobs.max_attempts);
         assert_eq!(parsed.mail_from, d.mail_from);
         assert_eq!(parsed.cache.backend, d.cache.backend);

@@ -20,8 +20,12 @@ use crate::state::AppState;
 /// Endpoint groups, each with its own limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Group {
-    /// register, login, delete account.
+    /// login, delete account.
     Auth,
+    /// register (sends mail).
+    Register,
+    /// login attempts against one account, checked by the login handler itself.
+    LoginAccount,
     /// verify.
     Otp,
     /// refresh, revoke.
@@ -42,6 +46,8 @@ impl Group {
     fn limits(self, c: &RateLimitConfig) -> GroupLimit {
         match self {
             Group::Auth => c.auth,
+            Group::Register => c.register,
+            Group::LoginAccount => c.login_account,
             Group::Otp => c.otp,
             Group::Token => c.token,
             Group::Upload => c.upload,
@@ -74,7 +80,7 @@ pub struct Decision {
 /// A rate limiter shared by all requests.
 #[async_trait]
 pub trait RateLimiter: Send + Sync + std::fmt::Debug {
-    /// Takes one token from the group's global bucket and from `key`'s bucket.
+    /// Takes one token from the group's global bucket and from `key`'s buckets.
     async fn check(&self, group: Group, key: &str) -> Decision;
 
     /// Whether the limiter works as configured; readiness reports it.
@@ -90,12 +96,37 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn refill(&mut self, now: Instant, per_minute: u32) {
-        let rate = per_minute as f64 / 60.0;
+    fn refill(&mut self, now: Instant, size: u32, period_secs: f64) {
+        let rate = size as f64 / period_secs;
         let dt = now.duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + dt * rate).min(per_minute as f64);
+        self.tokens = (self.tokens + dt * rate).min(size as f64);
         self.last = now;
     }
+}
+
+/// One bucket a check takes from: `size` tokens, refilled over `period_secs`.
+struct BucketSpec {
+    key: String,
+    size: u32,
+    period_secs: u32,
+}
+
+/// The buckets of one check, in a fixed order: the group's global one, the per-key
+/// per-minute one, the per-key per-hour one; those sized 0 are left out.
+fn bucket_specs(lim: GroupLimit, key: &str) -> Vec<BucketSpec> {
+    [
+        (GLOBAL_KEY.to_string(), lim.global_per_minute, 60),
+        (key.to_string(), lim.per_key_per_minute, 60),
+        (format!("{key}\0hour"), lim.per_key_per_hour, 3600),
+    ]
+    .into_iter()
+    .filter(|(_, size, _)| *size > 0)
+    .map(|(key, size, period_secs)| BucketSpec {
+        key,
+        size,
+        period_secs,
+    })
+    .collect()
 }
 
 /// In-process token buckets.
@@ -127,33 +158,28 @@ impl RateLimiter for MemoryLimiter {
         if map.len() > 100_000 {
             map.retain(|_, b| now.duration_since(b.last).as_secs() < 120);
         }
-        let mut pairs: Vec<(String, u32)> = vec![(GLOBAL_KEY.to_string(), lim.global_per_minute)];
-        if lim.per_key_per_minute > 0 {
-            pairs.push((key.to_string(), lim.per_key_per_minute));
-        }
+        let specs = bucket_specs(lim, key);
         // Check every bucket before taking from any, so a refusal costs nothing.
         let mut tightest: Option<Decision> = None;
         let mut allowed = true;
-        for (k, per_minute) in &pairs {
-            if *per_minute == 0 {
-                continue;
-            }
-            let b = map.entry((group, k.clone())).or_insert(Bucket {
-                tokens: *per_minute as f64,
+        for spec in &specs {
+            let b = map.entry((group, spec.key.clone())).or_insert(Bucket {
+                tokens: spec.size as f64,
                 last: now,
             });
-            b.refill(now, *per_minute);
-            let rate = *per_minute as f64 / 60.0;
+            let period = spec.period_secs as f64;
+            b.refill(now, spec.size, period);
+            let rate = spec.size as f64 / period;
             let ok = b.tokens >= 1.0;
             let after = if ok { b.tokens - 1.0 } else { b.tokens };
             let reset = if ok {
-                ((*per_minute as f64 - after) / rate).ceil() as u64
+                ((spec.size as f64 - after) / rate).ceil() as u64
             } else {
                 ((1.0 - b.tokens) / rate).ceil().max(1.0) as u64
             };
             let d = Decision {
                 allowed: ok,
-                limit: *per_minute,
+                limit: spec.size,
                 remaining: after.floor() as u32,
                 reset_secs: reset,
             };
@@ -167,11 +193,9 @@ impl RateLimiter for MemoryLimiter {
             }
         }
         if allowed {
-            for (k, per_minute) in &pairs {
-                if *per_minute > 0 {
-                    if let Some(b) = map.get_mut(&(group, k.clone())) {
-                        b.tokens -= 1.0;
-                    }
+            for spec in &specs {
+                if let Some(b) = map.get_mut(&(group, spec.key.clone())) {
+                    b.tokens -= 1.0;
                 }
             }
         }
@@ -211,11 +235,11 @@ impl std::fmt::Debug for RedisLimiter {
     }
 }
 
-// KEYS: the buckets to take from (1 or 2); ARGV: their sizes in tokens per minute.
-// Returns {allowed, limit, remaining, reset_secs} of the tightest bucket, chosen as
-// MemoryLimiter chooses it. A bucket is a hash {tokens, ts (ms)}; a missing one is
-// full, which is also what an idle bucket becomes after a minute, so buckets expire
-// after 61 s and idle keys cost no memory.
+// KEYS: the buckets to take from (1 to 3); ARGV: size and refill period (ms) of each,
+// in pairs. Returns {allowed, limit, remaining, reset_secs} of the tightest bucket,
+// chosen as MemoryLimiter chooses it. A bucket is a hash {tokens, ts (ms)}; a missing
+// one is full, which is also what an idle bucket becomes after its period, so
+// buckets expire a second after it and idle keys cost no memory.
 const BUCKET_SCRIPT: &str = r#"
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
@@ -224,20 +248,20 @@ local n = #KEYS
 local tokens = {}
 local all = true
 for i = 1, n do
-  local size = tonumber(ARGV[i])
+  local size, period = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
   local b = redis.call('HMGET', KEYS[i], 'tokens', 'ts')
   local tk, ts = tonumber(b[1]), tonumber(b[2])
   if tk == nil or ts == nil then tk = size; ts = now end
   local dt = now - ts
   if dt < 0 then dt = 0 end
-  tk = math.min(size, tk + dt * size / 60000)
+  tk = math.min(size, tk + dt * size / period)
   tokens[i] = tk
   if tk < 1 then all = false end
 end
 local best_ok, best_limit, best_left, best_reset
 for i = 1, n do
-  local size = tonumber(ARGV[i])
-  local rate = size / 60
+  local size, period = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local rate = size * 1000 / period
   local tk = tokens[i]
   local ok = tk >= 1
   local after, reset = tk, 0
@@ -255,7 +279,7 @@ end
 if all then
   for i = 1, n do
     redis.call('HSET', KEYS[i], 'tokens', tokens[i] - 1, 'ts', now)
-    redis.call('PEXPIRE', KEYS[i], 61000)
+    redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[2 * i]) + 1000)
   end
 end
 return {all and 1 or 0, best_limit, best_left, best_reset}
@@ -277,18 +301,20 @@ impl RedisLimiter {
     async fn check_redis(&self, group: Group, key: &str) -> Option<Decision> {
         let lim = group.limits(&self.cfg);
         let mut script = self.script.prepare_invoke();
-        let mut buckets = 0;
-        if lim.global_per_minute > 0 {
-            script.key(format!("{}:rl:{group:?}:global", self.prefix));
-            script.arg(lim.global_per_minute);
-            buckets += 1;
+        let specs = bucket_specs(lim, key);
+        for spec in &specs {
+            let name = if spec.key == GLOBAL_KEY {
+                format!("{}:rl:{group:?}:global", self.prefix)
+            } else if let Some(k) = spec.key.strip_suffix("\0hour") {
+                format!("{}:rl:{group:?}:h:{k}", self.prefix)
+            } else {
+                format!("{}:rl:{group:?}:k:{}", self.prefix, spec.key)
+            };
+            script.key(name);
+            script.arg(spec.size);
+            script.arg(spec.period_secs as u64 * 1000);
         }
-        if lim.per_key_per_minute > 0 {
-            script.key(format!("{}:rl:{group:?}:k:{key}", self.prefix));
-            script.arg(lim.per_key_per_minute);
-            buckets += 1;
-        }
-        if buckets == 0 {
+        if specs.is_empty() {
             return Some(Decision {
                 allowed: true,
                 limit: 0,
@@ -368,6 +394,25 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[TrustedProxy]) ->
     peer
 }
 
+/// Takes a token for `key` in `group` from inside a handler (limits keyed by
+/// something only the handler knows, such as the account a login names); `Ok` when
+/// limits are off.
+pub async fn check_key(state: &AppState, group: Group, key: &str) -> Result<(), ApiError> {
+    if !state.cfg.rate_limit.enabled {
+        return Ok(());
+    }
+    let d = state.limiter.check(group, key).await;
+    if d.allowed {
+        return Ok(());
+    }
+    metrics::counter!("hashdrop_rate_limited_total").increment(1);
+    Err(ApiError::TooManyRequests {
+        message: "too many attempts; retry later",
+        code: "rate_limited",
+        retry_after: d.reset_secs,
+    })
+}
+
 /// Middleware applying `group`'s limits.
 pub async fn limit(
     State((state, group)): State<(AppState, Group)>,
@@ -419,6 +464,7 @@ mod tests {
             auth: GroupLimit {
                 global_per_minute: 100,
                 per_key_per_minute: 3,
+                per_key_per_hour: 0,
             },
             ..RateLimitConfig::default()
         };

@@ -28,8 +28,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/cli/version", get(ops::cli_version))
         .route("/metrics", get(ops::metrics))
         .route("/api/openapi.json", get(ops::openapi));
+    // register sends mail: its own, much slower per-IP budget.
+    let register = Router::new().route("/api/user/register", post(users::register));
     let auth_routes = Router::new()
-        .route("/api/user/register", post(users::register))
         .route("/api/user/login", post(users::login))
         .route("/api/user", delete(users::delete_account))
         .route("/admin/reset", delete(ops::admin_reset));
@@ -66,6 +67,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(probes)
         .merge(group(Group::Health, health))
+        .merge(group(Group::Register, register))
         .merge(group(Group::Auth, auth_routes))
         .merge(group(Group::Otp, otp))
         .merge(group(Group::Token, token))

@@ -285,11 +285,20 @@ async fn issue_refresh_token(
     Ok(token)
 }
 
-/// `POST /api/user/login`.
+const LOGIN_THROTTLE_DOMAIN: &str = "login-throttle";
+
+/// `POST /api/user/login`. Besides the per-IP limit of its route, attempts against
+/// one account are limited whatever addresses they come from (`login_account`),
+/// keyed by a keyed hash of the normalized email so no address lands in Redis.
 pub async fn login(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<Credentials>,
 ) -> ApiResult<Json<LoginResponse>> {
+    let account = state.keys.keyed_hash(
+        LOGIN_THROTTLE_DOMAIN,
+        req.email.trim().to_ascii_lowercase().as_bytes(),
+    );
+    crate::ratelimit::check_key(&state, crate::ratelimit::Group::LoginAccount, &account).await?;
     let Some((user_id, verified)) = check_credentials(&state, req).await? else {
         return Err(ApiError::Unauthorized("invalid email or password"));
     };
