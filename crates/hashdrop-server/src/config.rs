@@ -59,6 +59,8 @@ pub struct Config {
     pub mail_from: String,
     /// Cache of the public file lookup.
     pub cache: CacheConfig,
+    /// When set, `GET /metrics` requires `Authorization: Bearer {metrics_token}`.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for Config {
@@ -85,6 +87,7 @@ impl Default for Config {
             instance_id: None,
             mail_from: "Hashdrop <no-reply@localhost>".into(),
             cache: CacheConfig::default(),
+            metrics_token: None,
         }
     }
 }
@@ -426,6 +429,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "instance_id",
     "mail_from",
     "cache",
+    "metrics_token",
 ];
 
 impl Config {
@@ -528,6 +532,7 @@ mail_from = "Hashdrop <no-reply@localhost>"
 dev_mode = false                   # true enables DELETE /admin/reset
 trusted_proxies = []               # e.g. ["10.0.0.10", "10.1.0.0/16"]: the load balancers whose
                                    # X-Forwarded-For is believed; [] = key clients by TCP peer
+# metrics_token = "..."            # GET /metrics then wants "Authorization: Bearer ..."
 shutdown_grace_ms = 0              # readyz answers 503 this long before the listener closes
 shutdown_timeout_secs = 30         # then in-flight requests get this long to finish
 

@@ -123,8 +123,22 @@ pub async fn cli_version(State(state): State<AppState>) -> Json<CliVersion> {
     })
 }
 
-/// `GET /metrics`: Prometheus text format.
-pub async fn metrics(State(state): State<AppState>) -> Response {
+/// `GET /metrics`: Prometheus text format; with `metrics_token` set, only for a
+/// request carrying it as a bearer token (compared in constant time).
+pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(want) = state.cfg.metrics_token.as_deref() {
+        use subtle::ConstantTimeEq;
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let ok: bool = given.as_bytes().ct_eq(want.as_bytes()).into();
+        if !ok {
+            return ApiError::Unauthorized("metrics need the configured bearer token")
+                .into_response();
+        }
+    }
     // Gauges sampled at scrape time.
     if let Ok(rows) =
         sqlx::query_as::<_, (String, i64)>("SELECT state, COUNT(*) FROM jobs GROUP BY state")
