@@ -258,6 +258,41 @@ impl BlobStore for LocalBlobStore {
     }
 }
 
+impl LocalBlobStore {
+    /// Removes `.part-*` files (PUT bodies being written) last modified more than
+    /// `older_than` ago: no upload can still be writing them, so they are what a
+    /// crash left behind. Returns how many were removed.
+    pub async fn sweep_parts(&self, older_than: Duration) -> anyhow::Result<u64> {
+        let cutoff = std::time::SystemTime::now() - older_than;
+        let mut removed = 0;
+        let mut prefixes = match tokio::fs::read_dir(&self.root).await {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        while let Some(prefix) = prefixes.next_entry().await? {
+            if !prefix.file_type().await?.is_dir() {
+                continue;
+            }
+            let mut files = tokio::fs::read_dir(prefix.path()).await?;
+            while let Some(f) = files.next_entry().await? {
+                if !f.file_name().to_string_lossy().contains(".part-") {
+                    continue;
+                }
+                let stale = f
+                    .metadata()
+                    .await
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < cutoff);
+                if stale && tokio::fs::remove_file(f.path()).await.is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
 /// Query string of a signed blob URL.
 #[derive(Debug, Deserialize)]
 pub struct SignedQuery {
@@ -331,7 +366,22 @@ pub async fn put_blob(
         let mut file = crate::private_fs::create_file(&tmp).await?;
         let mut written: u64 = 0;
         let mut stream = req.into_body().into_data_stream();
-        while let Some(chunk) = stream.next().await {
+        // A client that stops sending would hold the connection and a `.part` file
+        // forever: each chunk must come within the idle timeout, and the whole body
+        // before the URL's expiry plus that timeout.
+        let idle = Duration::from_secs(state.cfg.limits.upload_idle_timeout_secs.max(1));
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_secs((q.exp - now_ms() / 1000).max(0) as u64)
+            + idle;
+        let stalled = || ApiError::RequestTimeout("upload stalled; start it again");
+        loop {
+            let next = tokio::time::timeout_at(
+                deadline.min(tokio::time::Instant::now() + idle),
+                stream.next(),
+            );
+            let Some(chunk) = next.await.map_err(|_| stalled())? else {
+                break;
+            };
             let chunk = chunk.map_err(|_| ApiError::BadRequest("upload interrupted".into()))?;
             written += chunk.len() as u64;
             if written > max {

@@ -193,6 +193,8 @@ pub struct Limits {
     pub download_url_ttl_secs: u64,
     /// Pending uploads older than this are swept.
     pub pending_upload_ttl_secs: u64,
+    /// A blob PUT whose body pauses this long is cut off with 408 (local store).
+    pub upload_idle_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -206,6 +208,7 @@ impl Default for Limits {
             upload_url_ttl_secs: 15 * 60,
             download_url_ttl_secs: 5 * 60,
             pending_upload_ttl_secs: 3600,
+            upload_idle_timeout_secs: 30,
         }
     }
 }
@@ -557,6 +560,7 @@ daily_downloads_per_file = 100
 upload_url_ttl_secs = 900
 download_url_ttl_secs = 300
 pending_upload_ttl_secs = 3600
+upload_idle_timeout_secs = 30      # a blob PUT pausing this long is cut off (408)
 
 [rate_limit]
 enabled = true

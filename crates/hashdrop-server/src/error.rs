@@ -36,6 +36,9 @@ pub enum ApiError {
     /// 410: the share link expired or used up.
     #[error("{0}")]
     Gone(&'static str),
+    /// 408: the client stopped sending a request body.
+    #[error("{0}")]
+    RequestTimeout(&'static str),
     /// 413: too large.
     #[error("{0}")]
     TooLarge(&'static str),
@@ -76,6 +79,11 @@ impl ApiError {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.to_string()),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.to_string()),
             ApiError::Gone(m) => (StatusCode::GONE, "gone", m.to_string()),
+            ApiError::RequestTimeout(m) => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                m.to_string(),
+            ),
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", m.to_string()),
             ApiError::TooManyRequests { message, code, .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, code, message.to_string())
