@@ -478,6 +478,43 @@ mod tests {
         assert!(l.check(Group::Auth, "b").await.allowed);
     }
 
+    /// Spoofable or plentiful keys (IPv6 addresses) must not grow the map without
+    /// bound: past its capacity, new keys share one overflow bucket per group, so a
+    /// flood of fresh keys gets one bucket's worth, not one per key.
+    #[tokio::test]
+    async fn memory_limiter_is_bounded() {
+        let cfg = RateLimitConfig {
+            auth: GroupLimit {
+                global_per_minute: 0,
+                per_key_per_minute: 3,
+                per_key_per_hour: 0,
+            },
+            ..RateLimitConfig::default()
+        };
+        let l = MemoryLimiter::with_capacity(cfg, 100);
+        let mut refused = 0;
+        for i in 0..10_000 {
+            if !l.check(Group::Auth, &format!("ip:{i}")).await.allowed {
+                refused += 1;
+            }
+        }
+        assert!(l.len() <= 101, "{} buckets", l.len());
+        assert!(
+            refused >= 9_000,
+            "fresh keys got their own buckets: {refused} refused"
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(ip_key(a), ip_key(b));
+        assert_ne!(ip_key(a), ip_key(c));
+        assert_eq!(ip_key("192.0.2.7".parse().unwrap()), "ip:192.0.2.7");
+    }
+
     #[test]
     fn xff_only_from_trusted_proxy() {
         let mut h = HeaderMap::new();
