@@ -93,6 +93,8 @@ pub trait RateLimiter: Send + Sync + std::fmt::Debug {
 struct Bucket {
     tokens: f64,
     last: Instant,
+    /// Refill period: a bucket idle this long is full again, the same as absent.
+    period_secs: u32,
 }
 
 impl Bucket {
@@ -129,36 +131,96 @@ fn bucket_specs(lim: GroupLimit, key: &str) -> Vec<BucketSpec> {
     .collect()
 }
 
-/// In-process token buckets.
+/// In-process token buckets, at most `capacity` of them. Buckets that refilled
+/// completely are dropped (a full bucket is the same as none), by a scan that runs
+/// only when the map is full and at most once a second. If the map is still full,
+/// a new key takes from its group's shared overflow bucket instead of getting its
+/// own: a flood of fresh keys (spoofed, or a whole IPv6 range) costs bounded memory
+/// and gets one bucket's worth of requests, never one per key.
 #[derive(Debug)]
 pub struct MemoryLimiter {
     cfg: RateLimitConfig,
-    buckets: Mutex<HashMap<(Group, String), Bucket>>,
+    capacity: usize,
+    buckets: Mutex<Buckets>,
 }
+
+#[derive(Debug)]
+struct Buckets {
+    map: HashMap<(Group, String), Bucket>,
+    last_prune: Option<Instant>,
+}
+
+/// Default bound on in-process buckets (a few MB).
+pub const DEFAULT_CAPACITY: usize = 100_000;
 
 impl MemoryLimiter {
     /// New limiter with the given limits.
     pub fn new(cfg: RateLimitConfig) -> Self {
+        Self::with_capacity(cfg, DEFAULT_CAPACITY)
+    }
+
+    /// New limiter keeping at most `capacity` buckets.
+    pub fn with_capacity(cfg: RateLimitConfig, capacity: usize) -> Self {
         MemoryLimiter {
             cfg,
-            buckets: Mutex::new(HashMap::new()),
+            capacity: capacity.max(16),
+            buckets: Mutex::new(Buckets {
+                map: HashMap::new(),
+                last_prune: None,
+            }),
         }
+    }
+
+    /// Buckets held now.
+    pub fn len(&self) -> usize {
+        self.buckets.lock().expect("limiter lock").map.len()
+    }
+
+    /// True when no bucket is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Buckets {
+    /// Makes room for `needed` new buckets if it can: drops full buckets, at most
+    /// once a second. Returns whether they fit.
+    fn room_for(&mut self, needed: usize, capacity: usize, now: Instant) -> bool {
+        if self.map.len() + needed <= capacity {
+            return true;
+        }
+        let due = self
+            .last_prune
+            .is_none_or(|t| now.duration_since(t).as_secs() >= 1);
+        if due {
+            self.last_prune = Some(now);
+            self.map
+                .retain(|_, b| now.duration_since(b.last).as_secs() < b.period_secs as u64);
+        }
+        self.map.len() + needed <= capacity
     }
 }
 
 const GLOBAL_KEY: &str = "\0global";
+const OVERFLOW_KEY: &str = "\0overflow";
 
 #[async_trait]
 impl RateLimiter for MemoryLimiter {
     async fn check(&self, group: Group, key: &str) -> Decision {
         let lim = group.limits(&self.cfg);
         let now = Instant::now();
-        let mut map = self.buckets.lock().expect("limiter lock");
-        // Forget idle keys so the map cannot grow without bound.
-        if map.len() > 100_000 {
-            map.retain(|_, b| now.duration_since(b.last).as_secs() < 120);
+        let mut buckets = self.buckets.lock().expect("limiter lock");
+        let mut specs = bucket_specs(lim, key);
+        let missing = specs
+            .iter()
+            .filter(|s| !buckets.map.contains_key(&(group, s.key.clone())))
+            .count();
+        // The global and overflow buckets (one each per group) are always allowed:
+        // the capacity bounds per-key buckets, and those are what a flood creates.
+        if missing > 0 && !buckets.room_for(missing, self.capacity, now) {
+            specs = bucket_specs(lim, OVERFLOW_KEY);
         }
-        let specs = bucket_specs(lim, key);
+        let map = &mut buckets.map;
         // Check every bucket before taking from any, so a refusal costs nothing.
         let mut tightest: Option<Decision> = None;
         let mut allowed = true;
@@ -166,6 +228,7 @@ impl RateLimiter for MemoryLimiter {
             let b = map.entry((group, spec.key.clone())).or_insert(Bucket {
                 tokens: spec.size as f64,
                 last: now,
+                period_secs: spec.period_secs,
             });
             let period = spec.period_secs as f64;
             b.refill(now, spec.size, period);
@@ -413,6 +476,19 @@ pub async fn check_key(state: &AppState, group: Group, key: &str) -> Result<(), 
     })
 }
 
+/// The per-IP key of `ip`. IPv6 clients are keyed by their /64: a single host
+/// usually holds a whole /64 and could otherwise use a fresh address per request.
+pub fn ip_key(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => format!("ip:{v4}"),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+            format!("ip:{net}/64")
+        }
+    }
+}
+
 /// Middleware applying `group`'s limits.
 pub async fn limit(
     State((state, group)): State<(AppState, Group)>,
@@ -431,9 +507,9 @@ pub async fn limit(
     let key = if group.keyed_by_user() {
         crate::api::auth::bearer_user(&state, req.headers())
             .map(|u| format!("user:{u}"))
-            .unwrap_or_else(|| format!("ip:{ip}"))
+            .unwrap_or_else(|| ip_key(ip))
     } else {
-        format!("ip:{ip}")
+        ip_key(ip)
     };
     let d = state.limiter.check(group, &key).await;
     let mut resp = if d.allowed {
