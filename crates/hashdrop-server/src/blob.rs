@@ -45,6 +45,10 @@ pub fn api_error(e: anyhow::Error) -> ApiError {
     }
 }
 
+/// The type every object is served as: ciphertext is opaque bytes, whatever type
+/// an uploader claimed.
+pub const OPAQUE_CONTENT_TYPE: &str = "application/octet-stream";
+
 /// An object store that hands out presigned URLs.
 #[async_trait]
 pub trait BlobStore: Send + Sync + std::fmt::Debug {
@@ -440,9 +444,23 @@ pub async fn get_blob(
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("serving blob: {e}")))?;
     let mut resp = resp.map(Body::new);
-    resp.headers_mut().insert(
+    let h = resp.headers_mut();
+    h.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, max-age=31536000, immutable"),
+    );
+    // Opaque bytes to save, never something a browser renders on this origin.
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(OPAQUE_CONTENT_TYPE),
+    );
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
     );
     Ok(resp)
 }
