@@ -1053,6 +1053,9 @@ async fn per_user_and_forwarded_ip_buckets(b: Backend) {
         c.rate_limit.enabled = true;
         c.rate_limit.list.per_key_per_minute = 2;
         c.rate_limit.auth.per_key_per_minute = 4;
+        c.rate_limit.register.per_key_per_hour = 2;
+        // This story is about per-IP buckets; the per-account one has its own test.
+        c.rate_limit.login_account.per_key_per_minute = 100;
         c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
     })
     .await;
@@ -1088,7 +1091,8 @@ async fn per_user_and_forwarded_ip_buckets(b: Backend) {
             .json(&json!({"email": "nobody@example.com", "password": "whatever1"}))
             .send()
     };
-    // The set-up above used up 127.0.0.1's auth bucket; forwarded clients have their own.
+    // The set-up above used up 127.0.0.1's register budget; forwarded clients have
+    // their own buckets.
     assert_eq!(
         app.register("rl-c@example.com", "long enough pw")
             .await
