@@ -233,6 +233,9 @@ defaults
     # A fresh server-side connection per request: no keep-alive connection can be
     # reused at the instant an instance closes it during a rolling restart.
     option http-server-close
+    # Appends the client's address as its own X-Forwarded-For line; the instances
+    # believe only the entries added by this proxy (trusted_proxies below).
+    option forwardfor
 
 frontend api
     bind 127.0.0.1:$PORT_LB
@@ -240,6 +243,9 @@ frontend api
 
 backend hashdrop
     balance roundrobin
+    # Connect to the instances from an address no local client uses, so the
+    # instances can tell the proxy (trusted) from a client (keyed by its address).
+    source 127.0.0.2
     option httpchk GET /api/readyz
     http-check expect status 200
     # Checks twice a second: a draining instance (readyz 503) is out within ~1 s,
@@ -317,7 +323,7 @@ public_url = "http://127.0.0.1:$PORT_LB"
 database_url = "postgres://postgres@127.0.0.1:$PORT_PG/$DB_NAME"
 database_replica_url = "postgres://postgres@127.0.0.1:$PORT_PG_REPLICA/$DB_NAME"
 blob_store = "s3://$BUCKET?endpoint=http://127.0.0.1:$PORT_S3&region=us-east-1&path_style=true"
-trusted_proxies = ["127.0.0.1"]
+trusted_proxies = ["127.0.0.2"]    # HAProxy's source address (see haproxy.cfg)
 # Longer than HAProxy needs to see readyz fail (2 checks x 500 ms).
 shutdown_grace_ms = 2000
 

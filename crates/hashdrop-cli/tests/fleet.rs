@@ -47,6 +47,8 @@ fn cluster_config() -> String {
     );
     for group in [
         "auth",
+        "register",
+        "login_account",
         "otp",
         "token",
         "upload",

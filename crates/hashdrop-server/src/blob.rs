@@ -45,6 +45,10 @@ pub fn api_error(e: anyhow::Error) -> ApiError {
     }
 }
 
+/// The type every object is served as: ciphertext is opaque bytes, whatever type
+/// an uploader claimed.
+pub const OPAQUE_CONTENT_TYPE: &str = "application/octet-stream";
+
 /// An object store that hands out presigned URLs.
 #[async_trait]
 pub trait BlobStore: Send + Sync + std::fmt::Debug {
@@ -95,7 +99,7 @@ pub struct OpenedStore {
 pub fn open(url: &str, public_url: &str, keys: Keys, s3: &S3Config) -> anyhow::Result<OpenedStore> {
     if let Some(dir) = url.strip_prefix("file://") {
         let root = PathBuf::from(dir);
-        std::fs::create_dir_all(&root)
+        crate::private_fs::create_dir(&root)
             .with_context(|| format!("creating blob dir {}", root.display()))?;
         let local = Arc::new(LocalBlobStore {
             root,
@@ -214,10 +218,12 @@ impl BlobStore for LocalBlobStore {
     async fn put_file(&self, key: &str, src: &Path) -> anyhow::Result<()> {
         let dst = self.path(key)?;
         if let Some(p) = dst.parent() {
-            tokio::fs::create_dir_all(p).await?;
+            crate::private_fs::create_dir_async(p).await?;
         }
         let tmp = dst.with_extension(format!("part-{}", crate::crypto::random_hex(4)));
+        // copy() keeps the source's mode; blobs are 0600 like everything stored.
         tokio::fs::copy(src, &tmp).await?;
+        crate::private_fs::restrict(&tmp, crate::private_fs::FILE_MODE)?;
         tokio::fs::rename(&tmp, &dst).await?;
         Ok(())
     }
@@ -256,6 +262,41 @@ impl BlobStore for LocalBlobStore {
     }
 }
 
+impl LocalBlobStore {
+    /// Removes `.part-*` files (PUT bodies being written) last modified more than
+    /// `older_than` ago: no upload can still be writing them, so they are what a
+    /// crash left behind. Returns how many were removed.
+    pub async fn sweep_parts(&self, older_than: Duration) -> anyhow::Result<u64> {
+        let cutoff = std::time::SystemTime::now() - older_than;
+        let mut removed = 0;
+        let mut prefixes = match tokio::fs::read_dir(&self.root).await {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        while let Some(prefix) = prefixes.next_entry().await? {
+            if !prefix.file_type().await?.is_dir() {
+                continue;
+            }
+            let mut files = tokio::fs::read_dir(prefix.path()).await?;
+            while let Some(f) = files.next_entry().await? {
+                if !f.file_name().to_string_lossy().contains(".part-") {
+                    continue;
+                }
+                let stale = f
+                    .metadata()
+                    .await
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < cutoff);
+                if stale && tokio::fs::remove_file(f.path()).await.is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
 /// Query string of a signed blob URL.
 #[derive(Debug, Deserialize)]
 pub struct SignedQuery {
@@ -274,8 +315,28 @@ fn local_store(state: &crate::state::AppState) -> Result<Arc<LocalBlobStore>, Ap
         .ok_or(ApiError::NotFound("no such route"))
 }
 
+/// Whether a `pending` file row owns `key` (`{user_hash}/{file_id}`): a signed PUT URL
+/// stays valid until it expires, but may only store an object the database will
+/// account for. A key that is no file's (deleted, failed, never presigned) would be
+/// stored outside every quota and never swept.
+async fn awaits_upload(state: &crate::state::AppState, key: &str) -> Result<bool, ApiError> {
+    let Some((_, file_id)) = key.split_once('/') else {
+        return Ok(false);
+    };
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT id FROM files WHERE id = $1 AND object_key = $2 AND status = 'pending'",
+    )
+    .bind(file_id)
+    .bind(key)
+    .fetch_optional(state.db.pool())
+    .await?;
+    Ok(row.is_some())
+}
+
 /// `PUT /blob/{prefix}/{name}`: streams the body to a temporary file and renames it
-/// into place; a body passing the signed limit is cut off with 413 and removed.
+/// into place; a body passing the signed limit is cut off with 413 and removed. The
+/// key must belong to a `pending` file, checked before and again after the body
+/// arrives (the file may be deleted meanwhile: the object is then removed again).
 pub async fn put_blob(
     State(state): State<crate::state::AppState>,
     AxPath((prefix, name)): AxPath<(String, String)>,
@@ -285,6 +346,10 @@ pub async fn put_blob(
     let store = local_store(&state)?;
     let key = format!("{prefix}/{name}");
     store.check_sig("PUT", &key, &q)?;
+    let no_upload = || ApiError::NotFound("no pending upload for this object");
+    if !awaits_upload(&state, &key).await? {
+        return Err(no_upload());
+    }
     let max = q.max.unwrap_or(0);
     let too_large = ApiError::TooLarge("object exceeds the per-file size limit");
     if let Some(len) = req
@@ -299,13 +364,28 @@ pub async fn put_blob(
     }
     let dst = store.path(&key)?;
     let dir = dst.parent().context("object path has a parent")?;
-    tokio::fs::create_dir_all(dir).await?;
+    crate::private_fs::create_dir_async(dir).await?;
     let tmp = dir.join(format!("{name}.part-{}", crate::crypto::random_hex(6)));
     let result = async {
-        let mut file = tokio::fs::File::create(&tmp).await?;
+        let mut file = crate::private_fs::create_file(&tmp).await?;
         let mut written: u64 = 0;
         let mut stream = req.into_body().into_data_stream();
-        while let Some(chunk) = stream.next().await {
+        // A client that stops sending would hold the connection and a `.part` file
+        // forever: each chunk must come within the idle timeout, and the whole body
+        // before the URL's expiry plus that timeout.
+        let idle = Duration::from_secs(state.cfg.limits.upload_idle_timeout_secs.max(1));
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_secs((q.exp - now_ms() / 1000).max(0) as u64)
+            + idle;
+        let stalled = || ApiError::RequestTimeout("upload stalled; start it again");
+        loop {
+            let next = tokio::time::timeout_at(
+                deadline.min(tokio::time::Instant::now() + idle),
+                stream.next(),
+            );
+            let Some(chunk) = next.await.map_err(|_| stalled())? else {
+                break;
+            };
             let chunk = chunk.map_err(|_| ApiError::BadRequest("upload interrupted".into()))?;
             written += chunk.len() as u64;
             if written > max {
@@ -326,6 +406,11 @@ pub async fn put_blob(
             Err(e) => return Err(e.into()),
         }
         let _ = tokio::fs::remove_file(&tmp).await;
+        // Deleted while the body streamed: its blob-delete job may already have run.
+        if !awaits_upload(&state, &key).await? {
+            let _ = tokio::fs::remove_file(&dst).await;
+            return Err(no_upload());
+        }
         Ok::<u64, ApiError>(written)
     }
     .await;
@@ -359,9 +444,23 @@ pub async fn get_blob(
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("serving blob: {e}")))?;
     let mut resp = resp.map(Body::new);
-    resp.headers_mut().insert(
+    let h = resp.headers_mut();
+    h.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, max-age=31536000, immutable"),
+    );
+    // Opaque bytes to save, never something a browser renders on this origin.
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(OPAQUE_CONTENT_TYPE),
+    );
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
     );
     Ok(resp)
 }

@@ -31,8 +31,9 @@ pub struct Config {
     pub dev_mode: bool,
     /// Answer of `GET /api/cli/version`.
     pub cli_version: String,
-    /// Peers whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Vec<IpAddr>,
+    /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is believed; empty
+    /// (the default) keys every request by its TCP peer.
+    pub trusted_proxies: Vec<TrustedProxy>,
     /// Time between SIGTERM and closing the listener, so load balancers see readyz 503.
     pub shutdown_grace_ms: u64,
     /// How long in-flight requests may still run after the listener closes.
@@ -58,6 +59,8 @@ pub struct Config {
     pub mail_from: String,
     /// Cache of the public file lookup.
     pub cache: CacheConfig,
+    /// When set, `GET /metrics` requires `Authorization: Bearer {metrics_token}`.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for Config {
@@ -84,7 +87,46 @@ impl Default for Config {
             instance_id: None,
             mail_from: "Hashdrop <no-reply@localhost>".into(),
             cache: CacheConfig::default(),
+            metrics_token: None,
         }
+    }
+}
+
+/// One entry of `trusted_proxies`: an address (`10.0.0.10`) or a CIDR range
+/// (`10.0.0.0/8`, `fd00::/8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TrustedProxy(ipnet::IpNet);
+
+impl TrustedProxy {
+    /// Whether `ip` is this proxy (or inside its range). IPv4 peers seen on an IPv6
+    /// socket (`::ffff:a.b.c.d`) match their IPv4 form.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.contains(&ip.to_canonical())
+    }
+}
+
+impl std::str::FromStr for TrustedProxy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        s.parse::<ipnet::IpNet>()
+            .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
+            .map(|n| TrustedProxy(n.trunc()))
+            .map_err(|_| format!("trusted_proxies: {s:?} is not an IP address or CIDR range"))
+    }
+}
+
+impl TryFrom<String> for TrustedProxy {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<TrustedProxy> for String {
+    fn from(p: TrustedProxy) -> String {
+        p.0.to_string()
     }
 }
 
@@ -151,6 +193,8 @@ pub struct Limits {
     pub download_url_ttl_secs: u64,
     /// Pending uploads older than this are swept.
     pub pending_upload_ttl_secs: u64,
+    /// A blob PUT whose body pauses this long is cut off with 408 (local store).
+    pub upload_idle_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -164,6 +208,7 @@ impl Default for Limits {
             upload_url_ttl_secs: 15 * 60,
             download_url_ttl_secs: 5 * 60,
             pending_upload_ttl_secs: 3600,
+            upload_idle_timeout_secs: 30,
         }
     }
 }
@@ -176,6 +221,10 @@ pub struct GroupLimit {
     pub global_per_minute: u32,
     /// Requests per minute per client IP or user; 0 = no per-key bucket.
     pub per_key_per_minute: u32,
+    /// Requests per hour per client IP or user (a second, slower per-key bucket of
+    /// this size, refilled over an hour); 0 = none.
+    #[serde(default)]
+    pub per_key_per_hour: u32,
 }
 
 /// Rate limiting per endpoint group.
@@ -189,8 +238,12 @@ pub struct RateLimitConfig {
     pub backend: String,
     /// Prefix of every Redis key, so several deployments can share one Redis.
     pub redis_key_prefix: String,
-    /// register, login, delete account (per IP).
+    /// login, delete account (per IP).
     pub auth: GroupLimit,
+    /// register, which sends mail (per IP).
+    pub register: GroupLimit,
+    /// login attempts per account (keyed by the normalized email, whatever the IP).
+    pub login_account: GroupLimit,
     /// verify (per IP).
     pub otp: GroupLimit,
     /// refresh, revoke (per IP).
@@ -203,7 +256,8 @@ pub struct RateLimitConfig {
     pub file_meta: GroupLimit,
     /// download redirect, share facts, share page, blob GET (per IP).
     pub download: GroupLimit,
-    /// healthz, readyz, cli/version (global only).
+    /// cli/version, metrics, openapi.json (global only); healthz and readyz are
+    /// never rate limited.
     pub health: GroupLimit,
 }
 
@@ -212,12 +266,20 @@ impl Default for RateLimitConfig {
         let g = |global_per_minute, per_key_per_minute| GroupLimit {
             global_per_minute,
             per_key_per_minute,
+            per_key_per_hour: 0,
+        };
+        let hourly = |global_per_minute, per_key_per_minute, per_key_per_hour| GroupLimit {
+            global_per_minute,
+            per_key_per_minute,
+            per_key_per_hour,
         };
         RateLimitConfig {
             enabled: true,
             backend: "memory".into(),
             redis_key_prefix: "hashdrop".into(),
             auth: g(300, 10),
+            register: hourly(300, 0, 3),
+            login_account: hourly(0, 5, 30),
             otp: g(300, 10),
             token: g(1200, 60),
             upload: g(600, 30),
@@ -370,6 +432,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "instance_id",
     "mail_from",
     "cache",
+    "metrics_token",
 ];
 
 impl Config {
@@ -470,7 +533,9 @@ mail_from = "Hashdrop <no-reply@localhost>"
 # database_replica_url = "postgres://user@replica/hashdrop"  # read-only owner endpoints
 # instance_id = "web-1"            # X-Hashdrop-Instance header; default {hostname}-{random}
 dev_mode = false                   # true enables DELETE /admin/reset
-trusted_proxies = []               # e.g. ["127.0.0.1"]: believe X-Forwarded-For from these
+trusted_proxies = []               # e.g. ["10.0.0.10", "10.1.0.0/16"]: the load balancers whose
+                                   # X-Forwarded-For is believed; [] = key clients by TCP peer
+# metrics_token = "..."            # GET /metrics then wants "Authorization: Bearer ..."
 shutdown_grace_ms = 0              # readyz answers 503 this long before the listener closes
 shutdown_timeout_secs = 30         # then in-flight requests get this long to finish
 
@@ -495,13 +560,17 @@ daily_downloads_per_file = 100
 upload_url_ttl_secs = 900
 download_url_ttl_secs = 300
 pending_upload_ttl_secs = 3600
+upload_idle_timeout_secs = 30      # a blob PUT pausing this long is cut off (408)
 
 [rate_limit]
 enabled = true
 backend = "memory"                 # or "redis://127.0.0.1:6379" to share limits between instances
 redis_key_prefix = "hashdrop"
 # requests per minute: whole group, and per client IP / user (0 = none)
+# per_key_per_hour adds a slower per-key bucket (N per hour, bursts of N).
 auth = { global_per_minute = 300, per_key_per_minute = 10 }
+register = { global_per_minute = 300, per_key_per_minute = 0, per_key_per_hour = 3 }
+login_account = { global_per_minute = 0, per_key_per_minute = 5, per_key_per_hour = 30 }
 otp = { global_per_minute = 300, per_key_per_minute = 10 }
 token = { global_per_minute = 1200, per_key_per_minute = 60 }
 upload = { global_per_minute = 600, per_key_per_minute = 30 }
@@ -545,6 +614,8 @@ mod tests {
         assert_eq!(parsed.listen, d.listen);
         assert_eq!(parsed.limits.user_bytes, d.limits.user_bytes);
         assert_eq!(parsed.rate_limit.download, d.rate_limit.download);
+        assert_eq!(parsed.rate_limit.register, d.rate_limit.register);
+        assert_eq!(parsed.rate_limit.login_account, d.rate_limit.login_account);
         assert_eq!(parsed.jobs.max_attempts, d.jobs.max_attempts);
         assert_eq!(parsed.mail_from, d.mail_from);
         assert_eq!(parsed.cache.backend, d.cache.backend);

@@ -70,6 +70,17 @@ impl std::ops::DerefMut for Tx {
     }
 }
 
+/// The file of a `sqlite://PATH[?...]` URL; `None` for other URLs and in-memory
+/// databases.
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && !path.contains(":memory:") && !url.contains("mode=memory"))
+        .then(|| std::path::PathBuf::from(path))
+}
+
 impl Db {
     /// Connects (creating the SQLite file if needed) and applies embedded migrations.
     pub async fn connect(url: &str) -> anyhow::Result<Db> {

@@ -41,6 +41,9 @@ pub enum ApiError {
         /// Stable code (`link_expired`, `download_cap_reached`).
         code: &'static str,
     },
+    /// 408: the client stopped sending a request body.
+    #[error("{0}")]
+    RequestTimeout(&'static str),
     /// 413: too large.
     #[error("{0}")]
     TooLarge(&'static str),
@@ -81,6 +84,11 @@ impl ApiError {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.to_string()),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.to_string()),
             ApiError::Gone { message, code } => (StatusCode::GONE, code, message.to_string()),
+            ApiError::RequestTimeout(m) => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                m.to_string(),
+            ),
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", m.to_string()),
             ApiError::TooManyRequests { message, code, .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, code, message.to_string())

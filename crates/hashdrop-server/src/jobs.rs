@@ -138,13 +138,19 @@ pub fn backoff_ms(base: u64, max: u64, attempt: i64) -> u64 {
 async fn finish(db: &Db, job: &Claimed, result: anyhow::Result<()>, base: u64, max: u64) {
     let now = now_ms();
     let r = match result {
-        Ok(()) => sqlx::query(
-            "UPDATE jobs SET state = 'done', locked_until = NULL, updated_at = $1 WHERE id = $2",
-        )
-        .bind(now)
-        .bind(job.id)
-        .execute(db.pool())
-        .await,
+        // A sent mail's payload is dropped: it holds the OTP, and done jobs are kept
+        // for days. Other payloads (object keys, cleaner names) stay for diagnosis.
+        Ok(()) => {
+            sqlx::query(
+                "UPDATE jobs SET state = 'done', locked_until = NULL, updated_at = $1, \
+             payload = CASE WHEN kind = $3 THEN '{}' ELSE payload END WHERE id = $2",
+            )
+            .bind(now)
+            .bind(job.id)
+            .bind(KIND_SEND_MAIL)
+            .execute(db.pool())
+            .await
+        }
         Err(e) => {
             let msg = format!("{e:#}");
             let dead = job.attempts >= job.max_attempts;
@@ -219,6 +225,7 @@ pub async fn drain_once(state: &AppState) -> anyhow::Result<usize> {
 /// Names of the scheduled cleaners.
 pub const CLEANERS: &[&str] = &[
     "stale_pending_uploads",
+    "stale_upload_parts",
     "stale_file_records",
     "refresh_tokens",
     "download_counters",
@@ -249,6 +256,16 @@ pub async fn run_cleaner(state: &AppState, name: &str) -> anyhow::Result<u64> {
                 }
             }
             n
+        }
+        "stale_upload_parts" => {
+            // Older than any PUT can still be running: the URL's lifetime plus the
+            // idle timeout, plus a minute of slack.
+            let limits = &state.cfg.limits;
+            let age = limits.upload_url_ttl_secs + limits.upload_idle_timeout_secs + 60;
+            match &state.local_blobs {
+                Some(local) => local.sweep_parts(Duration::from_secs(age)).await?,
+                None => 0,
+            }
         }
         "stale_file_records" => {
             sqlx::query(

@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod mailer;
 pub mod observability;
 pub mod openapi;
+pub mod private_fs;
 pub mod quota;
 pub mod ratelimit;
 pub mod redis_link;
@@ -47,8 +48,11 @@ impl App {
     pub async fn build(cfg: Config) -> anyhow::Result<App> {
         // Install the metrics recorder before the first request is counted.
         observability::prometheus();
-        std::fs::create_dir_all(&cfg.data_dir)
+        private_fs::create_dir(&cfg.data_dir)
             .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+        if let Some(path) = db::sqlite_path(&cfg.database_url()) {
+            private_fs::prepare_sqlite_file(&path)?;
+        }
         let secrets = crypto::Secrets::load_or_create(&cfg.data_dir, &cfg.auth)?;
         let keys = crypto::Keys::new(&secrets);
         let mut db = db::Db::connect(&cfg.database_url()).await?;
@@ -79,6 +83,7 @@ impl App {
             draining: Arc::new(AtomicBool::new(false)),
             jobs_notify: Arc::new(Notify::new()),
             public_url,
+            probes: Arc::default(),
         };
         Ok(App { state })
     }
@@ -150,7 +155,7 @@ pub async fn backup_now(state: &AppState) -> anyhow::Result<String> {
         "backups are built for SQLite only (use pg_dump for PostgreSQL)"
     );
     let dir = state.cfg.data_dir.join("tmp");
-    tokio::fs::create_dir_all(&dir).await?;
+    private_fs::create_dir_async(&dir).await?;
     let name = format!("hashdrop-{}.sqlite", db::now_ms());
     let tmp = dir.join(&name);
     let path = tmp
@@ -209,6 +214,7 @@ pub async fn restore(cfg: &Config, key: Option<&str>) -> anyhow::Result<String> 
     for ext in ["db-wal", "db-shm"] {
         let _ = tokio::fs::remove_file(db_path.with_extension(ext)).await;
     }
+    private_fs::restrict(&tmp, private_fs::FILE_MODE)?;
     tokio::fs::rename(&tmp, &db_path).await?;
     Ok(key)
 }

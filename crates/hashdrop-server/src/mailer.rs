@@ -40,7 +40,8 @@ impl LogMailer {
 #[async_trait]
 impl Mailer for LogMailer {
     async fn send(&self, mail: &Mail) -> anyhow::Result<()> {
-        tokio::fs::create_dir_all(&self.dir).await?;
+        // The spool holds OTPs: private directory, private files.
+        crate::private_fs::create_dir_async(&self.dir).await?;
         let now = time::OffsetDateTime::now_utc();
         let date = now
             .format(&time::format_description::well_known::Rfc2822)
@@ -60,9 +61,10 @@ impl Mailer for LogMailer {
         );
         // Write then rename so a reader never sees half a message.
         let tmp = self.dir.join(format!(".{name}.tmp"));
-        tokio::fs::write(&tmp, eml.as_bytes()).await?;
+        crate::private_fs::write_new(&tmp, eml.as_bytes()).await?;
         tokio::fs::rename(&tmp, self.dir.join(&name)).await?;
-        tracing::info!(to = %mail.to, subject = %mail.subject, body = %mail.body, file = %name, "mail (log mailer)");
+        // Never the body: it carries the OTP, and logs outlive it and reach more people.
+        tracing::info!(to = %mail.to, subject = %mail.subject, file = %name, "mail (log mailer)");
         Ok(())
     }
 }
@@ -248,6 +250,45 @@ pub fn from_config(cfg: &crate::config::Config) -> anyhow::Result<std::sync::Arc
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A log sink for one test: everything the subscriber writes, in memory.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Logs are shipped and kept far longer than an OTP lives, and read by more
+    /// people: the log mailer's line names the message, never its body.
+    #[tokio::test]
+    async fn log_mailer_keeps_the_body_out_of_the_log() {
+        let logs = Captured::default();
+        let sink = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let dir = tempfile::tempdir().unwrap();
+        LogMailer::new(dir.path().join("mail"))
+            .send(&Mail {
+                to: "a@example.com".into(),
+                subject: "Your Hashdrop verification code".into(),
+                body: "Your Hashdrop verification code is: 493817\n".into(),
+            })
+            .await
+            .unwrap();
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("mail (log mailer)"), "{text}");
+        assert!(!text.contains("493817"), "the code reached the log: {text}");
+    }
 
     #[test]
     fn smtp_url_parses_and_defaults() {

@@ -105,6 +105,7 @@ async fn run(cmd: Command, mut cfg: Config) -> anyhow::Result<()> {
             cfg.auth.jwt_secret = cfg.auth.jwt_secret.map(|_| "<hidden>".into());
             cfg.auth.hmac_secret = cfg.auth.hmac_secret.map(|_| "<hidden>".into());
             cfg.s3.secret_access_key = cfg.s3.secret_access_key.map(|_| "<hidden>".into());
+            cfg.metrics_token = cfg.metrics_token.map(|_| "<hidden>".into());
             let redact = hashdrop_server::config::redact_url;
             cfg.database_url = cfg.database_url.as_deref().map(redact);
             cfg.database_replica_url = cfg.database_replica_url.as_deref().map(redact);

@@ -94,7 +94,20 @@ pub async fn reserve(
     Ok(())
 }
 
-/// Gives back what [`reserve`] took for one file of `size` bytes.
+/// Locks the global usage row. Every path that changes usage takes it first, so
+/// paths that then lock file or user rows cannot deadlock each other.
+pub async fn lock_global(tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE global_usage SET used_bytes = used_bytes WHERE id = 1")
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Gives back what [`reserve`] took for one file of `size` bytes. Call it only in
+/// the transaction whose own statement took the file out of `pending`/`uploaded`
+/// (an `UPDATE ... WHERE status IN (...) RETURNING` or `DELETE ... RETURNING`
+/// that returned the row): a status read by a plain SELECT may already be stale
+/// under READ COMMITTED, and two requests would both release.
 pub async fn release(tx: &mut AnyConnection, user_id: &str, size: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE global_usage SET used_bytes = used_bytes - $1 WHERE id = 1")
         .bind(size)

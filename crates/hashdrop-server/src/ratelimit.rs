@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::config::{GroupLimit, RateLimitConfig};
+use crate::config::{GroupLimit, RateLimitConfig, TrustedProxy};
 use crate::error::ApiError;
 use crate::redis_link::{Health, RedisLink};
 use crate::state::AppState;
@@ -20,8 +20,12 @@ use crate::state::AppState;
 /// Endpoint groups, each with its own limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Group {
-    /// register, login, delete account.
+    /// login, delete account.
     Auth,
+    /// register (sends mail).
+    Register,
+    /// login attempts against one account, checked by the login handler itself.
+    LoginAccount,
     /// verify.
     Otp,
     /// refresh, revoke.
@@ -34,7 +38,7 @@ pub enum Group {
     FileMeta,
     /// public download paths.
     Download,
-    /// health, readiness, version.
+    /// version, metrics, OpenAPI (healthz and readyz are never limited).
     Health,
 }
 
@@ -42,6 +46,8 @@ impl Group {
     fn limits(self, c: &RateLimitConfig) -> GroupLimit {
         match self {
             Group::Auth => c.auth,
+            Group::Register => c.register,
+            Group::LoginAccount => c.login_account,
             Group::Otp => c.otp,
             Group::Token => c.token,
             Group::Upload => c.upload,
@@ -74,7 +80,7 @@ pub struct Decision {
 /// A rate limiter shared by all requests.
 #[async_trait]
 pub trait RateLimiter: Send + Sync + std::fmt::Debug {
-    /// Takes one token from the group's global bucket and from `key`'s bucket.
+    /// Takes one token from the group's global bucket and from `key`'s buckets.
     async fn check(&self, group: Group, key: &str) -> Decision;
 
     /// Whether the limiter works as configured; readiness reports it.
@@ -87,73 +93,156 @@ pub trait RateLimiter: Send + Sync + std::fmt::Debug {
 struct Bucket {
     tokens: f64,
     last: Instant,
+    /// Refill period: a bucket idle this long is full again, the same as absent.
+    period_secs: u32,
 }
 
 impl Bucket {
-    fn refill(&mut self, now: Instant, per_minute: u32) {
-        let rate = per_minute as f64 / 60.0;
+    fn refill(&mut self, now: Instant, size: u32, period_secs: f64) {
+        let rate = size as f64 / period_secs;
         let dt = now.duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + dt * rate).min(per_minute as f64);
+        self.tokens = (self.tokens + dt * rate).min(size as f64);
         self.last = now;
     }
 }
 
-/// In-process token buckets.
+/// One bucket a check takes from: `size` tokens, refilled over `period_secs`.
+struct BucketSpec {
+    key: String,
+    size: u32,
+    period_secs: u32,
+}
+
+/// The buckets of one check, in a fixed order: the group's global one, the per-key
+/// per-minute one, the per-key per-hour one; those sized 0 are left out.
+fn bucket_specs(lim: GroupLimit, key: &str) -> Vec<BucketSpec> {
+    [
+        (GLOBAL_KEY.to_string(), lim.global_per_minute, 60),
+        (key.to_string(), lim.per_key_per_minute, 60),
+        (format!("{key}\0hour"), lim.per_key_per_hour, 3600),
+    ]
+    .into_iter()
+    .filter(|(_, size, _)| *size > 0)
+    .map(|(key, size, period_secs)| BucketSpec {
+        key,
+        size,
+        period_secs,
+    })
+    .collect()
+}
+
+/// In-process token buckets, at most `capacity` of them. Buckets that refilled
+/// completely are dropped (a full bucket is the same as none), by a scan that runs
+/// only when the map is full and at most once a second. If the map is still full,
+/// a new key takes from its group's shared overflow bucket instead of getting its
+/// own: a flood of fresh keys (spoofed, or a whole IPv6 range) costs bounded memory
+/// and gets one bucket's worth of requests, never one per key.
 #[derive(Debug)]
 pub struct MemoryLimiter {
     cfg: RateLimitConfig,
-    buckets: Mutex<HashMap<(Group, String), Bucket>>,
+    capacity: usize,
+    buckets: Mutex<Buckets>,
 }
+
+#[derive(Debug)]
+struct Buckets {
+    map: HashMap<(Group, String), Bucket>,
+    last_prune: Option<Instant>,
+}
+
+/// Default bound on in-process buckets (a few MB).
+pub const DEFAULT_CAPACITY: usize = 100_000;
 
 impl MemoryLimiter {
     /// New limiter with the given limits.
     pub fn new(cfg: RateLimitConfig) -> Self {
+        Self::with_capacity(cfg, DEFAULT_CAPACITY)
+    }
+
+    /// New limiter keeping at most `capacity` buckets.
+    pub fn with_capacity(cfg: RateLimitConfig, capacity: usize) -> Self {
         MemoryLimiter {
             cfg,
-            buckets: Mutex::new(HashMap::new()),
+            capacity: capacity.max(16),
+            buckets: Mutex::new(Buckets {
+                map: HashMap::new(),
+                last_prune: None,
+            }),
         }
+    }
+
+    /// Buckets held now.
+    pub fn len(&self) -> usize {
+        self.buckets.lock().expect("limiter lock").map.len()
+    }
+
+    /// True when no bucket is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Buckets {
+    /// Makes room for `needed` new buckets if it can: drops full buckets, at most
+    /// once a second. Returns whether they fit.
+    fn room_for(&mut self, needed: usize, capacity: usize, now: Instant) -> bool {
+        if self.map.len() + needed <= capacity {
+            return true;
+        }
+        let due = self
+            .last_prune
+            .is_none_or(|t| now.duration_since(t).as_secs() >= 1);
+        if due {
+            self.last_prune = Some(now);
+            self.map
+                .retain(|_, b| now.duration_since(b.last).as_secs() < b.period_secs as u64);
+        }
+        self.map.len() + needed <= capacity
     }
 }
 
 const GLOBAL_KEY: &str = "\0global";
+const OVERFLOW_KEY: &str = "\0overflow";
 
 #[async_trait]
 impl RateLimiter for MemoryLimiter {
     async fn check(&self, group: Group, key: &str) -> Decision {
         let lim = group.limits(&self.cfg);
         let now = Instant::now();
-        let mut map = self.buckets.lock().expect("limiter lock");
-        // Forget idle keys so the map cannot grow without bound.
-        if map.len() > 100_000 {
-            map.retain(|_, b| now.duration_since(b.last).as_secs() < 120);
+        let mut buckets = self.buckets.lock().expect("limiter lock");
+        let mut specs = bucket_specs(lim, key);
+        let missing = specs
+            .iter()
+            .filter(|s| !buckets.map.contains_key(&(group, s.key.clone())))
+            .count();
+        // The global and overflow buckets (one each per group) are always allowed:
+        // the capacity bounds per-key buckets, and those are what a flood creates.
+        if missing > 0 && !buckets.room_for(missing, self.capacity, now) {
+            specs = bucket_specs(lim, OVERFLOW_KEY);
         }
-        let mut pairs: Vec<(String, u32)> = vec![(GLOBAL_KEY.to_string(), lim.global_per_minute)];
-        if lim.per_key_per_minute > 0 {
-            pairs.push((key.to_string(), lim.per_key_per_minute));
-        }
+        let map = &mut buckets.map;
         // Check every bucket before taking from any, so a refusal costs nothing.
         let mut tightest: Option<Decision> = None;
         let mut allowed = true;
-        for (k, per_minute) in &pairs {
-            if *per_minute == 0 {
-                continue;
-            }
-            let b = map.entry((group, k.clone())).or_insert(Bucket {
-                tokens: *per_minute as f64,
+        for spec in &specs {
+            let b = map.entry((group, spec.key.clone())).or_insert(Bucket {
+                tokens: spec.size as f64,
                 last: now,
+                period_secs: spec.period_secs,
             });
-            b.refill(now, *per_minute);
-            let rate = *per_minute as f64 / 60.0;
+            let period = spec.period_secs as f64;
+            b.refill(now, spec.size, period);
+            let rate = spec.size as f64 / period;
             let ok = b.tokens >= 1.0;
             let after = if ok { b.tokens - 1.0 } else { b.tokens };
             let reset = if ok {
-                ((*per_minute as f64 - after) / rate).ceil() as u64
+                ((spec.size as f64 - after) / rate).ceil() as u64
             } else {
                 ((1.0 - b.tokens) / rate).ceil().max(1.0) as u64
             };
             let d = Decision {
                 allowed: ok,
-                limit: *per_minute,
+                limit: spec.size,
                 remaining: after.floor() as u32,
                 reset_secs: reset,
             };
@@ -167,11 +256,9 @@ impl RateLimiter for MemoryLimiter {
             }
         }
         if allowed {
-            for (k, per_minute) in &pairs {
-                if *per_minute > 0 {
-                    if let Some(b) = map.get_mut(&(group, k.clone())) {
-                        b.tokens -= 1.0;
-                    }
+            for spec in &specs {
+                if let Some(b) = map.get_mut(&(group, spec.key.clone())) {
+                    b.tokens -= 1.0;
                 }
             }
         }
@@ -211,11 +298,11 @@ impl std::fmt::Debug for RedisLimiter {
     }
 }
 
-// KEYS: the buckets to take from (1 or 2); ARGV: their sizes in tokens per minute.
-// Returns {allowed, limit, remaining, reset_secs} of the tightest bucket, chosen as
-// MemoryLimiter chooses it. A bucket is a hash {tokens, ts (ms)}; a missing one is
-// full, which is also what an idle bucket becomes after a minute, so buckets expire
-// after 61 s and idle keys cost no memory.
+// KEYS: the buckets to take from (1 to 3); ARGV: size and refill period (ms) of each,
+// in pairs. Returns {allowed, limit, remaining, reset_secs} of the tightest bucket,
+// chosen as MemoryLimiter chooses it. A bucket is a hash {tokens, ts (ms)}; a missing
+// one is full, which is also what an idle bucket becomes after its period, so
+// buckets expire a second after it and idle keys cost no memory.
 const BUCKET_SCRIPT: &str = r#"
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
@@ -224,20 +311,20 @@ local n = #KEYS
 local tokens = {}
 local all = true
 for i = 1, n do
-  local size = tonumber(ARGV[i])
+  local size, period = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
   local b = redis.call('HMGET', KEYS[i], 'tokens', 'ts')
   local tk, ts = tonumber(b[1]), tonumber(b[2])
   if tk == nil or ts == nil then tk = size; ts = now end
   local dt = now - ts
   if dt < 0 then dt = 0 end
-  tk = math.min(size, tk + dt * size / 60000)
+  tk = math.min(size, tk + dt * size / period)
   tokens[i] = tk
   if tk < 1 then all = false end
 end
 local best_ok, best_limit, best_left, best_reset
 for i = 1, n do
-  local size = tonumber(ARGV[i])
-  local rate = size / 60
+  local size, period = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local rate = size * 1000 / period
   local tk = tokens[i]
   local ok = tk >= 1
   local after, reset = tk, 0
@@ -255,7 +342,7 @@ end
 if all then
   for i = 1, n do
     redis.call('HSET', KEYS[i], 'tokens', tokens[i] - 1, 'ts', now)
-    redis.call('PEXPIRE', KEYS[i], 61000)
+    redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[2 * i]) + 1000)
   end
 end
 return {all and 1 or 0, best_limit, best_left, best_reset}
@@ -277,18 +364,20 @@ impl RedisLimiter {
     async fn check_redis(&self, group: Group, key: &str) -> Option<Decision> {
         let lim = group.limits(&self.cfg);
         let mut script = self.script.prepare_invoke();
-        let mut buckets = 0;
-        if lim.global_per_minute > 0 {
-            script.key(format!("{}:rl:{group:?}:global", self.prefix));
-            script.arg(lim.global_per_minute);
-            buckets += 1;
+        let specs = bucket_specs(lim, key);
+        for spec in &specs {
+            let name = if spec.key == GLOBAL_KEY {
+                format!("{}:rl:{group:?}:global", self.prefix)
+            } else if let Some(k) = spec.key.strip_suffix("\0hour") {
+                format!("{}:rl:{group:?}:h:{k}", self.prefix)
+            } else {
+                format!("{}:rl:{group:?}:k:{}", self.prefix, spec.key)
+            };
+            script.key(name);
+            script.arg(spec.size);
+            script.arg(spec.period_secs as u64 * 1000);
         }
-        if lim.per_key_per_minute > 0 {
-            script.key(format!("{}:rl:{group:?}:k:{key}", self.prefix));
-            script.arg(lim.per_key_per_minute);
-            buckets += 1;
-        }
-        if buckets == 0 {
+        if specs.is_empty() {
             return Some(Decision {
                 allowed: true,
                 limit: 0,
@@ -341,23 +430,63 @@ pub fn from_config(cfg: &RateLimitConfig) -> anyhow::Result<std::sync::Arc<dyn R
     }
 }
 
-/// The client's IP: the peer, or — only when the peer is a trusted proxy — the
-/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
-    if !trusted.contains(&peer) {
+/// The client's IP: the TCP peer, unless the peer is a trusted proxy; then the
+/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy. Every
+/// header line counts, in order: HAProxy (`option forwardfor`) appends its own line
+/// after whatever the client sent, so the first line is the client's to choose and
+/// only the entries on the right were written by proxies we trust. An unparsable
+/// entry where the walk stops means the chain cannot be believed: the peer is used.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[TrustedProxy]) -> IpAddr {
+    let peer = peer.to_canonical();
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|t| t.contains(ip));
+    if !is_trusted(peer) {
         return peer;
     }
-    let Some(xff) = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) else {
-        return peer;
-    };
-    for part in xff.rsplit(',') {
+    let lines: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    for part in lines.iter().rev().flat_map(|line| line.rsplit(',')) {
         match part.trim().parse::<IpAddr>() {
-            Ok(ip) if trusted.contains(&ip) => continue,
-            Ok(ip) => return ip,
+            Ok(ip) if is_trusted(ip) => continue,
+            Ok(ip) => return ip.to_canonical(),
             Err(_) => return peer,
         }
     }
     peer
+}
+
+/// Takes a token for `key` in `group` from inside a handler (limits keyed by
+/// something only the handler knows, such as the account a login names); `Ok` when
+/// limits are off.
+pub async fn check_key(state: &AppState, group: Group, key: &str) -> Result<(), ApiError> {
+    if !state.cfg.rate_limit.enabled {
+        return Ok(());
+    }
+    let d = state.limiter.check(group, key).await;
+    if d.allowed {
+        return Ok(());
+    }
+    metrics::counter!("hashdrop_rate_limited_total").increment(1);
+    Err(ApiError::TooManyRequests {
+        message: "too many attempts; retry later",
+        code: "rate_limited",
+        retry_after: d.reset_secs,
+    })
+}
+
+/// The per-IP key of `ip`. IPv6 clients are keyed by their /64: a single host
+/// usually holds a whole /64 and could otherwise use a fresh address per request.
+pub fn ip_key(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => format!("ip:{v4}"),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+            format!("ip:{net}/64")
+        }
+    }
 }
 
 /// Middleware applying `group`'s limits.
@@ -378,9 +507,9 @@ pub async fn limit(
     let key = if group.keyed_by_user() {
         crate::api::auth::bearer_user(&state, req.headers())
             .map(|u| format!("user:{u}"))
-            .unwrap_or_else(|| format!("ip:{ip}"))
+            .unwrap_or_else(|| ip_key(ip))
     } else {
-        format!("ip:{ip}")
+        ip_key(ip)
     };
     let d = state.limiter.check(group, &key).await;
     let mut resp = if d.allowed {
@@ -411,6 +540,7 @@ mod tests {
             auth: GroupLimit {
                 global_per_minute: 100,
                 per_key_per_minute: 3,
+                per_key_per_hour: 0,
             },
             ..RateLimitConfig::default()
         };
@@ -424,16 +554,71 @@ mod tests {
         assert!(l.check(Group::Auth, "b").await.allowed);
     }
 
+    /// Spoofable or plentiful keys (IPv6 addresses) must not grow the map without
+    /// bound: past its capacity, new keys share one overflow bucket per group, so a
+    /// flood of fresh keys gets one bucket's worth, not one per key.
+    #[tokio::test]
+    async fn memory_limiter_is_bounded() {
+        let cfg = RateLimitConfig {
+            auth: GroupLimit {
+                global_per_minute: 0,
+                per_key_per_minute: 3,
+                per_key_per_hour: 0,
+            },
+            ..RateLimitConfig::default()
+        };
+        let l = MemoryLimiter::with_capacity(cfg, 100);
+        let mut refused = 0;
+        for i in 0..10_000 {
+            if !l.check(Group::Auth, &format!("ip:{i}")).await.allowed {
+                refused += 1;
+            }
+        }
+        assert!(l.len() <= 101, "{} buckets", l.len());
+        assert!(
+            refused >= 9_000,
+            "fresh keys got their own buckets: {refused} refused"
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(ip_key(a), ip_key(b));
+        assert_ne!(ip_key(a), ip_key(c));
+        assert_eq!(ip_key("192.0.2.7".parse().unwrap()), "ip:192.0.2.7");
+    }
+
     #[test]
     fn xff_only_from_trusted_proxy() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", "9.9.9.9, 10.0.0.1".parse().unwrap());
         let proxy: IpAddr = "10.0.0.1".parse().unwrap();
         let other: IpAddr = "8.8.8.8".parse().unwrap();
-        assert_eq!(client_ip(other, &h, &[proxy]), other);
+        let trusted = ["10.0.0.1".parse::<TrustedProxy>().unwrap()];
+        assert_eq!(client_ip(other, &h, &trusted), other);
         assert_eq!(
-            client_ip(proxy, &h, &[proxy]),
+            client_ip(proxy, &h, &trusted),
             "9.9.9.9".parse::<IpAddr>().unwrap()
         );
+    }
+
+    #[test]
+    fn xff_lines_are_read_right_to_left() {
+        let mut h = HeaderMap::new();
+        // The client's own line first, then the one each proxy appended.
+        h.append("x-forwarded-for", "1.1.1.1, 2.2.2.2".parse().unwrap());
+        h.append("x-forwarded-for", "7.7.7.7".parse().unwrap());
+        h.append("x-forwarded-for", "10.0.0.2".parse().unwrap());
+        let trusted = ["10.0.0.0/24".parse::<TrustedProxy>().unwrap()];
+        let peer: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(
+            client_ip(peer, &h, &trusted),
+            "7.7.7.7".parse::<IpAddr>().unwrap()
+        );
+        h.append("x-forwarded-for", "garbage".parse().unwrap());
+        assert_eq!(client_ip(peer, &h, &trusted), peer.to_canonical());
     }
 }

@@ -42,6 +42,8 @@ pub struct AppState {
     pub mailer: Arc<dyn Mailer>,
     /// This instance's name (`X-Hashdrop-Instance`).
     pub instance_id: Arc<str>,
+    /// Readiness checks shared by concurrent probes.
+    pub probes: Arc<crate::api::ops::ProbeCoalescer>,
 }
 
 impl AppState {

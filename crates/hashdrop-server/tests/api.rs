@@ -182,7 +182,11 @@ async fn register_verify_login_errors(b: Backend) {
 }
 
 async fn otp_brute_force_is_capped(b: Backend) {
-    let app = TestApp::spawn_with(b, |c| c.auth.otp_max_attempts = 3).await;
+    let app = TestApp::spawn_with(b, |c| {
+        c.auth.otp_max_attempts = 3;
+        c.auth.otp_ttl_secs = 3;
+    })
+    .await;
     assert_eq!(
         app.register("b@example.com", "long enough pw")
             .await
@@ -226,7 +230,12 @@ async fn otp_brute_force_is_capped(b: Backend) {
         .await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(error_code(r).await, "otp_attempts_exceeded");
-    // Registering again issues a fresh code that works.
+    // Registering again does not hand out new guesses while the burned code lives.
+    let r = app.register("b@example.com", "long enough pw").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(error_code(r).await, "otp_attempts_exceeded");
+    // Once it has expired, registering again issues a fresh code that works.
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     assert_eq!(
         app.register("b@example.com", "long enough pw")
             .await
@@ -1072,6 +1081,9 @@ async fn per_user_and_forwarded_ip_buckets(b: Backend) {
         c.rate_limit.enabled = true;
         c.rate_limit.list.per_key_per_minute = 2;
         c.rate_limit.auth.per_key_per_minute = 4;
+        c.rate_limit.register.per_key_per_hour = 2;
+        // This story is about per-IP buckets; the per-account one has its own test.
+        c.rate_limit.login_account.per_key_per_minute = 100;
         c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
     })
     .await;
@@ -1107,7 +1119,8 @@ async fn per_user_and_forwarded_ip_buckets(b: Backend) {
             .json(&json!({"email": "nobody@example.com", "password": "whatever1"}))
             .send()
     };
-    // The set-up above used up 127.0.0.1's auth bucket; forwarded clients have their own.
+    // The set-up above used up 127.0.0.1's register budget; forwarded clients have
+    // their own buckets.
     assert_eq!(
         app.register("rl-c@example.com", "long enough pw")
             .await

@@ -537,3 +537,37 @@ async fn startup_errors_are_clear() {
     let e = format!("{:#}", hashdrop_server::App::build(cfg).await.unwrap_err());
     assert!(e.contains("must be set together"), "{e}");
 }
+
+/// Security review: a presigned GET asks the store to serve the object as an opaque
+/// attachment, so an uploader cannot choose the Content-Type a browser renders (the
+/// uploader may PUT any Content-Type; S3 serves it back unless the GET overrides it).
+/// s3s-fs ignores the overrides, so this checks that they are signed into the URL
+/// and that the store accepts the signature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presigned_gets_ask_for_an_opaque_attachment() {
+    let s3 = S3Server::start().await;
+    let app = app_on(&s3, Backend::Sqlite, |_| {}).await;
+    let t = app.user("s3-type@example.com").await;
+    let p = app
+        .upload(&t.access_token, b"<html>x</html>", json!({}))
+        .await;
+    let d = app.details(&t.access_token, &p.file_id).await;
+    let r = app.client.get(&d.download_url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let url = reqwest::Url::parse(&loc).unwrap();
+    let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+    assert_eq!(
+        q.get("response-content-type").map(String::as_str),
+        Some("application/octet-stream"),
+        "{loc}"
+    );
+    assert!(
+        q.get("response-content-disposition")
+            .is_some_and(|v| v.starts_with("attachment")),
+        "{loc}"
+    );
+    let got = app.client.get(&loc).send().await.unwrap();
+    assert_eq!(got.status(), StatusCode::OK);
+    assert_eq!(got.bytes().await.unwrap().as_ref(), b"<html>x</html>");
+}

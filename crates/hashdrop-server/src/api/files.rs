@@ -57,6 +57,30 @@ fn exact_id(q: &IdQuery) -> ApiResult<String> {
     parse_file_id(s)
 }
 
+/// RFC 6838 `restricted-name`: 1 to 127 characters, a letter or digit first, then
+/// letters, digits and `!#$&-^_.+`.
+fn is_restricted_name(s: &str) -> bool {
+    (1..=127).contains(&s.len())
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+}
+
+/// An optional `type/subtype` media type (no parameters), at most 255 bytes; it is
+/// stored and may be shown, so anything else is a 400 before anything is written.
+fn parse_mime_type(m: Option<&str>) -> ApiResult<Option<String>> {
+    let Some(m) = m else { return Ok(None) };
+    let valid = m.len() <= 255
+        && m.split_once('/')
+            .is_some_and(|(t, sub)| is_restricted_name(t) && is_restricted_name(sub));
+    if !valid {
+        return Err(ApiError::BadRequest(
+            "mime_type must be a type/subtype media type of at most 255 characters".into(),
+        ));
+    }
+    Ok(Some(m.to_ascii_lowercase()))
+}
+
 /// `POST /api/files/presign`.
 pub async fn presign(
     State(state): State<AppState>,
@@ -70,6 +94,7 @@ pub async fn presign(
             "file_name must be 1 to 255 printable characters".into(),
         ));
     }
+    let mime_type = parse_mime_type(req.mime_type.as_deref())?;
     // An empty stored hash means "not known yet": complete must then supply it.
     let plaintext_hash = match &req.plaintext_hash {
         Some(h) if is_hex64(h) => h.to_ascii_lowercase(),
@@ -126,7 +151,7 @@ pub async fn presign(
     .bind(&user_id)
     .bind(&object_key)
     .bind(name)
-    .bind(req.mime_type.as_deref())
+    .bind(mime_type.as_deref())
     .bind(&plaintext_hash)
     .bind(size)
     .bind(req.key_management_mode.as_str())
@@ -159,10 +184,16 @@ pub async fn presign(
 /// if the file was not live (someone else got there first).
 pub async fn retire_file(state: &AppState, file_id: &str, status: &str) -> anyhow::Result<bool> {
     let mut tx = state.db.begin().await?;
+    crate::quota::lock_global(&mut tx).await?;
+    // The conditional UPDATE is the transition; only the request it returned the row
+    // to releases the quota.
     let row: Option<(String, String, i64)> = sqlx::query_as(
-        "SELECT user_id, object_key, encrypted_size FROM files \
-         WHERE id = $1 AND status IN ('pending', 'uploaded')",
+        "UPDATE files SET status = $1, updated_at = $2 \
+         WHERE id = $3 AND status IN ('pending', 'uploaded') \
+         RETURNING user_id, object_key, encrypted_size",
     )
+    .bind(status)
+    .bind(now_ms())
     .bind(file_id)
     .fetch_optional(&mut *tx)
     .await?;
@@ -170,17 +201,6 @@ pub async fn retire_file(state: &AppState, file_id: &str, status: &str) -> anyho
         return Ok(false);
     };
     crate::quota::release(&mut tx, &user_id, size).await?;
-    let r = sqlx::query(
-        "UPDATE files SET status = $1, updated_at = $2 WHERE id = $3 AND status IN ('pending', 'uploaded')",
-    )
-    .bind(status)
-    .bind(now_ms())
-    .bind(file_id)
-    .execute(&mut *tx)
-    .await?;
-    if r.rows_affected() == 0 {
-        return Ok(false);
-    }
     jobs::enqueue_blob_delete(&mut tx, &key, state.cfg.jobs.max_attempts).await?;
     tx.commit().await?;
     state.jobs_notify.notify_one();
@@ -460,8 +480,12 @@ pub async fn delete_file(
         _ => return Err(ApiError::Conflict("id prefix matches several files")),
     };
     let mut tx = state.db.begin().await?;
+    crate::quota::lock_global(&mut tx).await?;
+    // The DELETE is the transition: of parallel deletes of one file only the one it
+    // returns the row to releases the quota; the others find nothing (404).
     let row: Option<(String, String, i64)> = sqlx::query_as(
-        "SELECT status, object_key, encrypted_size FROM files WHERE id = $1 AND user_id = $2",
+        "DELETE FROM files WHERE id = $1 AND user_id = $2 \
+         RETURNING status, object_key, encrypted_size",
     )
     .bind(&id)
     .bind(&user_id)
@@ -473,10 +497,6 @@ pub async fn delete_file(
     if status == "pending" || status == "uploaded" {
         crate::quota::release(&mut tx, &user_id, size).await?;
     }
-    sqlx::query("DELETE FROM files WHERE id = $1")
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
     jobs::enqueue_blob_delete(&mut tx, &key, state.cfg.jobs.max_attempts).await?;
     tx.commit().await?;
     state.jobs_notify.notify_one();

@@ -18,14 +18,19 @@ pub fn router(state: AppState) -> Router {
     let group = |g: Group, r: Router<AppState>| {
         r.route_layer(from_fn_with_state((state.clone(), g), limit))
     };
-    let health = Router::new()
+    // Probes sit outside every rate limit: a bucket anonymous traffic can drain would
+    // let anyone make the load balancer take every instance out (ops::readyz
+    // coalesces its checks instead).
+    let probes = Router::new()
         .route("/api/healthz", get(ops::healthz))
-        .route("/api/readyz", get(ops::readyz))
+        .route("/api/readyz", get(ops::readyz));
+    let health = Router::new()
         .route("/api/cli/version", get(ops::cli_version))
         .route("/metrics", get(ops::metrics))
         .route("/api/openapi.json", get(ops::openapi));
+    // register sends mail: its own, much slower per-IP budget.
+    let register = Router::new().route("/api/user/register", post(users::register));
     let auth_routes = Router::new()
-        .route("/api/user/register", post(users::register))
         .route("/api/user/login", post(users::login))
         .route("/api/user", delete(users::delete_account))
         .route("/admin/reset", delete(ops::admin_reset));
@@ -45,7 +50,8 @@ pub fn router(state: AppState) -> Router {
     let download = Router::new()
         .route(
             "/files/download/{user_hash}/{file_id}",
-            get(public::download),
+            // HEAD explicitly: a GET route would run the counting handler for it.
+            get(public::download).head(public::download_head),
         )
         .route("/api/share/{file_id}", get(public::share_info))
         .route("/d/{file_id}", get(public::share_page));
@@ -59,7 +65,9 @@ pub fn router(state: AppState) -> Router {
         download
     };
     Router::new()
+        .merge(probes)
         .merge(group(Group::Health, health))
+        .merge(group(Group::Register, register))
         .merge(group(Group::Auth, auth_routes))
         .merge(group(Group::Otp, otp))
         .merge(group(Group::Token, token))

@@ -1,5 +1,7 @@
 //! Operational endpoints: health, readiness, version, metrics, OpenAPI, dev reset.
 
+use std::time::Instant;
+
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -10,18 +12,38 @@ use crate::error::{ApiError, ApiResult};
 use crate::redis_link::Health;
 use crate::state::AppState;
 
-/// `GET /api/healthz`: liveness, plain `OK` like the reference.
+/// `GET /api/healthz`: liveness, plain `OK` like the reference. Not rate limited: it
+/// costs less than a limiter check, and must answer whatever anonymous traffic does.
 pub async fn healthz() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "OK")
 }
 
-/// `GET /api/readyz`: 200 when the primary database and blob store answer and the
-/// server is not draining; 503 otherwise. Trouble with a dependency every instance
-/// shares (an S3 store, Redis, the read replica) is reported as `degraded` but keeps
-/// the instance ready: each instance sees the same outage, so pulling them all out of
-/// the load balancer would only turn a partial outage into a total one
-/// (docs/SCALING.md, "Readiness").
-pub async fn readyz(State(state): State<AppState>) -> Response {
+/// Results of readiness' dependency checks, shared by concurrent probes.
+#[derive(Debug, Clone, Copy)]
+struct DependencyChecks {
+    db_ok: bool,
+    blob_ok: bool,
+    cache: Health,
+    rate_limit: Health,
+}
+
+/// The last dependency checks and when they finished. Probes are never rate limited
+/// (a limit anonymous traffic can exhaust would let anyone take every instance out
+/// of the load balancer), so instead a flood of them is made cheap: a probe waits
+/// for the checks in flight and takes any result that finished after it arrived;
+/// only then does it run the checks itself. At most one set of checks (a database
+/// ping, a store request) runs at a time per instance, whatever the request rate.
+#[derive(Debug, Default)]
+pub struct ProbeCoalescer(tokio::sync::Mutex<Option<(Instant, DependencyChecks)>>);
+
+async fn dependency_checks(state: &AppState) -> DependencyChecks {
+    let arrived = Instant::now();
+    let mut last = state.probes.0.lock().await;
+    if let Some((finished, checks)) = *last {
+        if finished >= arrived {
+            return checks;
+        }
+    }
     let rate_limit = async {
         if state.cfg.rate_limit.enabled {
             state.limiter.health().await
@@ -35,7 +57,29 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         state.cache.health(),
         rate_limit
     );
-    let (db_ok, blob_ok) = (db.is_ok(), blob.is_ok());
+    let checks = DependencyChecks {
+        db_ok: db.is_ok(),
+        blob_ok: blob.is_ok(),
+        cache,
+        rate_limit,
+    };
+    *last = Some((Instant::now(), checks));
+    checks
+}
+
+/// `GET /api/readyz`: 200 when the primary database and blob store answer and the
+/// server is not draining; 503 otherwise. Trouble with a dependency every instance
+/// shares (an S3 store, Redis, the read replica) is reported as `degraded` but keeps
+/// the instance ready: each instance sees the same outage, so pulling them all out of
+/// the load balancer would only turn a partial outage into a total one
+/// (docs/SCALING.md, "Readiness"). Not rate limited; see [`ProbeCoalescer`].
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let DependencyChecks {
+        db_ok,
+        blob_ok,
+        cache,
+        rate_limit,
+    } = dependency_checks(&state).await;
     let draining = state.is_draining();
     let ready = db_ok && (blob_ok || state.blobs.is_shared()) && !draining;
     let replica = match state.db.replica_up() {
@@ -79,8 +123,22 @@ pub async fn cli_version(State(state): State<AppState>) -> Json<CliVersion> {
     })
 }
 
-/// `GET /metrics`: Prometheus text format.
-pub async fn metrics(State(state): State<AppState>) -> Response {
+/// `GET /metrics`: Prometheus text format; with `metrics_token` set, only for a
+/// request carrying it as a bearer token (compared in constant time).
+pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(want) = state.cfg.metrics_token.as_deref() {
+        use subtle::ConstantTimeEq;
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let ok: bool = given.as_bytes().ct_eq(want.as_bytes()).into();
+        if !ok {
+            return ApiError::Unauthorized("metrics need the configured bearer token")
+                .into_response();
+        }
+    }
     // Gauges sampled at scrape time.
     if let Ok(rows) =
         sqlx::query_as::<_, (String, i64)>("SELECT state, COUNT(*) FROM jobs GROUP BY state")
@@ -125,6 +183,9 @@ pub async fn admin_reset(State(state): State<AppState>) -> ApiResult<StatusCode>
         });
     }
     let mut tx = state.db.begin().await?;
+    // Global row first, as every quota path: a delete or presign in flight finishes
+    // before (and is wiped) or waits and then finds no file or user to count.
+    crate::quota::lock_global(&mut tx).await?;
     let files: Vec<(String, String)> = sqlx::query_as("SELECT id, object_key FROM files")
         .fetch_all(&mut *tx)
         .await?;

@@ -182,7 +182,6 @@ pub async fn download(
     }
     let object_key = format!("{user_hash}/{file_id}");
     let now = now_ms();
-    let day = now / DAY_MS;
     let daily_limit = state
         .cfg
         .limits
@@ -204,12 +203,7 @@ pub async fn download(
             return Err(not_found);
         }
         check_shareable(&f, now)?;
-        let retry_after = (((day + 1) * DAY_MS - now) / 1000).max(1) as u64;
-        return Err(ApiError::TooManyRequests {
-            message: "daily download limit reached for this file",
-            code: "download_limit",
-            retry_after,
-        });
+        return Err(daily_limit_reached(now));
     };
     if cached.is_none() {
         state.cache.put(&file_id, &facts).await;
@@ -225,6 +219,56 @@ pub async fn download(
             (header::LOCATION, url),
             (header::CACHE_CONTROL, "no-store".into()),
         ],
+    )
+        .into_response())
+}
+
+fn daily_limit_reached(now: i64) -> ApiError {
+    let day = now / DAY_MS;
+    ApiError::TooManyRequests {
+        message: "daily download limit reached for this file",
+        code: "download_limit",
+        retry_after: (((day + 1) * DAY_MS - now) / 1000).max(1) as u64,
+    }
+}
+
+/// `HEAD /files/download/{user_hash}/{file_id}`: the status a GET would get (204
+/// where it would redirect), but no download is counted and no blob URL is handed
+/// out. Routed explicitly: axum runs a GET handler for HEAD otherwise, and every
+/// HEAD (link checkers, previews, `curl -I`) would use up the file's limits.
+pub async fn download_head(
+    State(state): State<AppState>,
+    Path((user_hash, file_id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let file_id = parse_file_id(&file_id)?;
+    let object_key = format!("{user_hash}/{file_id}");
+    let not_found = ApiError::NotFound("file not found");
+    if !crate::blob::valid_key(&object_key) {
+        return Err(not_found);
+    }
+    let now = now_ms();
+    let f = live_file(&state, &file_id).await?;
+    if f.facts.object_key != object_key {
+        return Err(not_found);
+    }
+    check_shareable(&f, now)?;
+    let (dl_day, dl_day_count): (i64, i64) =
+        sqlx::query_as("SELECT dl_day, dl_day_count FROM files WHERE id = $1")
+            .bind(&file_id)
+            .fetch_optional(state.db.pool())
+            .await?
+            .ok_or(not_found)?;
+    let daily_limit = state
+        .cfg
+        .limits
+        .daily_downloads_per_file
+        .min(i64::MAX as u64) as i64;
+    if dl_day == now / DAY_MS && dl_day_count >= daily_limit {
+        return Err(daily_limit_reached(now));
+    }
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(header::CACHE_CONTROL, "no-store")],
     )
         .into_response())
 }

@@ -46,8 +46,12 @@ fn otp_hash(state: &AppState, user_id: &str, otp: &str) -> String {
         .keyed_hash(OTP_DOMAIN, format!("{user_id}:{otp}").as_bytes())
 }
 
-/// `POST /api/user/register`: creates an unverified account (or refreshes the
-/// password and code of a still-unverified one) and mails a 6-digit code.
+/// `POST /api/user/register`: creates an unverified account and mails a 6-digit
+/// code. Registering a still-unverified address again mails a fresh code but proves
+/// nothing about the caller, so it changes neither the password (the first one stays
+/// until the account is verified or swept) nor the count of wrong guesses: that
+/// count starts over only once the previous code has expired, so guessing is capped
+/// at `otp_max_attempts` per `otp_ttl_secs` however often someone re-registers.
 pub async fn register(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<Credentials>,
@@ -65,15 +69,7 @@ pub async fn register(
             .await?;
     let (id, created_at) = match existing {
         Some((_, Some(_), _)) => return Err(ApiError::Conflict("email already registered")),
-        Some((id, None, created_at)) => {
-            sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
-                .bind(&hash)
-                .bind(now)
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
-            (id, created_at)
-        }
+        Some((id, None, created_at)) => (id, created_at),
         None => {
             let id = uuid::Uuid::new_v4().to_string();
             let r = sqlx::query(
@@ -97,18 +93,46 @@ pub async fn register(
             (id, now)
         }
     };
-    sqlx::query("DELETE FROM otps WHERE user_id = $1")
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "INSERT INTO otps (user_id, code_hash, expires_at, attempts) VALUES ($1, $2, $3, 0)",
+    let code_hash = otp_hash(&state, &id, &otp);
+    let expires_at = now + state.cfg.auth.otp_ttl_secs as i64 * 1000;
+    let max_attempts = state.cfg.auth.otp_max_attempts as i64;
+    // One statement replaces the code, so a guess counted concurrently is not lost:
+    // the attempt count carries over while the old code is live and resets once it
+    // has expired; a live code with no attempts left is not replaced at all.
+    let replaced = sqlx::query(
+        "UPDATE otps SET code_hash = $2, expires_at = $3, \
+         attempts = CASE WHEN expires_at > $4 THEN attempts ELSE 0 END \
+         WHERE user_id = $1 AND (expires_at <= $4 OR attempts < $5)",
     )
     .bind(&id)
-    .bind(otp_hash(&state, &id, &otp))
-    .bind(now + state.cfg.auth.otp_ttl_secs as i64 * 1000)
+    .bind(&code_hash)
+    .bind(expires_at)
+    .bind(now)
+    .bind(max_attempts)
     .execute(&mut *tx)
     .await?;
+    if replaced.rows_affected() == 0 {
+        let burned: Option<(i64,)> =
+            sqlx::query_as("SELECT expires_at FROM otps WHERE user_id = $1")
+                .bind(&id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some((burned_until,)) = burned {
+            return Err(ApiError::TooManyRequests {
+                message: "too many wrong codes; register again once the code has expired",
+                code: "otp_attempts_exceeded",
+                retry_after: ((burned_until - now) / 1000).max(1) as u64,
+            });
+        }
+        sqlx::query(
+            "INSERT INTO otps (user_id, code_hash, expires_at, attempts) VALUES ($1, $2, $3, 0)",
+        )
+        .bind(&id)
+        .bind(&code_hash)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+    }
     let mail = crate::mailer::Mail {
         to: email.clone(),
         subject: "Your Hashdrop verification code".into(),
@@ -138,7 +162,9 @@ pub async fn register(
     ))
 }
 
-/// `PATCH /api/user/verify`: checks the code. Every guess first consumes one of the
+/// `PATCH /api/user/verify`: checks the code; 204 only for the right code of an
+/// unverified account, the same 401 for a wrong code, an unknown address and an
+/// account already verified. Every guess first consumes one of the
 /// capped attempts in a single conditional UPDATE, so parallel guessing cannot get
 /// more tries than the cap.
 pub async fn verify(
@@ -152,12 +178,11 @@ pub async fn verify(
             .bind(&email)
             .fetch_optional(state.db.pool())
             .await?;
-    let Some((user_id, verified_at)) = user else {
+    // An unknown and an already verified address answer exactly like a wrong code:
+    // anything else tells a caller which addresses have accounts.
+    let Some((user_id, None)) = user else {
         return Err(invalid);
     };
-    if verified_at.is_some() {
-        return Ok(StatusCode::NO_CONTENT);
-    }
     let otp = req.otp.trim();
     let well_formed = otp.len() == 6 && otp.bytes().all(|b| b.is_ascii_digit());
     let now = now_ms();
@@ -176,7 +201,7 @@ pub async fn verify(
             .await?;
         return Err(match exists {
             Some(_) => ApiError::TooManyRequests {
-                message: "too many wrong codes; register again to get a new code",
+                message: "too many wrong codes; register again once the code has expired",
                 code: "otp_attempts_exceeded",
                 retry_after: state.cfg.auth.otp_ttl_secs,
             },
@@ -215,6 +240,11 @@ async fn check_credentials(
     creds: Credentials,
 ) -> ApiResult<Option<(String, Option<i64>)>> {
     let email = creds.email.trim().to_ascii_lowercase();
+    // No stored account has a longer address or password (register checks both), so
+    // an oversized one is wrong without a database query or a hash over megabytes.
+    if email.len() > 254 || creds.password.chars().count() > 128 {
+        return Ok(None);
+    }
     let user: Option<(String, String, Option<i64>)> =
         sqlx::query_as("SELECT id, password_hash, verified_at FROM users WHERE email = $1")
             .bind(&email)
@@ -255,11 +285,20 @@ async fn issue_refresh_token(
     Ok(token)
 }
 
-/// `POST /api/user/login`.
+const LOGIN_THROTTLE_DOMAIN: &str = "login-throttle";
+
+/// `POST /api/user/login`. Besides the per-IP limit of its route, attempts against
+/// one account are limited whatever addresses they come from (`login_account`),
+/// keyed by a keyed hash of the normalized email so no address lands in Redis.
 pub async fn login(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<Credentials>,
 ) -> ApiResult<Json<LoginResponse>> {
+    let account = state.keys.keyed_hash(
+        LOGIN_THROTTLE_DOMAIN,
+        req.email.trim().to_ascii_lowercase().as_bytes(),
+    );
+    crate::ratelimit::check_key(&state, crate::ratelimit::Group::LoginAccount, &account).await?;
     let Some((user_id, verified)) = check_credentials(&state, req).await? else {
         return Err(ApiError::Unauthorized("invalid email or password"));
     };
@@ -292,9 +331,7 @@ pub async fn delete_account(
     // Lock the global row first, as every quota path does. On PostgreSQL this also
     // waits out any presign in flight for this user, so the usage read next (a new
     // snapshot under READ COMMITTED) includes it.
-    sqlx::query("UPDATE global_usage SET used_bytes = used_bytes WHERE id = 1")
-        .execute(&mut *tx)
-        .await?;
+    crate::quota::lock_global(&mut tx).await?;
     let used: Option<(i64,)> = sqlx::query_as("SELECT used_bytes FROM users WHERE id = $1")
         .bind(&user_id)
         .fetch_optional(&mut *tx)

@@ -347,9 +347,15 @@ impl BlobStore for S3BlobStore {
     }
 
     fn presign_get(&self, key: &str, ttl: Duration) -> String {
-        GetObject::new(&self.public_bucket, Some(&self.creds), key)
-            .sign(ttl)
-            .into()
+        let mut get = GetObject::new(&self.public_bucket, Some(&self.creds), key);
+        // The uploader chose the stored Content-Type (a presigned PUT does not sign
+        // it); the signed overrides make the store serve opaque bytes to save, never
+        // a page for a browser to render on the bucket's origin.
+        get.query_mut()
+            .insert("response-content-type", super::OPAQUE_CONTENT_TYPE);
+        get.query_mut()
+            .insert("response-content-disposition", "attachment");
+        get.sign(ttl).into()
     }
 
     async fn size(&self, key: &str) -> anyhow::Result<Option<u64>> {

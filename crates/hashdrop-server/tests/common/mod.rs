@@ -593,3 +593,94 @@ pub async fn readiness(app: &TestApp) -> (StatusCode, Readiness) {
     let s = r.status();
     (s, r.json().await.expect("readiness json"))
 }
+
+/// Kills and reaps a child process on drop.
+pub struct ChildGuard(pub std::process::Child);
+
+impl ChildGuard {
+    /// Kills the child now and waits for it.
+    pub fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A real `haproxy` in front of one server, configured like deploy/haproxy
+/// (`option forwardfor`: it appends its own `X-Forwarded-For` line). Killed on drop.
+pub struct HaproxyProcess {
+    pub port: u16,
+    _child: ChildGuard,
+    _dir: tempfile::TempDir,
+}
+
+impl HaproxyProcess {
+    /// Starts one before `backend` (`http://127.0.0.1:PORT`), or `None` with a notice
+    /// when `haproxy` is not installed (a failure under HASHDROP_TEST_REQUIRE_SERVICES=1).
+    pub async fn start(backend: &str) -> Option<HaproxyProcess> {
+        let found = std::process::Command::new("haproxy")
+            .arg("-v")
+            .output()
+            .is_ok();
+        if !found {
+            if std::env::var("HASHDROP_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!("haproxy is not installed but HASHDROP_TEST_REQUIRE_SERVICES=1");
+            }
+            eprintln!("SKIP: haproxy is not installed");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let server = backend.trim_start_matches("http://");
+        let cfg = format!(
+            "defaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n\
+             \n  option http-server-close\n  option forwardfor\n\
+             frontend api\n  bind 127.0.0.1:{port}\n  default_backend app\n\
+             backend app\n  server app1 {server}\n"
+        );
+        let path = dir.path().join("haproxy.cfg");
+        std::fs::write(&path, cfg).expect("write haproxy.cfg");
+        let child = std::process::Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn haproxy");
+        let p = HaproxyProcess {
+            port,
+            _child: ChildGuard(child),
+            _dir: dir,
+        };
+        poll(Duration::from_secs(10), || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        })
+        .await
+        .expect("haproxy accepts connections");
+        Some(p)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// Applies TOML `settings` over `cfg` the way a config file would, so a test can set
+/// keys by name (an unknown key fails the test with the loader's own message).
+pub fn merge_toml(cfg: &mut Config, settings: &str) {
+    use figment::providers::{Format, Serialized, Toml};
+    *cfg = figment::Figment::from(Serialized::defaults(cfg.clone()))
+        .merge(Toml::string(settings))
+        .extract()
+        .unwrap_or_else(|e| panic!("config {settings:?}: {e}"));
+}
