@@ -20,6 +20,9 @@ fn main() {
         println!("cargo::rerun-if-changed={}", web.join(input).display());
     }
     println!("cargo::rerun-if-env-changed=HASHDROP_NPM");
+    // sqlx::migrate! embeds migrations/ at compile time; with a build script present,
+    // cargo only notices a new migration file if the script says to watch the folder.
+    println!("cargo::rerun-if-changed=migrations");
 
     let npm = std::env::var("HASHDROP_NPM").unwrap_or_else(|_| "npm".into());
     if node_modules_stale(&web) {

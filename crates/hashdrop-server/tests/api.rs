@@ -11,6 +11,7 @@ use serde_json::json;
 
 both_backends!(
     health_readiness_version_metrics_openapi,
+    file_status_column_takes_only_the_four_states,
     register_verify_login_errors,
     otp_brute_force_is_capped,
     refresh_rotation_reuse_and_revoke,
@@ -441,8 +442,16 @@ async fn upload_list_download_share_delete(b: Backend) {
         .to_str()
         .unwrap()
         .to_string();
-    assert!(csp.contains("script-src 'self';"), "{csp}");
-    assert!(!csp.contains("unsafe"), "{csp}");
+    // Scripts only from this origin; 'wasm-unsafe-eval' admits WebAssembly (the
+    // payload cipher) and no JavaScript eval or inline script.
+    assert!(
+        csp.contains("script-src 'self' 'wasm-unsafe-eval';"),
+        "{csp}"
+    );
+    assert!(
+        !csp.replace("'wasm-unsafe-eval'", "").contains("unsafe"),
+        "{csp}"
+    );
     assert_eq!(page.headers()["referrer-policy"], "no-referrer");
     let html = page.text().await.unwrap();
     assert!(html.contains(r#"<script type="module" src="/web/app.js">"#));
@@ -1479,4 +1488,31 @@ async fn malformed_input_is_json_400_everywhere(b: Backend) {
         app.get("/api/share/not-a-uuid", None).await.status(),
         StatusCode::BAD_REQUEST
     );
+}
+
+/// The `files.status` column is guarded by a CHECK constraint (migration 0002): a
+/// status outside pending/uploaded/failed/deleted is refused by the database itself.
+async fn file_status_column_takes_only_the_four_states(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.user("status@example.com").await;
+    let id = app
+        .upload(&t.access_token, b"status", json!({}))
+        .await
+        .file_id;
+    let bogus = sqlx::query("UPDATE files SET status = 'archived' WHERE id = $1")
+        .bind(&id)
+        .execute(app.state.db.pool())
+        .await;
+    assert!(
+        bogus.is_err(),
+        "a status outside the state machine was stored"
+    );
+    for ok in ["deleted", "failed", "uploaded"] {
+        sqlx::query("UPDATE files SET status = $1 WHERE id = $2")
+            .bind(ok)
+            .bind(&id)
+            .execute(app.state.db.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
 }
