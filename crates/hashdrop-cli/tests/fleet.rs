@@ -45,6 +45,8 @@ fn cluster_config() -> String {
          argon2_m_cost_kib = 1024\n\
          argon2_t_cost = 1\n",
     );
+    // Every bucket of a group is set: a table that leaves one out keeps that bucket's
+    // default (register's 3 per IP and hour would stop the fourth sign-up).
     for group in [
         "auth",
         "register",
@@ -57,7 +59,8 @@ fn cluster_config() -> String {
         "health",
     ] {
         toml += &format!(
-            "[rate_limit.{group}]\nglobal_per_minute = 1000000\nper_key_per_minute = 1000000\n"
+            "[rate_limit.{group}]\nglobal_per_minute = 1000000\nper_key_per_minute = 1000000\n\
+             per_key_per_hour = 1000000\n"
         );
     }
     toml += &format!(
