@@ -21,7 +21,8 @@ const STYLE_CSS: &str = include_str!(concat!(env!("OUT_DIR"), "/web/style.css"))
 
 // Content-Security-Policy of the page, its assets and its service worker: the blob
 // store's origin, when it has its own, goes between the two halves (`connect-src`).
-const CSP_HEAD: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
+const CSP_HEAD: &str =
+    "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
      img-src 'self'; connect-src 'self'";
 const CSP_TAIL: &str = "; frame-src 'self'; worker-src 'self'; form-action 'none'; \
      base-uri 'none'; frame-ancestors 'none'";
