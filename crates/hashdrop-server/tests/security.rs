@@ -11,7 +11,7 @@ use common::{error_code, poll, presign_body, Backend, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-/// 1. Behind HAProxy (`option forwardfor` appends its own `X-Forwarded-For` line) a
+/// Hole 1: behind HAProxy (`option forwardfor` appends its own `X-Forwarded-For` line) a
 /// client that sends its own `X-Forwarded-For` must still be limited as itself.
 mod forwarded_for {
     use super::*;
@@ -83,7 +83,7 @@ mod forwarded_for {
     }
 }
 
-/// 2. Anonymous traffic on the health group must not make readiness answer 429.
+/// Hole 2: anonymous traffic on the health group must not make readiness answer 429.
 mod probes {
     use super::*;
 
@@ -105,7 +105,7 @@ mod probes {
     }
 }
 
-/// 3. A presigned PUT URL is only good while its `pending` file exists.
+/// Hole 3: a presigned PUT URL is only good while its `pending` file exists.
 async fn presigned_put_after_delete_is_refused(b: Backend) {
     let app = TestApp::spawn(b).await;
     let t = app.user("put-after-delete@example.com").await;
@@ -141,7 +141,7 @@ async fn presigned_put_after_delete_is_refused(b: Backend) {
     );
 }
 
-/// 4. Parallel deletes of one file release its quota once.
+/// Hole 4: parallel deletes of one file release its quota once.
 async fn parallel_deletes_release_quota_once(b: Backend) {
     let app = TestApp::spawn(b).await;
     let t = app.user("parallel-delete@example.com").await;
@@ -187,7 +187,7 @@ fn wrong_code(otp: &str, i: usize) -> String {
         .unwrap()
 }
 
-/// 5. Registering again does not hand out new guesses nor change the password.
+/// Hole 5: registering again does not hand out new guesses nor change the password.
 async fn reregister_keeps_attempts_and_password(b: Backend) {
     let app = TestApp::spawn(b).await;
     let email = "rereg@example.com";
@@ -252,7 +252,7 @@ async fn reregister_keeps_attempts_and_password(b: Backend) {
     assert_eq!(r.status(), StatusCode::OK, "owner's password");
 }
 
-/// 6. `verify` answers alike for an unknown, a verified and an unverified account.
+/// Hole 6: `verify` answers alike for an unknown, a verified and an unverified account.
 async fn verify_does_not_reveal_accounts(b: Backend) {
     let app = TestApp::spawn(b).await;
     app.user("verified@example.com").await;
@@ -284,7 +284,7 @@ async fn verify_does_not_reveal_accounts(b: Backend) {
     assert_eq!(answers[2].1, StatusCode::UNAUTHORIZED);
 }
 
-/// 7. Strings in request bodies are bounded and checked before anything is stored.
+/// Hole 7: strings in request bodies are bounded and checked before anything is stored.
 async fn presign_rejects_bad_mime_types(b: Backend) {
     let app = TestApp::spawn(b).await;
     let t = app.user("mime@example.com").await;
@@ -321,7 +321,7 @@ async fn presign_rejects_bad_mime_types(b: Backend) {
     }
 }
 
-/// 8. The data dir and everything secret in it is private to the server's user,
+/// Hole 8: the data dir and everything secret in it is private to the server's user,
 /// even when it runs under umask 000.
 mod file_modes {
     use super::*;
@@ -452,7 +452,7 @@ mod file_modes {
     }
 }
 
-/// 9. `HEAD` on a download link is not a download.
+/// Hole 9: `HEAD` on a download link is not a download.
 async fn head_does_not_count_as_download(b: Backend) {
     let app = TestApp::spawn_with(b, |c| c.limits.daily_downloads_per_file = 3).await;
     let t = app.user("head@example.com").await;
