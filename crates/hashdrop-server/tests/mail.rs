@@ -50,12 +50,9 @@ fn smtp_python() -> Option<PathBuf> {
     if ok {
         return Some(python.into());
     }
-    if std::env::var("HASHDROP_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!("no Python with aiosmtpd at {python} (run scripts/install-deps.sh) but HASHDROP_TEST_REQUIRE_SERVICES=1");
-    }
-    eprintln!(
-        "SKIP smtp test: no Python with aiosmtpd at {python} (scripts/install-deps.sh installs it)"
-    );
+    common::service_missing(&format!(
+        "smtp test: no Python with aiosmtpd at {python} (scripts/install-deps.sh installs it)"
+    ));
     None
 }
 

@@ -39,16 +39,34 @@ macro_rules! both_backends {
     )*};
 }
 
+/// A service the test needs is absent: under HASHDROP_TEST_REQUIRE_SERVICES=1 that
+/// fails the test, else the test is skipped with a printed notice saying `why`.
+pub fn service_missing(why: &str) {
+    if std::env::var("HASHDROP_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
+        panic!("{why}, but HASHDROP_TEST_REQUIRE_SERVICES=1");
+    }
+    eprintln!("SKIP: {why}");
+}
+
+/// Whether `program` runs (asked with `version_arg`); [`service_missing`] when not.
+fn installed(program: &str, version_arg: &str) -> bool {
+    let found = std::process::Command::new(program)
+        .arg(version_arg)
+        .output()
+        .is_ok();
+    if !found {
+        service_missing(&format!("{program} is not installed"));
+    }
+    found
+}
+
 /// The admin URL, or `None` with a printed notice. With
 /// HASHDROP_TEST_REQUIRE_SERVICES=1 a missing URL fails the test instead.
 pub fn postgres_admin_url() -> Option<String> {
     match std::env::var("HASHDROP_TEST_POSTGRES_URL") {
         Ok(u) if !u.is_empty() => Some(u),
         _ => {
-            if std::env::var("HASHDROP_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                panic!("HASHDROP_TEST_POSTGRES_URL is unset but HASHDROP_TEST_REQUIRE_SERVICES=1");
-            }
-            eprintln!("SKIP postgres variant: HASHDROP_TEST_POSTGRES_URL is unset");
+            service_missing("postgres variant: HASHDROP_TEST_POSTGRES_URL is unset");
             None
         }
     }
@@ -60,10 +78,7 @@ pub fn redis_url() -> Option<String> {
     match std::env::var("HASHDROP_TEST_REDIS_URL") {
         Ok(u) if !u.is_empty() => Some(u),
         _ => {
-            if std::env::var("HASHDROP_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                panic!("HASHDROP_TEST_REDIS_URL is unset but HASHDROP_TEST_REQUIRE_SERVICES=1");
-            }
-            eprintln!("SKIP redis test: HASHDROP_TEST_REDIS_URL is unset");
+            service_missing("redis test: HASHDROP_TEST_REDIS_URL is unset");
             None
         }
     }
@@ -527,15 +542,7 @@ impl RedisProcess {
     /// Starts one, or `None` with a notice when `redis-server` is not installed (a
     /// failure instead under HASHDROP_TEST_REQUIRE_SERVICES=1).
     pub async fn start() -> Option<RedisProcess> {
-        let found = std::process::Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_ok();
-        if !found {
-            if std::env::var("HASHDROP_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                panic!("redis-server is not installed but HASHDROP_TEST_REQUIRE_SERVICES=1");
-            }
-            eprintln!("SKIP: redis-server is not installed");
+        if !installed("redis-server", "--version") {
             return None;
         }
         let mut r = RedisProcess {
@@ -623,15 +630,7 @@ impl HaproxyProcess {
     /// Starts one before `backend` (`http://127.0.0.1:PORT`), or `None` with a notice
     /// when `haproxy` is not installed (a failure under HASHDROP_TEST_REQUIRE_SERVICES=1).
     pub async fn start(backend: &str) -> Option<HaproxyProcess> {
-        let found = std::process::Command::new("haproxy")
-            .arg("-v")
-            .output()
-            .is_ok();
-        if !found {
-            if std::env::var("HASHDROP_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                panic!("haproxy is not installed but HASHDROP_TEST_REQUIRE_SERVICES=1");
-            }
-            eprintln!("SKIP: haproxy is not installed");
+        if !installed("haproxy", "-v") {
             return None;
         }
         let dir = tempfile::tempdir().expect("tempdir");
