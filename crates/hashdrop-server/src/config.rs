@@ -491,7 +491,7 @@ impl Config {
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "hashdrop".into());
         // Two processes on one host (or containers sharing a hostname) still differ.
-        format!("{host}-{}", crate::crypto::random_hex(3))
+        format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
     }
 
     /// Effective blob store URL.

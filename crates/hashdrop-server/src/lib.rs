@@ -3,25 +3,23 @@
 //!
 //! Start: [`App::build`] from a [`config::Config`], then [`App::serve`] with a bound
 //! listener and a shutdown future.
+//!
+//! The crate is layered (docs/ARCHITECTURE.md; `scripts/check-layers.py` keeps it
+//! so): `domain` (values, rules, the error) ← `store` (all SQL) and `infra` (blob
+//! stores, cache, limiter, mailer, Redis, crypto) ← `service` (each lifecycle once)
+//! ← `http` (routes that translate) and `worker` (jobs); `state` holds the built
+//! pieces, and this file wires them together.
 #![forbid(unsafe_code)]
 
-pub mod api;
-pub mod blob;
-pub mod cache;
 pub mod config;
-pub mod crypto;
-pub mod db;
-pub mod error;
-pub mod jobs;
-pub mod mailer;
+pub mod domain;
+pub mod http;
+pub mod infra;
 pub mod observability;
-pub mod openapi;
-pub mod private_fs;
-pub mod quota;
-pub mod ratelimit;
-pub mod redis_link;
+pub mod service;
 pub mod state;
-pub mod web;
+pub mod store;
+pub mod worker;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -48,14 +46,14 @@ impl App {
     pub async fn build(cfg: Config) -> anyhow::Result<App> {
         // Install the metrics recorder before the first request is counted.
         observability::prometheus();
-        private_fs::create_dir(&cfg.data_dir)
+        infra::private_fs::create_dir(&cfg.data_dir)
             .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
-        if let Some(path) = db::sqlite_path(&cfg.database_url()) {
-            private_fs::prepare_sqlite_file(&path)?;
+        if let Some(path) = store::sqlite_path(&cfg.database_url()) {
+            infra::private_fs::prepare_sqlite_file(&path)?;
         }
-        let secrets = crypto::Secrets::load_or_create(&cfg.data_dir, &cfg.auth)?;
-        let keys = crypto::Keys::new(&secrets);
-        let mut db = db::Db::connect(&cfg.database_url()).await?;
+        let secrets = infra::crypto::Secrets::load_or_create(&cfg.data_dir, &cfg.auth)?;
+        let keys = infra::crypto::Keys::new(&secrets);
+        let mut db = store::Db::connect(&cfg.database_url()).await?;
         if let Some(url) = cfg
             .database_replica_url
             .as_deref()
@@ -64,15 +62,15 @@ impl App {
             db = db.with_replica(url)?;
         }
         let public_url: Arc<str> = cfg.public_url().into();
-        let mailer = mailer::from_config(&cfg)?;
+        let mailer = infra::mailer::from_config(&cfg)?;
         let instance_id: Arc<str> = cfg.instance_id().into();
         tracing::info!(instance = %instance_id, "instance id");
         metrics::gauge!("hashdrop_instance_info", "instance" => instance_id.to_string()).set(1.0);
-        let opened = blob::open(&cfg.blob_store_url(), &public_url, keys.clone(), &cfg.s3)?;
+        let opened = infra::blob::open(&cfg.blob_store_url(), &public_url, keys.clone(), &cfg.s3)?;
         let state = AppState {
-            hasher: crypto::PasswordHasherCfg::new(&cfg.auth)?,
-            limiter: ratelimit::from_config(&cfg.rate_limit)?,
-            cache: cache::from_config(&cfg.cache)?,
+            hasher: infra::crypto::PasswordHasherCfg::new(&cfg.auth)?,
+            limiter: infra::ratelimit::from_config(&cfg.rate_limit)?,
+            cache: infra::cache::from_config(&cfg.cache)?,
             mailer,
             instance_id,
             cfg: Arc::new(cfg),
@@ -103,8 +101,8 @@ impl App {
     ) -> anyhow::Result<()> {
         let state = self.state;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let background = jobs::spawn_background(state.clone(), stop_rx);
-        let router = api::router(state.clone());
+        let background = worker::spawn_background(state.clone(), stop_rx);
+        let router = http::router(state.clone());
         let draining = state.draining.clone();
         let grace = Duration::from_millis(state.cfg.shutdown_grace_ms);
         let deadline = Duration::from_secs(state.cfg.shutdown_timeout_secs);
@@ -145,76 +143,4 @@ impl App {
         tracing::info!("shutdown complete");
         Ok(())
     }
-}
-
-/// Takes a consistent SQLite snapshot with `VACUUM INTO` and stores it in the blob
-/// store as `backups/hashdrop-{unix_ms}.sqlite`. Returns the object key.
-pub async fn backup_now(state: &AppState) -> anyhow::Result<String> {
-    anyhow::ensure!(
-        state.db.backend() == db::Backend::Sqlite,
-        "backups are built for SQLite only (use pg_dump for PostgreSQL)"
-    );
-    let dir = state.cfg.data_dir.join("tmp");
-    private_fs::create_dir_async(&dir).await?;
-    let name = format!("hashdrop-{}.sqlite", db::now_ms());
-    let tmp = dir.join(&name);
-    let path = tmp
-        .to_str()
-        .context("data dir path is not UTF-8")?
-        .replace('\'', "''");
-    sqlx::query(&format!("VACUUM INTO '{path}'"))
-        .execute(state.db.pool())
-        .await
-        .context("VACUUM INTO")?;
-    let key = format!("backups/{name}");
-    let r = state.blobs.put_file(&key, &tmp).await;
-    let _ = tokio::fs::remove_file(&tmp).await;
-    r?;
-    // Names sort by time (fixed-width millisecond stamps), oldest first.
-    let all = state.blobs.list("backups").await?;
-    let keep = state.cfg.backup.keep.max(1) as usize;
-    if all.len() > keep {
-        for old in &all[..all.len() - keep] {
-            state.blobs.delete(old).await?;
-        }
-    }
-    Ok(key)
-}
-
-/// Restores a snapshot from the blob store over the SQLite database at `db_path`.
-/// The server must be stopped. `key` `None` picks the newest snapshot. The current
-/// file is kept as `{db_path}.before-restore`.
-pub async fn restore(cfg: &Config, key: Option<&str>) -> anyhow::Result<String> {
-    let url = cfg.database_url();
-    let db_path = url
-        .strip_prefix("sqlite://")
-        .context("restore is built for SQLite only")?;
-    let db_path = std::path::PathBuf::from(db_path.split('?').next().unwrap_or(db_path));
-    let secrets = crypto::Secrets::load_or_create(&cfg.data_dir, &cfg.auth)?;
-    let store = blob::open(
-        &cfg.blob_store_url(),
-        &cfg.public_url(),
-        crypto::Keys::new(&secrets),
-        &cfg.s3,
-    )?
-    .store;
-    let key = match key {
-        Some(k) => k.to_string(),
-        None => store
-            .list("backups")
-            .await?
-            .pop()
-            .context("no backups found")?,
-    };
-    let tmp = db_path.with_extension("restoring");
-    store.get_file(&key, &tmp).await?;
-    if db_path.exists() {
-        tokio::fs::rename(&db_path, db_path.with_extension("db.before-restore")).await?;
-    }
-    for ext in ["db-wal", "db-shm"] {
-        let _ = tokio::fs::remove_file(db_path.with_extension(ext)).await;
-    }
-    private_fs::restrict(&tmp, private_fs::FILE_MODE)?;
-    tokio::fs::rename(&tmp, &db_path).await?;
-    Ok(key)
 }

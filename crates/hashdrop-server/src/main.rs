@@ -136,7 +136,7 @@ async fn run(cmd: Command, mut cfg: Config) -> anyhow::Result<()> {
             let db = &app.state().db;
             match action {
                 JobsAction::List { state } => {
-                    let rows = hashdrop_server::jobs::list(db, state.as_deref()).await?;
+                    let rows = hashdrop_server::store::jobs::list(db, state.as_deref()).await?;
                     println!(
                         "{:>6}  {:<12} {:<8} {:>8}  {:<25} last_error",
                         "id", "kind", "state", "attempts", "run_at"
@@ -149,13 +149,19 @@ async fn run(cmd: Command, mut cfg: Config) -> anyhow::Result<()> {
                             r.state,
                             r.attempts,
                             r.max_attempts,
-                            hashdrop_server::db::rfc3339(r.run_at),
+                            hashdrop_server::domain::time::rfc3339(r.run_at),
                             r.last_error.unwrap_or_default()
                         );
                     }
                 }
                 JobsAction::Retry { id } => {
-                    if hashdrop_server::jobs::retry(db, id).await? {
+                    if hashdrop_server::store::jobs::retry(
+                        db,
+                        id,
+                        hashdrop_server::domain::time::now_ms(),
+                    )
+                    .await?
+                    {
                         println!("job {id} requeued");
                     } else {
                         anyhow::bail!("job {id} is not dead (or does not exist)");
@@ -166,11 +172,11 @@ async fn run(cmd: Command, mut cfg: Config) -> anyhow::Result<()> {
         Command::Backup => {
             cfg.jobs.worker_enabled = false;
             let app = App::build(cfg).await?;
-            let key = hashdrop_server::backup_now(app.state()).await?;
+            let key = hashdrop_server::service::ops::backup_now(app.state()).await?;
             println!("{key}");
         }
         Command::Restore { from } => {
-            let key = hashdrop_server::restore(&cfg, from.as_deref()).await?;
+            let key = hashdrop_server::service::ops::restore(&cfg, from.as_deref()).await?;
             println!("restored {key}");
         }
     }

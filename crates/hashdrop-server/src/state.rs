@@ -1,17 +1,20 @@
-//! Shared application state handed to every handler.
+//! Shared application state handed to every service, route and worker: the
+//! configuration, the store and the infrastructure, built once by `App::build`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use crate::blob::{BlobStore, LocalBlobStore};
-use crate::cache::FileCache;
 use crate::config::Config;
-use crate::crypto::{Keys, PasswordHasherCfg};
-use crate::db::Db;
-use crate::mailer::Mailer;
-use crate::ratelimit::RateLimiter;
+use crate::infra::blob::{BlobStore, LocalBlobStore};
+use crate::infra::cache::FileCache;
+use crate::infra::coalesce::Coalesced;
+use crate::infra::crypto::{Keys, PasswordHasherCfg};
+use crate::infra::mailer::Mailer;
+use crate::infra::ratelimit::RateLimiter;
+use crate::infra::redis_link::Health;
+use crate::store::Db;
 
 /// Cheap to clone: everything is behind `Arc`s.
 #[derive(Debug, Clone)]
@@ -43,7 +46,20 @@ pub struct AppState {
     /// This instance's name (`X-Hashdrop-Instance`).
     pub instance_id: Arc<str>,
     /// Readiness checks shared by concurrent probes.
-    pub probes: Arc<crate::api::ops::ProbeCoalescer>,
+    pub probes: Arc<Coalesced<DependencyChecks>>,
+}
+
+/// What readiness learned from the dependencies (`service::ops::dependency_checks`).
+#[derive(Debug, Clone, Copy)]
+pub struct DependencyChecks {
+    /// The primary database answered.
+    pub db_ok: bool,
+    /// The blob store answered.
+    pub blob_ok: bool,
+    /// The shared cache.
+    pub cache: Health,
+    /// The shared rate limiter.
+    pub rate_limit: Health,
 }
 
 impl AppState {

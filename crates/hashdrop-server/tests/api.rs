@@ -690,14 +690,10 @@ async fn download_counter_race_exactly_limit(b: Backend) {
     );
     if b == Backend::Postgres {
         // The counter's pool skips the WAL-flush wait; every other write keeps it.
-        let setting = |pool| async move {
-            sqlx::query_scalar::<_, String>("SHOW synchronous_commit")
-                .fetch_one(pool)
-                .await
-                .unwrap()
-        };
-        assert_eq!(setting(app.state.db.relaxed_pool()).await, "off");
-        assert_eq!(setting(app.state.db.pool()).await, "on");
+        let modes = hashdrop_server::store::ops::commit_modes(&app.state.db)
+            .await
+            .unwrap();
+        assert_eq!(modes, Some(("on".to_string(), "off".to_string())));
     }
 }
 
@@ -771,7 +767,7 @@ async fn max_downloads_and_expiry(b: Backend) {
         StatusCode::GONE
     );
     // The expired-shares cleaner retires it and frees its object.
-    let n = hashdrop_server::jobs::run_cleaner(&app.state, "expired_shares")
+    let n = hashdrop_server::service::cleaners::run_named(&app.state, "expired_shares")
         .await
         .unwrap();
     assert_eq!(n, 1);
@@ -972,7 +968,7 @@ async fn delete_account_removes_rows_and_blobs(b: Backend) {
     .await;
     assert!(gone.is_some());
     let (used,): (i64,) = sqlx::query_as("SELECT used_bytes FROM global_usage WHERE id = 1")
-        .fetch_one(app.state.db.pool())
+        .fetch_one(&app.sql().await)
         .await
         .unwrap();
     assert_eq!(used, 0);
@@ -999,7 +995,7 @@ async fn stale_pending_upload_cleaner_releases_quota(b: Backend) {
         StatusCode::FORBIDDEN
     );
     let swept = poll(Duration::from_secs(5), || async {
-        let n = hashdrop_server::jobs::run_cleaner(&app.state, "stale_pending_uploads")
+        let n = hashdrop_server::service::cleaners::run_named(&app.state, "stale_pending_uploads")
             .await
             .unwrap();
         (n == 1).then_some(())
@@ -1025,8 +1021,8 @@ async fn stale_pending_upload_cleaner_releases_quota(b: Backend) {
     .await;
     assert!(gone.is_some());
     // Every cleaner runs without error on this backend.
-    for c in hashdrop_server::jobs::CLEANERS {
-        hashdrop_server::jobs::run_cleaner(&app.state, c)
+    for c in hashdrop_server::domain::job::Cleaner::ALL {
+        hashdrop_server::service::cleaners::run(&app.state, c)
             .await
             .unwrap();
     }
@@ -1058,7 +1054,7 @@ async fn admin_reset_is_dev_only(b: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_table_matches_router() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    for route in hashdrop_server::openapi::ROUTES {
+    for route in hashdrop_server::http::openapi::ROUTES {
         let (method, path) = (route.method, route.path);
         let concrete = path
             .replace("{user_hash}", "usrh-00")
@@ -1155,31 +1151,22 @@ async fn per_user_and_forwarded_ip_buckets(b: Backend) {
 async fn concurrent_workers_run_each_job_once(b: Backend) {
     let app = TestApp::spawn_with(b, |c| c.jobs.worker_enabled = false).await;
     {
-        let mut conn = app.state.db.pool().acquire().await.unwrap();
         for i in 0..40 {
-            let mail = json!({"to": format!("w{i}@example.com"), "subject": "s", "body": "code is: 123456"});
-            hashdrop_server::jobs::enqueue(
-                &mut conn,
-                hashdrop_server::jobs::KIND_SEND_MAIL,
-                &mail,
-                None,
-                3,
-            )
-            .await
-            .unwrap();
+            app.enqueue_mail(&format!("w{i}@example.com"), "code is: 123456", 3)
+                .await;
         }
     }
     let (x, y, z) = tokio::join!(
-        hashdrop_server::jobs::drain_once(&app.state),
-        hashdrop_server::jobs::drain_once(&app.state),
-        hashdrop_server::jobs::drain_once(&app.state),
+        hashdrop_server::worker::drain_once(&app.state),
+        hashdrop_server::worker::drain_once(&app.state),
+        hashdrop_server::worker::drain_once(&app.state),
     );
     assert_eq!(x.unwrap() + y.unwrap() + z.unwrap(), 40);
     let mails = std::fs::read_dir(app.data_dir.join("mail"))
         .unwrap()
         .count();
     assert_eq!(mails, 40, "each job ran exactly once");
-    let done = hashdrop_server::jobs::list(&app.state.db, Some("done"))
+    let done = hashdrop_server::store::jobs::list(&app.state.db, Some("done"))
         .await
         .unwrap();
     assert_eq!(done.len(), 40);
@@ -1231,7 +1218,7 @@ async fn presign_and_complete_validation(b: Backend) {
     // Nothing was reserved by the refused requests.
     let (used, count): (i64, i64) =
         sqlx::query_as("SELECT used_bytes, file_count FROM users WHERE email = 'v@example.com'")
-            .fetch_one(app.state.db.pool())
+            .fetch_one(&app.sql().await)
             .await
             .unwrap();
     assert_eq!((used, count), (0, 0));
@@ -1357,7 +1344,7 @@ async fn expired_otp_and_refresh_token(b: Backend) {
 }
 
 async fn cleaners_remove_expired_rows(b: Backend) {
-    use hashdrop_server::jobs::run_cleaner;
+    use hashdrop_server::service::cleaners::run_named as run_cleaner;
     let app = TestApp::spawn_with(b, |c| {
         c.auth.refresh_token_ttl_secs = 0;
         c.auth.unverified_user_ttl_secs = 0;
@@ -1372,8 +1359,9 @@ async fn cleaners_remove_expired_rows(b: Backend) {
     );
     app.otp_for("ghost@example.com").await;
     let count = |sql: &'static str| {
-        let pool = app.state.db.pool().clone();
+        let url = app.database_url.clone();
         async move {
+            let pool = common::observer(&url).await;
             let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&pool).await.unwrap();
             n
         }
@@ -1428,7 +1416,7 @@ async fn ambiguous_prefix_delete_is_409(b: Backend) {
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let (count,): (i64,) =
         sqlx::query_as("SELECT file_count FROM users WHERE email = 'amb@example.com'")
-            .fetch_one(app.state.db.pool())
+            .fetch_one(&app.sql().await)
             .await
             .unwrap();
     assert_eq!(count as usize, seen.len());
@@ -1501,7 +1489,7 @@ async fn file_status_column_takes_only_the_four_states(b: Backend) {
         .file_id;
     let bogus = sqlx::query("UPDATE files SET status = 'archived' WHERE id = $1")
         .bind(&id)
-        .execute(app.state.db.pool())
+        .execute(&app.sql().await)
         .await;
     assert!(
         bogus.is_err(),
@@ -1511,7 +1499,7 @@ async fn file_status_column_takes_only_the_four_states(b: Backend) {
         sqlx::query("UPDATE files SET status = $1 WHERE id = $2")
             .bind(ok)
             .bind(&id)
-            .execute(app.state.db.pool())
+            .execute(&app.sql().await)
             .await
             .unwrap_or_else(|e| panic!("{ok}: {e}"));
     }

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Backend, TestApp};
-use hashdrop_server::cache::{CacheStats, FileFacts, RedisFileCache};
+use hashdrop_server::infra::cache::{CacheStats, FileFacts, RedisFileCache};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -168,7 +168,8 @@ async fn account_delete_and_cleaner_invalidate(b: Backend) {
     let (a, _other, prefix) = cached_pair(&url, b).await;
     let t = a.user("acct@example.com").await;
     let p = a.upload(&t.access_token, b"acct", json!({})).await;
-    let expiring_at = hashdrop_server::db::rfc3339(hashdrop_server::db::now_ms() + 3000);
+    let expiring_at =
+        hashdrop_server::domain::time::rfc3339(hashdrop_server::domain::time::now_ms() + 3000);
     let e = a
         .upload(&t.access_token, b"exp", json!({"expires_at": expiring_at}))
         .await;
@@ -187,7 +188,7 @@ async fn account_delete_and_cleaner_invalidate(b: Backend) {
         .get(&format!("/files/download/{}", e.object_key), None)
         .await;
     assert_eq!(r.status(), StatusCode::GONE);
-    let n = hashdrop_server::jobs::run_cleaner(&a.state, "expired_shares")
+    let n = hashdrop_server::service::cleaners::run_named(&a.state, "expired_shares")
         .await
         .unwrap();
     assert_eq!(n, 1);

@@ -7,7 +7,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use common::{poll, Backend, TestApp};
-use hashdrop_server::jobs;
+use hashdrop_server::domain::job::{Cleaner, KIND_CLEANUP, KIND_SEND_MAIL};
+use hashdrop_server::store::jobs;
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::Connection;
@@ -41,7 +42,7 @@ async fn every_response_names_its_instance() {
 }
 
 fn one_slot(interval_secs: i64) -> i64 {
-    hashdrop_server::db::now_ms() / (interval_secs * 1000)
+    hashdrop_server::domain::time::now_ms() / (interval_secs * 1000)
 }
 
 /// Three instances share one PostgreSQL queue: 50 mails are each sent exactly once
@@ -62,14 +63,10 @@ async fn jobs_run_once_and_cleaners_are_scheduled_once_across_instances() {
     let fleet = [a.sibling().await, a.sibling().await];
     let apps: Vec<&TestApp> = std::iter::once(&a).chain(fleet.iter()).collect();
 
-    let mut conn = a.state.db.pool().acquire().await.unwrap();
     for i in 0..50 {
-        let mail = json!({"to": format!("fleet{i}@example.com"), "subject": "s", "body": "b"});
-        jobs::enqueue(&mut conn, jobs::KIND_SEND_MAIL, &mail, None, 8)
-            .await
-            .unwrap();
+        a.enqueue_mail(&format!("fleet{i}@example.com"), "b", 8)
+            .await;
     }
-    drop(conn);
     for app in &apps {
         app.state.jobs_notify.notify_one();
     }
@@ -78,7 +75,7 @@ async fn jobs_run_once_and_cleaners_are_scheduled_once_across_instances() {
             .await
             .unwrap()
             .into_iter()
-            .filter(|j| j.kind == jobs::KIND_SEND_MAIL)
+            .filter(|j| j.kind == KIND_SEND_MAIL)
             .collect();
         (done.len() == 50).then_some(done)
     })
@@ -104,12 +101,14 @@ async fn jobs_run_once_and_cleaners_are_scheduled_once_across_instances() {
 
     // Every instance's scheduler already ticked at start; tick all again.
     for app in &apps {
-        jobs::schedule_due(&app.state).await.unwrap();
+        hashdrop_server::worker::schedule_due(&app.state)
+            .await
+            .unwrap();
     }
     let slot_after = one_slot(INTERVAL);
     let rows: Vec<(String,)> = sqlx::query_as("SELECT payload FROM jobs WHERE kind = $1")
-        .bind(jobs::KIND_CLEANUP)
-        .fetch_all(a.state.db.pool())
+        .bind(KIND_CLEANUP)
+        .fetch_all(&a.sql().await)
         .await
         .unwrap();
     let mut per_cleaner: HashMap<String, i64> = HashMap::new();
@@ -120,7 +119,7 @@ async fn jobs_run_once_and_cleaners_are_scheduled_once_across_instances() {
             .or_default() += 1;
     }
     let slots = slot_after - slot_before + 1;
-    assert_eq!(per_cleaner.len(), jobs::CLEANERS.len(), "{per_cleaner:?}");
+    assert_eq!(per_cleaner.len(), Cleaner::ALL.len(), "{per_cleaner:?}");
     assert!(
         per_cleaner.values().all(|&n| n == slots),
         "one job per cleaner and slot ({slots} slot(s)), not one per instance: {per_cleaner:?}"
@@ -167,7 +166,7 @@ async fn replica_on_the_same_database_serves_reads() {
 async fn app_with_separate_replica() -> (TestApp, common::ExtraPgDb) {
     let replica = common::extra_pg_database().await;
     // Connecting applies the migrations.
-    hashdrop_server::db::Db::connect(&replica.url)
+    hashdrop_server::store::Db::connect(&replica.url)
         .await
         .unwrap()
         .close()
@@ -252,7 +251,7 @@ async fn read_only_endpoints_read_the_replica_and_writes_the_primary() {
         .await;
     let (user_id,): (String,) = sqlx::query_as("SELECT id FROM users WHERE email = $1")
         .bind("routing@example.com")
-        .fetch_one(app.state.db.pool())
+        .fetch_one(&app.sql().await)
         .await
         .unwrap();
 

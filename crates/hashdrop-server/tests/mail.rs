@@ -8,7 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{poll, Backend, TestApp};
-use hashdrop_server::jobs;
+use hashdrop_server::domain::job::KIND_SEND_MAIL;
+use hashdrop_server::store::jobs;
 use reqwest::StatusCode;
 
 const SERVER_PY: &str = r#"
@@ -182,7 +183,7 @@ async fn smtp_down_mail_job_retries_and_is_delivered_once_when_up() {
             .await
             .unwrap()
             .into_iter()
-            .find(|j| j.kind == jobs::KIND_SEND_MAIL && j.attempts >= 2)
+            .find(|j| j.kind == KIND_SEND_MAIL && j.attempts >= 2)
     })
     .await
     .expect("the mail job fails and is retried");

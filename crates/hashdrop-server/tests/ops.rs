@@ -7,7 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{poll, presign_body, Backend, TestApp};
-use hashdrop_server::jobs;
+use hashdrop_server::domain::job::{Job, KIND_SEND_MAIL};
+use hashdrop_server::store::jobs;
 use hashdrop_wire::PresignResponse;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -73,7 +74,7 @@ async fn failing_job_goes_dead_and_jobs_retry_revives_it(b: Backend) {
             .await
             .unwrap()
             .into_iter()
-            .find(|j| j.kind == jobs::KIND_SEND_MAIL)
+            .find(|j| j.kind == KIND_SEND_MAIL)
             .map(|j| j.id)
     })
     .await
@@ -176,16 +177,10 @@ async fn sqlite_backup_and_restore_round_trip() {
     app.upload(&keep.access_token, b"kept", json!({})).await;
     // The scheduled path: a backup job run by the worker.
     {
-        let mut conn = app.state.db.pool().acquire().await.unwrap();
-        jobs::enqueue(
-            &mut conn,
-            jobs::KIND_BACKUP,
-            &json!({}),
-            Some("backup:test"),
-            3,
-        )
-        .await
-        .unwrap();
+        let now = hashdrop_server::domain::time::now_ms();
+        jobs::enqueue_once(&app.state.db, &Job::Backup, "backup:test", 3, now)
+            .await
+            .unwrap();
     }
     app.state.jobs_notify.notify_one();
     let blobs = app.state.blobs.clone();
@@ -370,12 +365,14 @@ async fn backups_keep_only_the_newest() {
     let app = TestApp::spawn_with(Backend::Sqlite, |c| c.backup.keep = 2).await;
     let mut made = Vec::new();
     for _ in 0..3 {
-        let key = hashdrop_server::backup_now(&app.state).await.unwrap();
+        let key = hashdrop_server::service::ops::backup_now(&app.state)
+            .await
+            .unwrap();
         made.push(key);
         // Distinct millisecond stamps: wait for the clock, not a fixed time.
-        let last = hashdrop_server::db::now_ms();
+        let last = hashdrop_server::domain::time::now_ms();
         poll(Duration::from_secs(1), || async {
-            (hashdrop_server::db::now_ms() > last).then_some(())
+            (hashdrop_server::domain::time::now_ms() > last).then_some(())
         })
         .await;
     }

@@ -386,7 +386,7 @@ async fn store_outage_is_a_fast_503_and_writes_nothing(b: Backend) {
 
     let rows = || async {
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM files")
-            .fetch_one(app.state.db.pool())
+            .fetch_one(&app.sql().await)
             .await
             .unwrap();
         n
@@ -402,7 +402,7 @@ async fn store_outage_is_a_fast_503_and_writes_nothing(b: Backend) {
     }
     assert_eq!(rows().await, before, "presign wrote no row");
     let (used,): (i64,) = sqlx::query_as("SELECT used_bytes FROM global_usage WHERE id = 1")
-        .fetch_one(app.state.db.pool())
+        .fetch_one(&app.sql().await)
         .await
         .unwrap();
     assert_eq!(used, 10, "only the first upload holds quota");
@@ -423,7 +423,7 @@ async fn store_outage_is_a_fast_503_and_writes_nothing(b: Backend) {
     // Once the store is back, the pending sweeper fails the file and its object goes.
     s3.restart().await;
     assert!(s3.object_path(&p.object_key).exists());
-    let n = hashdrop_server::jobs::run_cleaner(&app.state, "stale_pending_uploads")
+    let n = hashdrop_server::service::cleaners::run_named(&app.state, "stale_pending_uploads")
         .await
         .unwrap();
     assert_eq!(n, 1);
@@ -461,7 +461,7 @@ async fn a_store_that_never_answered_gives_503_from_the_first_request() {
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(error_code(r).await, "store_unavailable");
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM files")
-        .fetch_one(app.state.db.pool())
+        .fetch_one(&app.sql().await)
         .await
         .unwrap();
     assert_eq!(n, 0);
@@ -497,7 +497,11 @@ async fn backups_go_to_the_bucket() {
     let app = app_on(&s3, Backend::Sqlite, |c| c.backup.keep = 2).await;
     let mut keys = Vec::new();
     for _ in 0..3 {
-        keys.push(hashdrop_server::backup_now(&app.state).await.unwrap());
+        keys.push(
+            hashdrop_server::service::ops::backup_now(&app.state)
+                .await
+                .unwrap(),
+        );
         // Snapshot names carry a millisecond stamp.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

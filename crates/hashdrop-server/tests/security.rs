@@ -160,11 +160,11 @@ async fn parallel_deletes_release_quota_once(b: Backend) {
     let (used, files): (i64, i64) =
         sqlx::query_as("SELECT used_bytes, file_count FROM users WHERE email = $1")
             .bind("parallel-delete@example.com")
-            .fetch_one(app.state.db.pool())
+            .fetch_one(&app.sql().await)
             .await
             .unwrap();
     let (global,): (i64,) = sqlx::query_as("SELECT used_bytes FROM global_usage WHERE id = 1")
-        .fetch_one(app.state.db.pool())
+        .fetch_one(&app.sql().await)
         .await
         .unwrap();
     assert_eq!((used, files, global), (0, 0, 0), "quota released once");
@@ -306,7 +306,7 @@ async fn presign_rejects_bad_mime_types(b: Backend) {
         assert_eq!(error_code(r).await, "bad_request");
     }
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM files")
-        .fetch_one(app.state.db.pool())
+        .fetch_one(&app.sql().await)
         .await
         .unwrap();
     assert_eq!(n, 0, "nothing stored for refused presigns");
@@ -505,7 +505,7 @@ async fn otp_is_not_kept_in_finished_jobs(b: Backend) {
     let payloads = poll(Duration::from_secs(10), || async {
         let rows: Vec<(String, String)> =
             sqlx::query_as("SELECT state, payload FROM jobs WHERE kind = 'send_mail'")
-                .fetch_all(app.state.db.pool())
+                .fetch_all(&app.sql().await)
                 .await
                 .ok()?;
         rows.iter()
@@ -661,7 +661,7 @@ async fn stale_part_files_are_swept() {
             .set_modified(two_hours_ago)
             .unwrap();
     }
-    let n = hashdrop_server::jobs::run_cleaner(&app.state, "stale_upload_parts")
+    let n = hashdrop_server::service::cleaners::run_named(&app.state, "stale_upload_parts")
         .await
         .expect("cleaner runs");
     assert_eq!(n, 1);

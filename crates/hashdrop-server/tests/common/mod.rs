@@ -163,6 +163,16 @@ async fn fresh_pg() -> (String, PgDb) {
 }
 
 /// A running server.
+/// A pool on the database at `url`, for tests that look at rows directly.
+pub async fn observer(url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::any::AnyPoolOptions::new()
+        .max_connections(2)
+        .connect(url)
+        .await
+        .expect("test's own database connection")
+}
+
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
@@ -177,6 +187,28 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// A pool on this app's database for the test's own reads and writes, as an
+    /// outside observer (sqlx's Any driver: one query for both backends).
+    pub async fn sql(&self) -> sqlx::AnyPool {
+        observer(&self.database_url).await
+    }
+
+    /// Queues a mail job as the server would, in its own transaction.
+    pub async fn enqueue_mail(&self, to: &str, body: &str, max_attempts: u32) {
+        let mail =
+            hashdrop_server::domain::job::Job::SendMail(hashdrop_server::domain::job::Mail {
+                to: to.into(),
+                subject: "s".into(),
+                body: body.into(),
+            });
+        let now = hashdrop_server::domain::time::now_ms();
+        let mut tx = self.state.db.begin().await.expect("begin");
+        hashdrop_server::store::jobs::enqueue(&mut tx, &mail, max_attempts, now)
+            .await
+            .expect("enqueue");
+        tx.commit().await.expect("commit");
+    }
+
     /// Starts a server with the test config.
     pub async fn spawn(backend: Backend) -> TestApp {
         Self::spawn_with(backend, |_| {}).await

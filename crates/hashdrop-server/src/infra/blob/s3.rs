@@ -19,7 +19,7 @@ use url::Url;
 
 use super::{valid_key, valid_segment, BlobStore, StoreUnavailable};
 use crate::config::S3Config;
-use crate::db::now_ms;
+use crate::domain::time::now_ms;
 
 /// A URL the server signs for its own request only has to outlive sending it.
 const SELF_URL_TTL: Duration = Duration::from_secs(60);

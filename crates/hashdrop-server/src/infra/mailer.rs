@@ -4,18 +4,8 @@
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 
-/// One plain-text message.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Mail {
-    /// Recipient address.
-    pub to: String,
-    /// Subject line.
-    pub subject: String,
-    /// Plain-text body.
-    pub body: String,
-}
+pub use crate::domain::job::Mail;
 
 /// Something that delivers mail.
 #[async_trait]
@@ -41,7 +31,7 @@ impl LogMailer {
 impl Mailer for LogMailer {
     async fn send(&self, mail: &Mail) -> anyhow::Result<()> {
         // The spool holds OTPs: private directory, private files.
-        crate::private_fs::create_dir_async(&self.dir).await?;
+        crate::infra::private_fs::create_dir_async(&self.dir).await?;
         let now = time::OffsetDateTime::now_utc();
         let date = now
             .format(&time::format_description::well_known::Rfc2822)
@@ -57,11 +47,11 @@ impl Mailer for LogMailer {
         let name = format!(
             "{}-{}.eml",
             now.unix_timestamp_nanos(),
-            crate::crypto::random_hex(4)
+            crate::infra::crypto::random_hex(4)
         );
         // Write then rename so a reader never sees half a message.
         let tmp = self.dir.join(format!(".{name}.tmp"));
-        crate::private_fs::write_new(&tmp, eml.as_bytes()).await?;
+        crate::infra::private_fs::write_new(&tmp, eml.as_bytes()).await?;
         tokio::fs::rename(&tmp, self.dir.join(&name)).await?;
         // Never the body: it carries the OTP, and logs outlive it and reach more people.
         tracing::info!(to = %mail.to, subject = %mail.subject, file = %name, "mail (log mailer)");

@@ -1,17 +1,24 @@
-//! HTTP routes. Handlers are thin: parse, call domain code, map to wire types.
+//! The HTTP layer: the router, its middleware and routes that only translate
+//! between HTTP/JSON and the services. Errors become responses in `error`.
 
-pub mod auth;
+pub mod blob;
+pub mod error;
+pub mod extract;
 pub mod files;
+pub mod limit;
+pub mod openapi;
 pub mod ops;
 pub mod public;
 pub mod users;
+pub mod web;
 
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{delete, get, patch, post};
 use axum::Router;
 
-use crate::ratelimit::{limit, Group};
+use crate::infra::ratelimit::Group;
 use crate::state::AppState;
+use limit::limit;
 
 /// Builds the full router, each endpoint group behind its own rate limits.
 pub fn router(state: AppState) -> Router {
@@ -59,7 +66,7 @@ pub fn router(state: AppState) -> Router {
     let download = if state.local_blobs.is_some() {
         download.route(
             "/blob/{prefix}/{name}",
-            get(crate::blob::get_blob).put(crate::blob::put_blob),
+            get(blob::get_blob).put(blob::put_blob),
         )
     } else {
         download
@@ -75,7 +82,7 @@ pub fn router(state: AppState) -> Router {
         .merge(group(Group::List, list))
         .merge(group(Group::FileMeta, file_meta))
         .merge(group(Group::Download, download))
-        .merge(crate::web::asset_routes())
+        .merge(web::asset_routes())
         .fallback(ops::not_found)
         .layer(from_fn(crate::observability::request_context))
         .layer(from_fn_with_state(state.clone(), instance))

@@ -150,7 +150,7 @@ impl Keys {
 
     /// Issues an HS256 access token.
     pub fn issue_access_token(&self, user_id: &str, ttl_secs: u64) -> anyhow::Result<String> {
-        let now = crate::db::now_ms() / 1000;
+        let now = crate::domain::time::now_ms() / 1000;
         let claims = Claims {
             sub: user_id.to_string(),
             iat: now,
@@ -284,7 +284,7 @@ mod tests {
     #[test]
     fn expired_access_token_is_refused() {
         let k = keys();
-        let now = crate::db::now_ms() / 1000;
+        let now = crate::domain::time::now_ms() / 1000;
         let claims = Claims {
             sub: "u1".into(),
             iat: now - 1000,

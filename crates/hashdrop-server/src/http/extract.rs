@@ -5,7 +5,7 @@ use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::domain::Error;
 use crate::state::AppState;
 
 /// The user id from a valid `Authorization: Bearer` access token.
@@ -22,12 +22,12 @@ pub fn bearer_user(state: &AppState, headers: &HeaderMap) -> Option<String> {
 }
 
 impl FromRequestParts<AppState> for AuthUser {
-    type Rejection = ApiError;
+    type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         bearer_user(state, &parts.headers)
             .map(AuthUser)
-            .ok_or(ApiError::InvalidAccessToken)
+            .ok_or(Error::InvalidAccessToken)
     }
 }
 
@@ -36,15 +36,22 @@ impl FromRequestParts<AppState> for AuthUser {
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
+    type Rejection = Error;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(rej) => Err(ApiError::BadRequest(format!(
+            Err(rej) => Err(Error::Invalid(format!(
                 "malformed JSON body: {}",
                 rej.body_text()
             ))),
         }
     }
+}
+
+/// `?id=` query.
+#[derive(Debug, serde::Deserialize)]
+pub struct IdQuery {
+    /// A file id or id prefix.
+    pub id: Option<String>,
 }

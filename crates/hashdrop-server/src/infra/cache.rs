@@ -21,29 +21,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 
 use crate::config::CacheConfig;
-use crate::redis_link::{Health, RedisLink};
-
-/// The facts of a live file that stay fixed until it stops being live.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileFacts {
-    /// Owner.
-    pub user_id: String,
-    /// `{user_hash}/{file_id}`.
-    pub object_key: String,
-    /// Display name.
-    pub file_name: String,
-    /// Ciphertext bytes.
-    pub encrypted_size: i64,
-    /// `vault` or `passphrase`.
-    pub key_mode: String,
-    /// Owner-set expiry (unix ms).
-    pub expires_at: Option<i64>,
-    /// Owner-set total download cap.
-    pub max_downloads: Option<i64>,
-}
+pub use crate::domain::file::FileFacts;
+use crate::infra::redis_link::{Health, RedisLink};
 
 /// Hits and misses of this instance's cache, for tests and operators.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

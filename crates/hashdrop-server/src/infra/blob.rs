@@ -11,19 +11,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use axum::body::Body;
-use axum::extract::{Path as AxPath, Query, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
-use tower::ServiceExt;
 
 use crate::config::S3Config;
-use crate::crypto::Keys;
-use crate::db::now_ms;
-use crate::error::ApiError;
+use crate::domain::time::now_ms;
+use crate::domain::Error;
+use crate::infra::crypto::Keys;
 
 /// The store did not answer, or answered that it is failing (5xx): the request may
 /// succeed later. Any other store error is a real error (credentials, bucket, bug).
@@ -33,15 +28,15 @@ pub struct StoreUnavailable(pub String);
 
 /// Maps a store error for a client: an outage is a 503 with `Retry-After`, the rest
 /// an opaque, logged 500.
-pub fn api_error(e: anyhow::Error) -> ApiError {
+pub fn store_error(e: anyhow::Error) -> Error {
     if e.downcast_ref::<StoreUnavailable>().is_some() {
         tracing::warn!(error = format!("{e:#}"), "object store unavailable");
-        ApiError::Unavailable {
+        Error::Unavailable {
             message: "the object store is unavailable; retry later",
             code: "store_unavailable",
         }
     } else {
-        ApiError::Internal(e)
+        Error::Internal(e)
     }
 }
 
@@ -99,7 +94,7 @@ pub struct OpenedStore {
 pub fn open(url: &str, public_url: &str, keys: Keys, s3: &S3Config) -> anyhow::Result<OpenedStore> {
     if let Some(dir) = url.strip_prefix("file://") {
         let root = PathBuf::from(dir);
-        crate::private_fs::create_dir(&root)
+        crate::infra::private_fs::create_dir(&root)
             .with_context(|| format!("creating blob dir {}", root.display()))?;
         let local = Arc::new(LocalBlobStore {
             root,
@@ -160,8 +155,8 @@ impl LocalBlobStore {
         )
     }
 
-    fn check_sig(&self, method: &str, key: &str, q: &SignedQuery) -> Result<(), ApiError> {
-        let forbidden = ApiError::Forbidden {
+    pub fn check_sig(&self, method: &str, key: &str, q: &SignedQuery) -> Result<(), Error> {
+        let forbidden = Error::Forbidden {
             message: "invalid or expired signature",
             code: "bad_signature",
         };
@@ -218,12 +213,12 @@ impl BlobStore for LocalBlobStore {
     async fn put_file(&self, key: &str, src: &Path) -> anyhow::Result<()> {
         let dst = self.path(key)?;
         if let Some(p) = dst.parent() {
-            crate::private_fs::create_dir_async(p).await?;
+            crate::infra::private_fs::create_dir_async(p).await?;
         }
-        let tmp = dst.with_extension(format!("part-{}", crate::crypto::random_hex(4)));
+        let tmp = dst.with_extension(format!("part-{}", crate::infra::crypto::random_hex(4)));
         // copy() keeps the source's mode; blobs are 0600 like everything stored.
         tokio::fs::copy(src, &tmp).await?;
-        crate::private_fs::restrict(&tmp, crate::private_fs::FILE_MODE)?;
+        crate::infra::private_fs::restrict(&tmp, crate::infra::private_fs::FILE_MODE)?;
         tokio::fs::rename(&tmp, &dst).await?;
         Ok(())
     }
@@ -300,169 +295,104 @@ impl LocalBlobStore {
 /// Query string of a signed blob URL.
 #[derive(Debug, Deserialize)]
 pub struct SignedQuery {
-    exp: i64,
+    /// Expiry (unix seconds).
+    pub exp: i64,
+    /// Most bytes a signed PUT may store.
     #[serde(default)]
-    max: Option<u64>,
-    sig: String,
+    pub max: Option<u64>,
+    /// MAC over method, key, expiry and `max`.
+    pub sig: String,
 }
 
-/// The blob routes exist only for the local store; with S3 they are not even mounted,
-/// and this keeps a handler reached some other way from serving anything.
-fn local_store(state: &crate::state::AppState) -> Result<Arc<LocalBlobStore>, ApiError> {
-    state
-        .local_blobs
-        .clone()
-        .ok_or(ApiError::NotFound("no such route"))
+/// How long a local PUT may take.
+#[derive(Debug, Clone, Copy)]
+pub struct PutLimits {
+    /// Most bytes to accept.
+    pub max_bytes: u64,
+    /// Longest wait for the next chunk.
+    pub idle: Duration,
+    /// When the whole body must have arrived.
+    pub deadline: tokio::time::Instant,
 }
 
-/// Whether a `pending` file row owns `key` (`{user_hash}/{file_id}`): a signed PUT URL
-/// stays valid until it expires, but may only store an object the database will
-/// account for. A key that is no file's (deleted, failed, never presigned) would be
-/// stored outside every quota and never swept.
-async fn awaits_upload(state: &crate::state::AppState, key: &str) -> Result<bool, ApiError> {
-    let Some((_, file_id)) = key.split_once('/') else {
-        return Ok(false);
-    };
-    let row: Option<(String,)> = sqlx::query_as(
-        "SELECT id FROM files WHERE id = $1 AND object_key = $2 AND status = 'pending'",
-    )
-    .bind(file_id)
-    .bind(key)
-    .fetch_optional(state.db.pool())
-    .await?;
-    Ok(row.is_some())
-}
-
-/// `PUT /blob/{prefix}/{name}`: streams the body to a temporary file and renames it
-/// into place; a body passing the signed limit is cut off with 413 and removed. The
-/// key must belong to a `pending` file, checked before and again after the body
-/// arrives (the file may be deleted meanwhile: the object is then removed again).
-pub async fn put_blob(
-    State(state): State<crate::state::AppState>,
-    AxPath((prefix, name)): AxPath<(String, String)>,
-    Query(q): Query<SignedQuery>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    let store = local_store(&state)?;
-    let key = format!("{prefix}/{name}");
-    store.check_sig("PUT", &key, &q)?;
-    let no_upload = || ApiError::NotFound("no pending upload for this object");
-    if !awaits_upload(&state, &key).await? {
-        return Err(no_upload());
-    }
-    let max = q.max.unwrap_or(0);
-    let too_large = ApiError::TooLarge("object exceeds the per-file size limit");
-    if let Some(len) = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
+impl LocalBlobStore {
+    /// Streams `body` into a new object `key`: into a private temporary file first,
+    /// then linked into place, create-only (an object never changes once written:
+    /// GET promises `immutable`). A body passing `max_bytes` is cut off, one that
+    /// stalls is abandoned; either way nothing is left behind.
+    pub async fn write_new<S, E>(&self, key: &str, body: S, limits: PutLimits) -> Result<u64, Error>
+    where
+        S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
     {
-        if len > max {
-            return Err(too_large);
-        }
-    }
-    let dst = store.path(&key)?;
-    let dir = dst.parent().context("object path has a parent")?;
-    crate::private_fs::create_dir_async(dir).await?;
-    let tmp = dir.join(format!("{name}.part-{}", crate::crypto::random_hex(6)));
-    let result = async {
-        let mut file = crate::private_fs::create_file(&tmp).await?;
-        let mut written: u64 = 0;
-        let mut stream = req.into_body().into_data_stream();
-        // A client that stops sending would hold the connection and a `.part` file
-        // forever: each chunk must come within the idle timeout, and the whole body
-        // before the URL's expiry plus that timeout.
-        let idle = Duration::from_secs(state.cfg.limits.upload_idle_timeout_secs.max(1));
-        let deadline = tokio::time::Instant::now()
-            + Duration::from_secs((q.exp - now_ms() / 1000).max(0) as u64)
-            + idle;
-        let stalled = || ApiError::RequestTimeout("upload stalled; start it again");
-        loop {
-            let next = tokio::time::timeout_at(
-                deadline.min(tokio::time::Instant::now() + idle),
-                stream.next(),
-            );
-            let Some(chunk) = next.await.map_err(|_| stalled())? else {
-                break;
-            };
-            let chunk = chunk.map_err(|_| ApiError::BadRequest("upload interrupted".into()))?;
-            written += chunk.len() as u64;
-            if written > max {
-                return Err(too_large);
-            }
-            file.write_all(&chunk).await?;
-        }
-        file.sync_all().await?;
-        drop(file);
-        // Create-only: an object never changes once written (GET promises
-        // `immutable`), so a second PUT to the same key is refused. A hard link
-        // fails atomically if the name exists; the temp name is removed below.
-        match tokio::fs::hard_link(&tmp, &dst).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(ApiError::Conflict("object already uploaded"));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        let dst = self.path(key)?;
+        let dir = dst.parent().context("object path has a parent")?;
+        let name = dst
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("object name")?;
+        crate::infra::private_fs::create_dir_async(dir).await?;
+        let tmp = dir.join(format!(
+            "{name}.part-{}",
+            crate::infra::crypto::random_hex(6)
+        ));
+        let result = write_then_link(&tmp, &dst, body, limits).await;
         let _ = tokio::fs::remove_file(&tmp).await;
-        // Deleted while the body streamed: its blob-delete job may already have run.
-        if !awaits_upload(&state, &key).await? {
-            let _ = tokio::fs::remove_file(&dst).await;
-            return Err(no_upload());
-        }
-        Ok::<u64, ApiError>(written)
+        result
     }
-    .await;
-    match result {
-        Ok(_) => Ok(StatusCode::OK.into_response()),
-        Err(e) => {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            Err(e)
+
+    /// Removes an object written a moment ago whose upload turned out unwanted.
+    pub async fn discard(&self, key: &str) {
+        if let Ok(path) = self.path(key) {
+            let _ = tokio::fs::remove_file(path).await;
         }
+    }
+
+    /// The file of object `key`, if stored.
+    pub async fn object_file(&self, key: &str) -> Option<PathBuf> {
+        let path = self.path(key).ok()?;
+        tokio::fs::metadata(&path).await.ok().map(|_| path)
     }
 }
 
-/// `GET /blob/{prefix}/{name}`: serves the object with Range support. Objects never
-/// change under a key, so caches may keep them forever.
-pub async fn get_blob(
-    State(state): State<crate::state::AppState>,
-    AxPath((prefix, name)): AxPath<(String, String)>,
-    Query(q): Query<SignedQuery>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    let store = local_store(&state)?;
-    let key = format!("{prefix}/{name}");
-    store.check_sig("GET", &key, &q)?;
-    let path = store.path(&key)?;
-    if tokio::fs::metadata(&path).await.is_err() {
-        return Err(ApiError::NotFound("object not found"));
+async fn write_then_link<S, E>(
+    tmp: &Path,
+    dst: &Path,
+    mut body: S,
+    limits: PutLimits,
+) -> Result<u64, Error>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+{
+    let mut file = crate::infra::private_fs::create_file(tmp).await?;
+    let mut written: u64 = 0;
+    let stalled = || Error::Stalled("upload stalled; start it again");
+    loop {
+        let wait = limits
+            .deadline
+            .min(tokio::time::Instant::now() + limits.idle);
+        let Some(chunk) = tokio::time::timeout_at(wait, body.next())
+            .await
+            .map_err(|_| stalled())?
+        else {
+            break;
+        };
+        let chunk = chunk.map_err(|_| Error::Invalid("upload interrupted".into()))?;
+        written += chunk.len() as u64;
+        if written > limits.max_bytes {
+            return Err(Error::TooLarge("object exceeds the per-file size limit"));
+        }
+        file.write_all(&chunk).await?;
     }
-    let svc = tower_http::services::ServeFile::new(&path);
-    let resp = svc
-        .oneshot(req)
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("serving blob: {e}")))?;
-    let mut resp = resp.map(Body::new);
-    let h = resp.headers_mut();
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, max-age=31536000, immutable"),
-    );
-    // Opaque bytes to save, never something a browser renders on this origin.
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(OPAQUE_CONTENT_TYPE),
-    );
-    h.insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_static("attachment"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    Ok(resp)
+    file.sync_all().await?;
+    drop(file);
+    // A hard link fails atomically if the name exists; the caller removes `tmp`.
+    match tokio::fs::hard_link(tmp, dst).await {
+        Ok(()) => Ok(written),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(Error::Conflict("object already uploaded"))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,113 @@
+//! The local blob store's signed-URL routes (with S3, clients talk to the bucket and
+//! these routes are not mounted).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tower::ServiceExt;
+
+use crate::domain::time::now_ms;
+use crate::domain::{Error, Result};
+use crate::infra::blob::{LocalBlobStore, PutLimits, SignedQuery, OPAQUE_CONTENT_TYPE};
+use crate::service::files::awaits_upload;
+use crate::state::AppState;
+
+/// The local store, or 404: keeps a handler reached some other way from serving
+/// anything when the store is S3.
+fn local_store(state: &AppState) -> Result<Arc<LocalBlobStore>> {
+    state
+        .local_blobs
+        .clone()
+        .ok_or(Error::NotFound("no such route"))
+}
+
+/// `PUT /blob/{prefix}/{name}`: stores the body as a new object. The key must belong
+/// to a `pending` file, checked before and again after the body arrives (the file
+/// may be deleted meanwhile, and its blob-delete job may already have run: the
+/// object is then removed again). A client that stops sending is cut off: each
+/// chunk must come within the idle timeout, the whole body before the URL's expiry
+/// plus that timeout.
+pub async fn put_blob(
+    State(state): State<AppState>,
+    Path((prefix, name)): Path<(String, String)>,
+    Query(q): Query<SignedQuery>,
+    req: Request,
+) -> Result<Response> {
+    let store = local_store(&state)?;
+    let key = format!("{prefix}/{name}");
+    store.check_sig("PUT", &key, &q)?;
+    let no_upload = || Error::NotFound("no pending upload for this object");
+    if !awaits_upload(&state, &key).await? {
+        return Err(no_upload());
+    }
+    let max_bytes = q.max.unwrap_or(0);
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max_bytes) {
+        return Err(Error::TooLarge("object exceeds the per-file size limit"));
+    }
+    let idle = Duration::from_secs(state.cfg.limits.upload_idle_timeout_secs.max(1));
+    let limits = PutLimits {
+        max_bytes,
+        idle,
+        deadline: tokio::time::Instant::now()
+            + Duration::from_secs((q.exp - now_ms() / 1000).max(0) as u64)
+            + idle,
+    };
+    store
+        .write_new(&key, req.into_body().into_data_stream(), limits)
+        .await?;
+    if !awaits_upload(&state, &key).await? {
+        store.discard(&key).await;
+        return Err(no_upload());
+    }
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `GET /blob/{prefix}/{name}`: serves the object with Range support. Objects never
+/// change under a key, so caches may keep them forever.
+pub async fn get_blob(
+    State(state): State<AppState>,
+    Path((prefix, name)): Path<(String, String)>,
+    Query(q): Query<SignedQuery>,
+    req: Request,
+) -> Result<Response> {
+    let store = local_store(&state)?;
+    let key = format!("{prefix}/{name}");
+    store.check_sig("GET", &key, &q)?;
+    let path = store
+        .object_file(&key)
+        .await
+        .ok_or(Error::NotFound("object not found"))?;
+    let resp = tower_http::services::ServeFile::new(&path)
+        .oneshot(req)
+        .await
+        .map_err(|e| Error::Internal(anyhow::anyhow!("serving blob: {e}")))?;
+    let mut resp = resp.map(Body::new);
+    let h = resp.headers_mut();
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=31536000, immutable"),
+    );
+    // Opaque bytes to save, never something a browser renders on this origin.
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(OPAQUE_CONTENT_TYPE),
+    );
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    Ok(resp)
+}

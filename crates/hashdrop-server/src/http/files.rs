@@ -1,0 +1,144 @@
+//! Routes of the owner's files: they translate between JSON and `service::files`.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use hashdrop_wire::{
+    CompleteRequest, CompleteResponse, FileDetails, FileHash, FileMatch, FileSummary, KeyMode,
+    PresignRequest, PresignResponse, UploadResource,
+};
+
+use super::extract::{ApiJson, AuthUser, IdQuery};
+use crate::domain::time::rfc3339;
+use crate::domain::{Error, Result};
+use crate::service::files;
+use crate::state::AppState;
+
+fn key_mode(s: &str) -> KeyMode {
+    KeyMode::parse(s).unwrap_or(KeyMode::Vault)
+}
+
+/// `POST /api/files/presign`.
+pub async fn presign(
+    State(state): State<AppState>,
+    AuthUser(user_id): AuthUser,
+    ApiJson(req): ApiJson<PresignRequest>,
+) -> Result<Json<PresignResponse>> {
+    let p = files::presign(&state, &user_id, &req).await?;
+    Ok(Json(PresignResponse {
+        file_id: p.file_id,
+        object_key: p.object_key,
+        upload_resource: UploadResource {
+            url: p.url,
+            method: "PUT".into(),
+            expires_at: rfc3339(p.url_expires_at),
+        },
+    }))
+}
+
+/// `POST /api/files/complete`.
+pub async fn complete(
+    State(state): State<AppState>,
+    AuthUser(user_id): AuthUser,
+    ApiJson(req): ApiJson<CompleteRequest>,
+) -> Result<Json<CompleteResponse>> {
+    let c = files::complete(&state, &user_id, &req).await?;
+    Ok(Json(CompleteResponse {
+        s3_object_key: c.object_key,
+        uploaded_file_size: c.size,
+    }))
+}
+
+/// `GET /api/files/all`.
+pub async fn list_all(
+    State(state): State<AppState>,
+    AuthUser(user_id): AuthUser,
+) -> Result<Json<Vec<FileSummary>>> {
+    let rows = files::list(&state, &user_id).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|f| FileSummary {
+                key_management_mode: key_mode(&f.key_mode),
+                created_at: rfc3339(f.created_at),
+                file_id: f.id,
+                file_name: f.file_name,
+                encrypted_size_bytes: f.encrypted_size as u64,
+                status: f.status,
+            })
+            .collect(),
+    ))
+}
+
+/// `GET /api/files/resolve?id=PREFIX`.
+pub async fn resolve(
+    State(state): State<AppState>,
+    AuthUser(user_id): AuthUser,
+    Query(q): Query<IdQuery>,
+) -> Result<Json<Vec<FileMatch>>> {
+    let rows = files::find(&state, &user_id, q.id.as_deref()).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|f| FileMatch {
+                file_id: f.id,
+                file_name: f.file_name,
+            })
+            .collect(),
+    ))
+}
+
+/// `GET /api/files?id=PREFIX`.
+pub async fn details(
+    State(state): State<AppState>,
+    AuthUser(user_id): AuthUser,
+    Query(q): Query<IdQuery>,
+) -> Result<Json<Vec<FileDetails>>> {
+    let rows = files::find(&state, &user_id, q.id.as_deref()).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|f| FileDetails {
+                download_url: files::download_url(&state, &user_id, &f.id),
+                share_url: files::share_url(&state, &f.id),
+                key_management_mode: key_mode(&f.key_mode),
+                file_id: f.id,
+                file_name: f.file_name,
+                status: f.status,
+                plaintext_size_bytes: f.plaintext_size as u64,
+                encrypted_size_bytes: f.encrypted_size as u64,
+                s3_key: f.object_key,
+                plaintext_hash: f.plaintext_hash,
+                expires_at: f.expires_at.map(rfc3339),
+                max_downloads: f.max_downloads.map(|m| m as u64),
+                download_count: f.download_count as u64,
+            })
+            .collect(),
+    ))
+}
+
+/// `GET /api/files/hash?id=UUID`.
+pub async fn hash(
+    State(state): State<AppState>,
+    AuthUser(user_id): AuthUser,
+    Query(q): Query<IdQuery>,
+) -> Result<Json<FileHash>> {
+    let hash = files::plaintext_hash(&state, &user_id, q.id.as_deref()).await?;
+    Ok(Json(FileHash { hash }))
+}
+
+/// `GET /api/files/salt?id=UUID`: kept for reference clients. age passphrase files
+/// carry their scrypt salt in the header, so there is never a salt to return.
+pub async fn salt(AuthUser(_user_id): AuthUser, Query(q): Query<IdQuery>) -> Result<StatusCode> {
+    files::exact_id(q.id.as_deref())?;
+    Err(Error::NotFound(
+        "no passphrase salt stored: age files keep it in their header",
+    ))
+}
+
+/// `DELETE /api/files?id=PREFIX`: an ambiguous prefix is 409.
+pub async fn delete_file(
+    State(state): State<AppState>,
+    AuthUser(user_id): AuthUser,
+    Query(q): Query<IdQuery>,
+) -> Result<StatusCode> {
+    files::delete(&state, &user_id, q.id.as_deref()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

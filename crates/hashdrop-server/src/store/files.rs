@@ -1,0 +1,442 @@
+//! The `files` table: a file's row from presign to the end of its life, and the
+//! conditional statements that make each transition happen once.
+
+use super::{on_conn, Db, Tx};
+use crate::domain::file::{FileFacts, FileStatus};
+use crate::domain::time::DAY_MS;
+
+/// A file about to be presigned.
+#[derive(Debug)]
+pub struct NewFile<'a> {
+    /// Its id (a UUID).
+    pub id: &'a str,
+    /// Owner.
+    pub user_id: &'a str,
+    /// `{user_hash}/{file_id}`.
+    pub object_key: &'a str,
+    /// Display name.
+    pub file_name: &'a str,
+    /// Media type, if given.
+    pub mime_type: Option<&'a str>,
+    /// The plaintext SHA-256, or empty when complete will carry it.
+    pub plaintext_hash: &'a str,
+    /// Declared ciphertext size.
+    pub encrypted_size: i64,
+    /// `vault` or `passphrase`.
+    pub key_mode: &'a str,
+    /// Owner-set expiry (unix ms).
+    pub expires_at: Option<i64>,
+    /// Owner-set total download cap.
+    pub max_downloads: Option<i64>,
+    /// Creation time (unix ms).
+    pub now: i64,
+}
+
+/// Inserts a `pending` row (the caller reserved its quota in the same transaction).
+pub async fn insert_pending(tx: &mut Tx, f: &NewFile<'_>) -> Result<(), sqlx::Error> {
+    const SQL: &str = "INSERT INTO files (id, user_id, object_key, file_name, mime_type, \
+         plaintext_hash, encrypted_size, key_mode, status, expires_at, max_downloads, \
+         created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $11, $11)";
+    on_conn!(tx.conn(), |c| {
+        sqlx::query(SQL)
+            .bind(f.id)
+            .bind(f.user_id)
+            .bind(f.object_key)
+            .bind(f.file_name)
+            .bind(f.mime_type)
+            .bind(f.plaintext_hash)
+            .bind(f.encrypted_size)
+            .bind(f.key_mode)
+            .bind(f.expires_at)
+            .bind(f.max_downloads)
+            .bind(f.now)
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}
+
+/// What completing an upload needs to know about the owner's file.
+#[derive(Debug, sqlx::FromRow)]
+pub struct UploadState {
+    /// `{user_hash}/{file_id}`.
+    pub object_key: String,
+    /// Stored status spelling (see [`UploadState::status`]).
+    status: String,
+    /// Declared ciphertext size.
+    pub encrypted_size: i64,
+    /// The plaintext SHA-256, or empty if presign did not carry it.
+    pub plaintext_hash: String,
+}
+
+impl UploadState {
+    /// The file's state.
+    pub fn status(&self) -> Option<FileStatus> {
+        FileStatus::parse(&self.status)
+    }
+}
+
+/// The owner's file, from the primary (completion decides a write).
+pub async fn upload_state(
+    db: &Db,
+    id: &str,
+    owner: &str,
+) -> Result<Option<UploadState>, sqlx::Error> {
+    const SQL: &str = "SELECT object_key, status, encrypted_size, plaintext_hash FROM files \
+         WHERE id = $1 AND user_id = $2";
+    let mut c = db.latest().await?;
+    on_conn!(c.conn(), |c| {
+        sqlx::query_as(SQL)
+            .bind(id)
+            .bind(owner)
+            .fetch_optional(&mut *c)
+            .await
+    })
+}
+
+/// `pending` → `uploaded`. False if the file is no longer the owner's pending file.
+pub async fn mark_uploaded(
+    db: &Db,
+    id: &str,
+    owner: &str,
+    plaintext_size: i64,
+    plaintext_hash: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    const SQL: &str = "UPDATE files SET status = 'uploaded', plaintext_size = $1, \
+         updated_at = $2, plaintext_hash = $5 \
+         WHERE id = $3 AND user_id = $4 AND status = 'pending'";
+    let mut c = db.writer().await?;
+    let done = on_conn!(c.conn(), |c| {
+        sqlx::query(SQL)
+            .bind(plaintext_size)
+            .bind(now)
+            .bind(id)
+            .bind(owner)
+            .bind(plaintext_hash)
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected())
+    })?;
+    Ok(done == 1)
+}
+
+/// A file whose life a statement of this module just ended.
+#[derive(Debug, sqlx::FromRow)]
+pub struct EndedFile {
+    /// Its id.
+    pub id: String,
+    /// Owner.
+    pub user_id: String,
+    /// The object to delete.
+    pub object_key: String,
+    /// Declared ciphertext size: the quota it held if it was live.
+    pub encrypted_size: i64,
+    /// Whether it held quota until the statement that ended it.
+    pub was_live: bool,
+}
+
+/// A removed row's columns, `was_live` from its last status.
+const REMOVED_COLUMNS: &str =
+    "id, user_id, object_key, encrypted_size, status IN ('pending', 'uploaded') AS was_live";
+
+/// Moves a live file to `to` (`failed` or `deleted`). The conditional UPDATE is the
+/// transition: of concurrent callers only the one it returns the row to may release
+/// the quota.
+pub async fn end_life(
+    tx: &mut Tx,
+    id: &str,
+    to: FileStatus,
+    now: i64,
+) -> Result<Option<EndedFile>, sqlx::Error> {
+    const SQL: &str = "UPDATE files SET status = $1, updated_at = $2 \
+         WHERE id = $3 AND status IN ('pending', 'uploaded') \
+         RETURNING id, user_id, object_key, encrypted_size, TRUE AS was_live";
+    on_conn!(tx.conn(), |c| {
+        sqlx::query_as(SQL)
+            .bind(to.as_str())
+            .bind(now)
+            .bind(id)
+            .fetch_optional(&mut *c)
+            .await
+    })
+}
+
+/// Removes the owner's file row in any state. Of concurrent deletes only the one the
+/// DELETE returns the row to sees it.
+pub async fn remove_owned(
+    tx: &mut Tx,
+    id: &str,
+    owner: &str,
+) -> Result<Option<EndedFile>, sqlx::Error> {
+    let sql =
+        format!("DELETE FROM files WHERE id = $1 AND user_id = $2 RETURNING {REMOVED_COLUMNS}");
+    on_conn!(tx.conn(), |c| {
+        sqlx::query_as(&sql)
+            .bind(id)
+            .bind(owner)
+            .fetch_optional(&mut *c)
+            .await
+    })
+}
+
+/// Removes every file row of `owner` (account deletion).
+pub async fn remove_all_of(tx: &mut Tx, owner: &str) -> Result<Vec<EndedFile>, sqlx::Error> {
+    let sql = format!("DELETE FROM files WHERE user_id = $1 RETURNING {REMOVED_COLUMNS}");
+    on_conn!(tx.conn(), |c| {
+        sqlx::query_as(&sql).bind(owner).fetch_all(&mut *c).await
+    })
+}
+
+/// Removes every file row (the dev-mode reset).
+pub async fn remove_every(tx: &mut Tx) -> Result<Vec<EndedFile>, sqlx::Error> {
+    let sql = format!("DELETE FROM files RETURNING {REMOVED_COLUMNS}");
+    on_conn!(tx.conn(), |c| sqlx::query_as(&sql).fetch_all(&mut *c).await)
+}
+
+/// One line of the owner's listing.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Summary {
+    /// Id.
+    pub id: String,
+    /// Display name.
+    pub file_name: String,
+    /// Ciphertext bytes.
+    pub encrypted_size: i64,
+    /// Status spelling.
+    pub status: String,
+    /// `vault` or `passphrase`.
+    pub key_mode: String,
+    /// Creation time (unix ms).
+    pub created_at: i64,
+}
+
+/// Every file of `owner`, newest first. May lag (replica).
+pub async fn list(db: &Db, owner: &str) -> Result<Vec<Summary>, sqlx::Error> {
+    const SQL: &str = "SELECT id, file_name, encrypted_size, status, key_mode, created_at \
+         FROM files WHERE user_id = $1 ORDER BY created_at DESC, id";
+    let mut c = db.lagging().await?;
+    on_conn!(c.conn(), |c| {
+        sqlx::query_as(SQL).bind(owner).fetch_all(&mut *c).await
+    })
+}
+
+/// Everything the owner may see about one file.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Details {
+    /// Id.
+    pub id: String,
+    /// Display name.
+    pub file_name: String,
+    /// Status spelling.
+    pub status: String,
+    /// Plaintext bytes (0 until complete).
+    pub plaintext_size: i64,
+    /// Ciphertext bytes.
+    pub encrypted_size: i64,
+    /// `{user_hash}/{file_id}`.
+    pub object_key: String,
+    /// `vault` or `passphrase`.
+    pub key_mode: String,
+    /// The plaintext SHA-256 (empty until known).
+    pub plaintext_hash: String,
+    /// Owner-set expiry (unix ms).
+    pub expires_at: Option<i64>,
+    /// Owner-set total download cap.
+    pub max_downloads: Option<i64>,
+    /// Downloads counted so far.
+    pub download_count: i64,
+}
+
+/// How fresh a read must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// From the primary: the read decides a write or must see the caller's own.
+    Latest,
+    /// May lag behind the primary (a replica, when configured).
+    MayLag,
+}
+
+/// The owner's files whose id starts with `prefix` (hex and dashes only), newest
+/// first, at most 100.
+pub async fn by_prefix(
+    db: &Db,
+    owner: &str,
+    prefix: &str,
+    freshness: Freshness,
+) -> Result<Vec<Details>, sqlx::Error> {
+    const SQL: &str = "SELECT id, file_name, status, plaintext_size, encrypted_size, \
+         object_key, key_mode, plaintext_hash, expires_at, max_downloads, download_count \
+         FROM files WHERE user_id = $1 AND id LIKE $2 ORDER BY created_at DESC LIMIT 100";
+    let mut c = match freshness {
+        Freshness::Latest => db.latest().await?,
+        Freshness::MayLag => db.lagging().await?,
+    };
+    let pattern = format!("{prefix}%");
+    on_conn!(c.conn(), |c| {
+        sqlx::query_as(SQL)
+            .bind(owner)
+            .bind(&pattern)
+            .fetch_all(&mut *c)
+            .await
+    })
+}
+
+/// The stored plaintext hash of the owner's file. May lag.
+pub async fn plaintext_hash(db: &Db, id: &str, owner: &str) -> Result<Option<String>, sqlx::Error> {
+    const SQL: &str = "SELECT plaintext_hash FROM files WHERE id = $1 AND user_id = $2";
+    let mut c = db.lagging().await?;
+    on_conn!(c.conn(), |c| {
+        sqlx::query_scalar(SQL)
+            .bind(id)
+            .bind(owner)
+            .fetch_optional(&mut *c)
+            .await
+    })
+}
+
+/// Whether a `pending` file owns `object_key`.
+pub async fn is_pending_object(db: &Db, id: &str, object_key: &str) -> Result<bool, sqlx::Error> {
+    const SQL: &str =
+        "SELECT COUNT(*) FROM files WHERE id = $1 AND object_key = $2 AND status = 'pending'";
+    let mut c = db.latest().await?;
+    let n: i64 = on_conn!(c.conn(), |c| {
+        sqlx::query_scalar(SQL)
+            .bind(id)
+            .bind(object_key)
+            .fetch_one(&mut *c)
+            .await
+    })?;
+    Ok(n > 0)
+}
+
+/// A live, downloadable file as the public paths see it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct PublicFile {
+    /// What never changes while it lives.
+    #[sqlx(flatten)]
+    pub facts: FileFacts,
+    /// Downloads counted so far.
+    pub download_count: i64,
+    /// The UTC day of the daily counter.
+    pub dl_day: i64,
+    /// Downloads counted on `dl_day`.
+    pub dl_day_count: i64,
+}
+
+impl PublicFile {
+    /// Downloads already counted today.
+    pub fn downloads_today(&self, now: i64) -> i64 {
+        if self.dl_day == now / DAY_MS {
+            self.dl_day_count
+        } else {
+            0
+        }
+    }
+}
+
+const FACT_COLUMNS: &str =
+    "user_id, object_key, file_name, encrypted_size, key_mode, expires_at, max_downloads";
+
+/// The `uploaded` file `id`, from the primary: used where the answer must match
+/// what the download UPDATE decides.
+pub async fn uploaded(db: &Db, id: &str) -> Result<Option<PublicFile>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {FACT_COLUMNS}, download_count, dl_day, dl_day_count FROM files \
+         WHERE id = $1 AND status = 'uploaded'"
+    );
+    let mut c = db.latest().await?;
+    on_conn!(c.conn(), |c| {
+        sqlx::query_as(&sql).bind(id).fetch_optional(&mut *c).await
+    })
+}
+
+/// Counts one download of `id` if the file is live, is `object_key`'s, is not
+/// expired, is under its total cap and under today's `daily_limit`. Returns the
+/// file's facts when counted, `None` (and changes nothing) otherwise: one
+/// conditional UPDATE, so the check and the count cannot be separated by a
+/// concurrent request. On PostgreSQL a crash may forget the last few counted
+/// downloads (allowing a few extra): an acceptable trade for not waiting on a WAL
+/// flush per download.
+pub async fn count_download(
+    db: &Db,
+    id: &str,
+    object_key: &str,
+    daily_limit: i64,
+    now: i64,
+) -> Result<Option<FileFacts>, sqlx::Error> {
+    let sql = format!(
+        "UPDATE files SET download_count = download_count + 1, \
+         dl_day_count = CASE WHEN dl_day = $3 THEN dl_day_count + 1 ELSE 1 END, dl_day = $3 \
+         WHERE id = $1 AND object_key = $2 AND status = 'uploaded' \
+         AND (max_downloads IS NULL OR download_count < max_downloads) \
+         AND (expires_at IS NULL OR expires_at > $4) \
+         AND (dl_day <> $3 OR dl_day_count < $5) RETURNING {FACT_COLUMNS}"
+    );
+    let mut c = db.relaxed_writer().await?;
+    on_conn!(c.conn(), |c| {
+        sqlx::query_as(&sql)
+            .bind(id)
+            .bind(object_key)
+            .bind(now / DAY_MS)
+            .bind(now)
+            .bind(daily_limit)
+            .fetch_optional(&mut *c)
+            .await
+    })
+}
+
+/// The ids a one-parameter SELECT returns, from the primary.
+async fn ids_where(db: &Db, sql: &'static str, before: i64) -> Result<Vec<String>, sqlx::Error> {
+    let mut c = db.latest().await?;
+    on_conn!(c.conn(), |c| {
+        sqlx::query_scalar(sql)
+            .bind(before)
+            .fetch_all(&mut *c)
+            .await
+    })
+}
+
+/// Pending uploads presigned before `cutoff`, at most 500.
+pub async fn stale_pending(db: &Db, cutoff: i64) -> Result<Vec<String>, sqlx::Error> {
+    ids_where(
+        db,
+        "SELECT id FROM files WHERE status = 'pending' AND created_at < $1 LIMIT 500",
+        cutoff,
+    )
+    .await
+}
+
+/// Uploaded files whose expiry is at or before `now`, at most 500 (expired means
+/// `expires_at <= now`, as on the download path).
+pub async fn expired(db: &Db, now: i64) -> Result<Vec<String>, sqlx::Error> {
+    ids_where(
+        db,
+        "SELECT id FROM files WHERE status = 'uploaded' AND expires_at IS NOT NULL \
+         AND expires_at <= $1 LIMIT 500",
+        now,
+    )
+    .await
+}
+
+/// Removes `failed`/`deleted` records last changed before `cutoff`.
+pub async fn purge_ended(db: &Db, cutoff: i64) -> Result<u64, sqlx::Error> {
+    super::write_one(
+        db,
+        "DELETE FROM files WHERE status IN ('failed', 'deleted') AND updated_at < $1",
+        cutoff,
+    )
+    .await
+}
+
+/// Zeroes daily download counters of days before `now`'s.
+pub async fn reset_day_counters(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
+    super::write_one(
+        db,
+        "UPDATE files SET dl_day_count = 0 WHERE dl_day < $1 AND dl_day_count > 0",
+        now / DAY_MS,
+    )
+    .await
+}

@@ -1,0 +1,145 @@
+//! Storage quotas: conditional UPDATEs over `users` and the single `global_usage` row.
+//!
+//! `users.used_bytes/file_count` and `global_usage` count every `pending` and
+//! `uploaded` file at its declared encrypted size. [`reserve`] checks and reserves
+//! in one step (`... WHERE used + n <= limit`), so two concurrent reservations can
+//! never both squeeze under a limit: SQLite runs one writer at a time, and
+//! PostgreSQL re-checks the WHERE clause on the locked row. Every path locks the
+//! global row before the user row, so they cannot deadlock.
+
+use super::{on_conn, Tx};
+use crate::domain::Error;
+
+/// Why a reservation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum QuotaError {
+    /// The service-wide byte limit is reached.
+    #[error("global storage limit reached")]
+    GlobalFull,
+    /// The user's byte or file-count limit is reached.
+    #[error("user storage quota exceeded")]
+    UserFull,
+    /// The user row is gone (account deleted) or not verified.
+    #[error("no such verified user")]
+    NoSuchUser,
+    /// Database failure.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+impl From<QuotaError> for Error {
+    fn from(e: QuotaError) -> Self {
+        match e {
+            QuotaError::GlobalFull => Error::Unavailable {
+                message: "global storage limit reached; uploads are temporarily disabled",
+                code: "global_quota_exceeded",
+            },
+            QuotaError::UserFull => Error::Forbidden {
+                message: "storage quota exceeded",
+                code: "quota_exceeded",
+            },
+            QuotaError::NoSuchUser => Error::Unauthorized("account no longer exists"),
+            QuotaError::Db(e) => e.into(),
+        }
+    }
+}
+
+/// The limits a reservation must stay under.
+#[derive(Debug, Clone, Copy)]
+pub struct QuotaLimits {
+    /// Bytes across every user.
+    pub global_bytes: i64,
+    /// Bytes per user.
+    pub user_bytes: i64,
+    /// Files per user.
+    pub user_files: i64,
+}
+
+/// Reserves `size` bytes and one file for `user_id`. The caller's transaction must
+/// be rolled back (dropped) when this fails, undoing a partial reservation.
+pub async fn reserve(
+    tx: &mut Tx,
+    user_id: &str,
+    size: i64,
+    limits: QuotaLimits,
+    now: i64,
+) -> Result<(), QuotaError> {
+    const GLOBAL: &str = "UPDATE global_usage SET used_bytes = used_bytes + $1 \
+         WHERE id = 1 AND used_bytes + $1 <= $2";
+    const USER: &str = "UPDATE users SET used_bytes = used_bytes + $1, \
+         file_count = file_count + 1, updated_at = $2 \
+         WHERE id = $3 AND verified_at IS NOT NULL AND used_bytes + $1 <= $4 \
+         AND file_count + 1 <= $5";
+    const VERIFIED: &str = "SELECT COUNT(*) FROM users WHERE id = $1 AND verified_at IS NOT NULL";
+    on_conn!(tx.conn(), |c| {
+        let global = sqlx::query(GLOBAL)
+            .bind(size)
+            .bind(limits.global_bytes)
+            .execute(&mut *c)
+            .await?;
+        if global.rows_affected() == 0 {
+            return Err(QuotaError::GlobalFull);
+        }
+        let user = sqlx::query(USER)
+            .bind(size)
+            .bind(now)
+            .bind(user_id)
+            .bind(limits.user_bytes)
+            .bind(limits.user_files)
+            .execute(&mut *c)
+            .await?;
+        if user.rows_affected() == 0 {
+            let verified: i64 = sqlx::query_scalar(VERIFIED)
+                .bind(user_id)
+                .fetch_one(&mut *c)
+                .await?;
+            return Err(match verified {
+                0 => QuotaError::NoSuchUser,
+                _ => QuotaError::UserFull,
+            });
+        }
+        Ok(())
+    })
+}
+
+/// Locks the global usage row. Every path that changes usage takes it first, so
+/// paths that then lock file or user rows cannot deadlock each other. On PostgreSQL
+/// it also waits out any reservation in flight.
+pub async fn lock_global(tx: &mut Tx) -> Result<(), sqlx::Error> {
+    const SQL: &str = "UPDATE global_usage SET used_bytes = used_bytes WHERE id = 1";
+    on_conn!(tx.conn(), |c| sqlx::query(SQL)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// Gives back what [`reserve`] took for one file of `size` bytes. Call it only in
+/// the transaction whose own statement took the file out of `pending`/`uploaded`
+/// (`crate::store::files::end_life` or a removal that returned the row as live): a
+/// status read by a plain SELECT may already be stale under READ COMMITTED, and two
+/// requests would both release.
+pub async fn release(tx: &mut Tx, user_id: &str, size: i64) -> Result<(), sqlx::Error> {
+    const GLOBAL: &str = "UPDATE global_usage SET used_bytes = used_bytes - $1 WHERE id = 1";
+    const USER: &str = "UPDATE users SET used_bytes = used_bytes - $1, \
+         file_count = file_count - 1 WHERE id = $2";
+    on_conn!(tx.conn(), |c| {
+        sqlx::query(GLOBAL).bind(size).execute(&mut *c).await?;
+        sqlx::query(USER)
+            .bind(size)
+            .bind(user_id)
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}
+
+/// Bytes reserved across every user (a metrics gauge).
+pub async fn global_used(db: &super::Db) -> Result<i64, sqlx::Error> {
+    const SQL: &str = "SELECT used_bytes FROM global_usage WHERE id = 1";
+    let mut c = db.latest().await?;
+    on_conn!(c.conn(), |c| sqlx::query_scalar(SQL)
+        .fetch_one(&mut *c)
+        .await)
+}
