@@ -3,23 +3,35 @@
 # requests/s and p50/p99 latency for healthz, list (a user with 200 files) and the
 # download redirect, on SQLite and (if reachable) PostgreSQL, plus the server's peak RSS.
 #
-# Usage: scripts/bench-server.sh [DURATION_SECS] [CONNECTIONS]
+# Usage: scripts/bench-server.sh [DURATION_SECS] [CONNECTIONS] [ROUNDS]
 #   env: HASHDROP_BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres;
-#        set to "" to skip PostgreSQL), CARGO_TARGET_DIR (default /work/target-server).
+#        set to "" to skip PostgreSQL), CARGO_TARGET_DIR (default /work/target-server),
+#        HASHDROP_BENCH_BASELINE=PATH: a second hashdrop-server binary (an older build)
+#        measured side by side: each round runs the baseline, then this tree's build,
+#        on each backend, and a last table gives the medians over ROUNDS (default 1)
+#        and the ratio new/baseline.
 # Bounded: each run lasts DURATION_SECS (default 10) and targets 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION="${1:-10}"
 CONNS="${2:-32}"
+ROUNDS="${3:-1}"
+BASELINE="${HASHDROP_BENCH_BASELINE:-}"
 PG_ADMIN="${HASHDROP_BENCH_POSTGRES_URL-postgres://postgres@127.0.0.1:5432/postgres}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-server}"
 
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install -y wrk" >&2; exit 1; }
 command -v curl >/dev/null || { echo "curl is needed" >&2; exit 1; }
 
-cargo build --release -q -p hashdrop-server
-BIN="$CARGO_TARGET_DIR/release/hashdrop-server"
+# --workspace, as the README's build: the same features, so nothing is rebuilt twice.
+cargo build --release -q --workspace
+BINS=("new=$CARGO_TARGET_DIR/release/hashdrop-server")
+if [ -n "$BASELINE" ]; then
+  [ -x "$BASELINE" ] || { echo "baseline $BASELINE is not an executable" >&2; exit 1; }
+  BINS=("baseline=$BASELINE" "${BINS[@]}")
+fi
+RESULTS=$(mktemp)
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -30,6 +42,7 @@ cleanup() {
   if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
   if [ -n "$PG_DB" ]; then psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS \"$PG_DB\" WITH (FORCE)" >/dev/null 2>&1 || true; fi
   if [ -n "$WORK" ]; then rm -rf "$WORK"; fi
+  rm -f "$RESULTS"
 }
 trap cleanup EXIT
 
@@ -53,11 +66,13 @@ run_wrk() { # name url [header]
   p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
   p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
   errs=$(awk '/Non-2xx or 3xx/ {print $5}' <<<"$out"); errs="${errs:-0}"
-  printf '| %s | %s | %s | %s | %s | %s |\n' "$BACKEND" "$name" "$rps" "$p50" "$p99" "$errs"
+  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$BACKEND" "$LABEL" "$name" "$rps" "$p50" "$p99" "$errs"
+  printf '%s\t%s\t%s\t%s\n' "$BACKEND" "$name" "$LABEL" "$rps" >>"$RESULTS"
 }
 
-bench_backend() { # backend database_url_or_empty
-  BACKEND="$1"
+bench_backend() { # backend database_url_or_empty label binary
+  BACKEND="$1" LABEL="$3"
+  local BIN="$4"
   WORK=$(mktemp -d)
   local port; port=$(free_port)
   local base="http://127.0.0.1:$port"
@@ -112,21 +127,47 @@ TOML
   run_wrk "list (200 files)" "$base/api/files/all" "Authorization: Bearer $token"
   run_wrk "download redirect (303)" "$dl"
   local rss; rss=$(awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$SERVER_PID/status")
-  printf '| %s | peak server RSS (VmHWM) | %s MiB | | | |\n' "$BACKEND" "$rss"
+  printf '| %s | %s | peak server RSS (VmHWM) | %s MiB | | | |\n' "$BACKEND" "$LABEL" "$rss"
   kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
   rm -rf "$WORK"; WORK=""
 }
 
-echo "wrk -t2 -c$CONNS -d${DURATION}s, loopback, $(nproc) cores, $(date -u +%Y-%m-%d)"
+echo "wrk -t2 -c$CONNS -d${DURATION}s, loopback, $(nproc) cores, $ROUNDS round(s), $(date -u +%Y-%m-%d)"
 echo
-echo "| backend | endpoint | req/s | p50 ms | p99 ms | non-2xx/3xx |"
-echo "|---|---|---|---|---|---|"
-bench_backend sqlite ""
-if [ -n "$PG_ADMIN" ] && psql "$PG_ADMIN" -qAtc 'select 1' >/dev/null 2>&1; then
-  PG_DB="hashdrop_bench_$$"
-  psql "$PG_ADMIN" -qc "CREATE DATABASE \"$PG_DB\"" >/dev/null
-  bench_backend postgres "${PG_ADMIN%/*}/$PG_DB"
-  psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS \"$PG_DB\" WITH (FORCE)" >/dev/null; PG_DB=""
-else
-  echo "| postgres | skipped: $PG_ADMIN not reachable | | | | |"
-fi
+echo "| backend | binary | endpoint | req/s | p50 ms | p99 ms | non-2xx/3xx |"
+echo "|---|---|---|---|---|---|---|"
+PG_OK=""
+if [ -n "$PG_ADMIN" ] && psql "$PG_ADMIN" -qAtc 'select 1' >/dev/null 2>&1; then PG_OK=1; fi
+for _ in $(seq 1 "$ROUNDS"); do
+  for entry in "${BINS[@]}"; do
+    label="${entry%%=*}" bin="${entry#*=}"
+    bench_backend sqlite "" "$label" "$bin"
+    if [ -n "$PG_OK" ]; then
+      PG_DB="hashdrop_bench_$$"
+      psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS \"$PG_DB\"" >/dev/null
+      psql "$PG_ADMIN" -qc "CREATE DATABASE \"$PG_DB\"" >/dev/null
+      bench_backend postgres "${PG_ADMIN%/*}/$PG_DB" "$label" "$bin"
+      psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS \"$PG_DB\" WITH (FORCE)" >/dev/null; PG_DB=""
+    fi
+  done
+done
+[ -n "$PG_OK" ] || echo "| postgres | | skipped: $PG_ADMIN not reachable | | | | |"
+
+# Medians per backend, endpoint and binary, and new/baseline.
+echo
+echo "| backend | endpoint | $(printf '%s median req/s | ' "${BINS[@]%%=*}")$([ -n "$BASELINE" ] && echo 'new/baseline |')"
+echo "|---|---|$(printf -- '---|%.0s' "${BINS[@]}")$([ -n "$BASELINE" ] && echo '---|')"
+python3 - "$RESULTS" "${BINS[@]%%=*}" <<'PY'
+import statistics, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+labels = sys.argv[2:]
+keys = []
+for b, e, _, _ in rows:
+    if (b, e) not in keys:
+        keys.append((b, e))
+for b, e in keys:
+    med = {l: statistics.median(float(r[3]) for r in rows if r[:3] == [b, e, l]) for l in labels}
+    cells = " | ".join(f"{med[l]:.0f}" for l in labels)
+    ratio = f" {med['new'] / med['baseline']:.2f}x |" if "baseline" in med and med["baseline"] else ""
+    print(f"| {b} | {e} | {cells} |{ratio}")
+PY

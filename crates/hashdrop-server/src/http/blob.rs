@@ -16,13 +16,21 @@ use crate::infra::blob::{LocalBlobStore, PutLimits, SignedQuery, OPAQUE_CONTENT_
 use crate::service::files::awaits_upload;
 use crate::state::AppState;
 
-/// The local store, or 404: keeps a handler reached some other way from serving
-/// anything when the store is S3.
-fn local_store(state: &AppState) -> Result<Arc<LocalBlobStore>> {
-    state
+/// The local store and the object key of a request whose signature holds for
+/// `method`. Without a local store (S3) nothing is served, whatever the route.
+fn signed(
+    state: &AppState,
+    method: &str,
+    (prefix, name): (String, String),
+    q: &SignedQuery,
+) -> Result<(Arc<LocalBlobStore>, String)> {
+    let store = state
         .local_blobs
         .clone()
-        .ok_or(Error::NotFound("no such route"))
+        .ok_or(Error::NotFound("no such route"))?;
+    let key = format!("{prefix}/{name}");
+    store.check_sig(method, &key, q)?;
+    Ok((store, key))
 }
 
 /// `PUT /blob/{prefix}/{name}`: stores the body as a new object. The key must belong
@@ -33,13 +41,11 @@ fn local_store(state: &AppState) -> Result<Arc<LocalBlobStore>> {
 /// plus that timeout.
 pub async fn put_blob(
     State(state): State<AppState>,
-    Path((prefix, name)): Path<(String, String)>,
+    Path(path): Path<(String, String)>,
     Query(q): Query<SignedQuery>,
     req: Request,
 ) -> Result<Response> {
-    let store = local_store(&state)?;
-    let key = format!("{prefix}/{name}");
-    store.check_sig("PUT", &key, &q)?;
+    let (store, key) = signed(&state, "PUT", path, &q)?;
     let no_upload = || Error::NotFound("no pending upload for this object");
     if !awaits_upload(&state, &key).await? {
         return Err(no_upload());
@@ -71,17 +77,27 @@ pub async fn put_blob(
     Ok(StatusCode::OK.into_response())
 }
 
-/// `GET /blob/{prefix}/{name}`: serves the object with Range support. Objects never
-/// change under a key, so caches may keep them forever.
+/// Headers of every served object: it never changes under its key, so caches may
+/// keep it forever; and it is opaque bytes to save, never something a browser
+/// renders on this origin, whatever type its uploader claimed.
+const OBJECT_HEADERS: [(header::HeaderName, &str); 4] = [
+    (
+        header::CACHE_CONTROL,
+        "private, max-age=31536000, immutable",
+    ),
+    (header::CONTENT_TYPE, OPAQUE_CONTENT_TYPE),
+    (header::CONTENT_DISPOSITION, "attachment"),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+];
+
+/// `GET /blob/{prefix}/{name}`: serves the object with Range support.
 pub async fn get_blob(
     State(state): State<AppState>,
-    Path((prefix, name)): Path<(String, String)>,
+    Path(path): Path<(String, String)>,
     Query(q): Query<SignedQuery>,
     req: Request,
 ) -> Result<Response> {
-    let store = local_store(&state)?;
-    let key = format!("{prefix}/{name}");
-    store.check_sig("GET", &key, &q)?;
+    let (store, key) = signed(&state, "GET", path, &q)?;
     let path = store
         .object_file(&key)
         .await
@@ -91,23 +107,9 @@ pub async fn get_blob(
         .await
         .map_err(|e| Error::Internal(anyhow::anyhow!("serving blob: {e}")))?;
     let mut resp = resp.map(Body::new);
-    let h = resp.headers_mut();
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, max-age=31536000, immutable"),
-    );
-    // Opaque bytes to save, never something a browser renders on this origin.
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(OPAQUE_CONTENT_TYPE),
-    );
-    h.insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_static("attachment"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    for (name, value) in OBJECT_HEADERS {
+        resp.headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
     Ok(resp)
 }

@@ -18,6 +18,11 @@ fn key_mode(s: &str) -> KeyMode {
     KeyMode::parse(s).unwrap_or(KeyMode::Vault)
 }
 
+/// A JSON array of `rows`, each translated by `to_wire`.
+fn json_list<R, W>(rows: Vec<R>, to_wire: impl FnMut(R) -> W) -> Json<Vec<W>> {
+    Json(rows.into_iter().map(to_wire).collect())
+}
+
 /// `POST /api/files/presign`.
 pub async fn presign(
     State(state): State<AppState>,
@@ -55,18 +60,14 @@ pub async fn list_all(
     AuthUser(user_id): AuthUser,
 ) -> Result<Json<Vec<FileSummary>>> {
     let rows = files::list(&state, &user_id).await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|f| FileSummary {
-                key_management_mode: key_mode(&f.key_mode),
-                created_at: rfc3339(f.created_at),
-                file_id: f.id,
-                file_name: f.file_name,
-                encrypted_size_bytes: f.encrypted_size as u64,
-                status: f.status,
-            })
-            .collect(),
-    ))
+    Ok(json_list(rows, |f| FileSummary {
+        key_management_mode: key_mode(&f.key_mode),
+        created_at: rfc3339(f.created_at),
+        file_id: f.id,
+        file_name: f.file_name,
+        encrypted_size_bytes: f.encrypted_size as u64,
+        status: f.status,
+    }))
 }
 
 /// `GET /api/files/resolve?id=PREFIX`.
@@ -76,14 +77,10 @@ pub async fn resolve(
     Query(q): Query<IdQuery>,
 ) -> Result<Json<Vec<FileMatch>>> {
     let rows = files::find(&state, &user_id, q.id.as_deref()).await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|f| FileMatch {
-                file_id: f.id,
-                file_name: f.file_name,
-            })
-            .collect(),
-    ))
+    Ok(json_list(rows, |f| FileMatch {
+        file_id: f.id,
+        file_name: f.file_name,
+    }))
 }
 
 /// `GET /api/files?id=PREFIX`.
@@ -93,25 +90,21 @@ pub async fn details(
     Query(q): Query<IdQuery>,
 ) -> Result<Json<Vec<FileDetails>>> {
     let rows = files::find(&state, &user_id, q.id.as_deref()).await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|f| FileDetails {
-                download_url: files::download_url(&state, &user_id, &f.id),
-                share_url: files::share_url(&state, &f.id),
-                key_management_mode: key_mode(&f.key_mode),
-                file_id: f.id,
-                file_name: f.file_name,
-                status: f.status,
-                plaintext_size_bytes: f.plaintext_size as u64,
-                encrypted_size_bytes: f.encrypted_size as u64,
-                s3_key: f.object_key,
-                plaintext_hash: f.plaintext_hash,
-                expires_at: f.expires_at.map(rfc3339),
-                max_downloads: f.max_downloads.map(|m| m as u64),
-                download_count: f.download_count as u64,
-            })
-            .collect(),
-    ))
+    Ok(json_list(rows, |f| FileDetails {
+        download_url: files::download_url(&state, &user_id, &f.id),
+        share_url: files::share_url(&state, &f.id),
+        key_management_mode: key_mode(&f.key_mode),
+        file_id: f.id,
+        file_name: f.file_name,
+        status: f.status,
+        plaintext_size_bytes: f.plaintext_size as u64,
+        encrypted_size_bytes: f.encrypted_size as u64,
+        s3_key: f.object_key,
+        plaintext_hash: f.plaintext_hash,
+        expires_at: f.expires_at.map(rfc3339),
+        max_downloads: f.max_downloads.map(|m| m as u64),
+        download_count: f.download_count as u64,
+    }))
 }
 
 /// `GET /api/files/hash?id=UUID`.

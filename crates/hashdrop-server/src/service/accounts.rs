@@ -12,7 +12,7 @@ use crate::domain::{Error, Result};
 use crate::infra::ratelimit::Group;
 use crate::state::AppState;
 use crate::store::accounts::{
-    self as rows, CodeOutcome, Guess, InsertAccountError, NewCode, NewSession, Rotation,
+    self as rows, CodeOutcome, Guess, InsertAccountError, NewCode, Rotation,
 };
 use crate::store::jobs;
 
@@ -212,13 +212,9 @@ pub async fn login(state: &AppState, creds: Credentials) -> Result<Session> {
     }
     let token = crate::infra::crypto::random_hex(32);
     let now = now_ms();
-    let session = NewSession {
-        token_hash: &state.keys.keyed_hash(REFRESH_DOMAIN, token.as_bytes()),
-        user_id: &user_id,
-        now,
-        expires_at: now + state.cfg.auth.refresh_token_ttl_secs as i64 * 1000,
-    };
-    rows::insert_session(&state.db, session).await?;
+    let token_hash = state.keys.keyed_hash(REFRESH_DOMAIN, token.as_bytes());
+    let expires_at = now + state.cfg.auth.refresh_token_ttl_secs as i64 * 1000;
+    rows::insert_session(&state.db, &token_hash, &user_id, now, expires_at).await?;
     new_session(state, &user_id, token)
 }
 

@@ -1,6 +1,6 @@
 //! Accounts: `users`, their one-time codes (`otps`) and sessions (`refresh_tokens`).
 
-use super::{on_conn, Db, Tx};
+use super::{sql, write_one, Db, Tx};
 
 /// An account as sign-in and sign-up see it.
 #[derive(Debug, sqlx::FromRow)]
@@ -20,23 +20,12 @@ const ACCOUNT_BY_EMAIL: &str =
 
 /// The account of `email` (normalized), inside a transaction.
 pub async fn by_email_in(tx: &mut Tx, email: &str) -> Result<Option<Account>, sqlx::Error> {
-    on_conn!(tx.conn(), |c| {
-        sqlx::query_as(ACCOUNT_BY_EMAIL)
-            .bind(email)
-            .fetch_optional(&mut *c)
-            .await
-    })
+    sql!(tx.conn(), query_as fetch_optional, ACCOUNT_BY_EMAIL, email)
 }
 
 /// The account of `email` (normalized), from the primary.
 pub async fn by_email(db: &Db, email: &str) -> Result<Option<Account>, sqlx::Error> {
-    let mut c = db.latest().await?;
-    on_conn!(c.conn(), |c| {
-        sqlx::query_as(ACCOUNT_BY_EMAIL)
-            .bind(email)
-            .fetch_optional(&mut *c)
-            .await
-    })
+    sql!(db.latest().await?.conn(), query_as fetch_optional, ACCOUNT_BY_EMAIL, email)
 }
 
 /// Why an account could not be created.
@@ -60,17 +49,7 @@ pub async fn insert(
 ) -> Result<(), InsertAccountError> {
     const SQL: &str = "INSERT INTO users (id, email, password_hash, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $4)";
-    let r = on_conn!(tx.conn(), |c| {
-        sqlx::query(SQL)
-            .bind(id)
-            .bind(email)
-            .bind(password_hash)
-            .bind(now)
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected())
-    });
-    match r {
+    match sql!(tx.conn(), execute, SQL, id, email, password_hash, now) {
         Ok(_) => Ok(()),
         Err(e)
             if e.as_database_error()
@@ -84,41 +63,31 @@ pub async fn insert(
 
 /// Marks the account verified and drops its code, in one transaction.
 pub async fn mark_verified(tx: &mut Tx, user_id: &str, now: i64) -> Result<(), sqlx::Error> {
-    on_conn!(tx.conn(), |c| {
-        sqlx::query("UPDATE users SET verified_at = $1, updated_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(user_id)
-            .execute(&mut *c)
-            .await?;
-        sqlx::query("DELETE FROM otps WHERE user_id = $1")
-            .bind(user_id)
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected())
-    })?;
+    const VERIFIED: &str = "UPDATE users SET verified_at = $1, updated_at = $1 WHERE id = $2";
+    sql!(tx.conn(), execute, VERIFIED, now, user_id)?;
+    sql!(
+        tx.conn(),
+        execute,
+        "DELETE FROM otps WHERE user_id = $1",
+        user_id
+    )?;
     Ok(())
 }
 
 /// Deletes the account row (its files, codes and sessions go by cascade).
 pub async fn remove(tx: &mut Tx, user_id: &str) -> Result<(), sqlx::Error> {
-    on_conn!(tx.conn(), |c| {
-        sqlx::query("DELETE FROM users WHERE id = $1")
-            .bind(user_id)
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected())
-    })?;
+    sql!(
+        tx.conn(),
+        execute,
+        "DELETE FROM users WHERE id = $1",
+        user_id
+    )?;
     Ok(())
 }
 
 /// Deletes every account (the dev-mode reset; run after their files are removed).
 pub async fn remove_every(tx: &mut Tx) -> Result<(), sqlx::Error> {
-    on_conn!(tx.conn(), |c| {
-        sqlx::query("DELETE FROM users")
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected())
-    })?;
+    sql!(tx.conn(), execute, "DELETE FROM users")?;
     Ok(())
 }
 
@@ -161,33 +130,32 @@ pub async fn replace_code(tx: &mut Tx, code: NewCode<'_>) -> Result<CodeOutcome,
     const BURNED: &str = "SELECT expires_at FROM otps WHERE user_id = $1";
     const INSERT: &str =
         "INSERT INTO otps (user_id, code_hash, expires_at, attempts) VALUES ($1, $2, $3, 0)";
-    on_conn!(tx.conn(), |c| {
-        let replaced = sqlx::query(REPLACE)
-            .bind(code.user_id)
-            .bind(code.code_hash)
-            .bind(code.expires_at)
-            .bind(code.now)
-            .bind(code.max_attempts)
-            .execute(&mut *c)
-            .await?;
-        if replaced.rows_affected() == 1 {
-            return Ok(CodeOutcome::Stored);
-        }
-        let burned: Option<i64> = sqlx::query_scalar(BURNED)
-            .bind(code.user_id)
-            .fetch_optional(&mut *c)
-            .await?;
-        if let Some(until) = burned {
-            return Ok(CodeOutcome::Burned { until });
-        }
-        sqlx::query(INSERT)
-            .bind(code.user_id)
-            .bind(code.code_hash)
-            .bind(code.expires_at)
-            .execute(&mut *c)
-            .await?;
-        Ok(CodeOutcome::Stored)
-    })
+    let replaced = sql!(
+        tx.conn(),
+        execute,
+        REPLACE,
+        code.user_id,
+        code.code_hash,
+        code.expires_at,
+        code.now,
+        code.max_attempts
+    )?;
+    if replaced == 1 {
+        return Ok(CodeOutcome::Stored);
+    }
+    let burned: Option<i64> = sql!(tx.conn(), query_scalar fetch_optional, BURNED, code.user_id)?;
+    if let Some(until) = burned {
+        return Ok(CodeOutcome::Burned { until });
+    }
+    sql!(
+        tx.conn(),
+        execute,
+        INSERT,
+        code.user_id,
+        code.code_hash,
+        code.expires_at
+    )?;
+    Ok(CodeOutcome::Stored)
 }
 
 /// A guess's view of the stored code.
@@ -213,59 +181,44 @@ pub async fn take_guess(db: &Db, user_id: &str, max_attempts: i64) -> Result<Gue
          WHERE user_id = $1 AND attempts < $2 RETURNING code_hash, expires_at";
     const EXISTS: &str = "SELECT COUNT(*) FROM otps WHERE user_id = $1";
     let mut c = db.writer().await?;
-    on_conn!(c.conn(), |c| {
-        let row: Option<(String, i64)> = sqlx::query_as(TAKE)
-            .bind(user_id)
-            .bind(max_attempts)
-            .fetch_optional(&mut *c)
-            .await?;
-        if let Some((code_hash, expires_at)) = row {
-            return Ok(Guess::Counted {
-                code_hash,
-                expires_at,
-            });
-        }
-        let n: i64 = sqlx::query_scalar(EXISTS)
-            .bind(user_id)
-            .fetch_one(&mut *c)
-            .await?;
-        Ok(if n > 0 {
-            Guess::NoAttemptsLeft
-        } else {
-            Guess::NoCode
-        })
+    let row: Option<(String, i64)> =
+        sql!(c.conn(), query_as fetch_optional, TAKE, user_id, max_attempts)?;
+    if let Some((code_hash, expires_at)) = row {
+        return Ok(Guess::Counted {
+            code_hash,
+            expires_at,
+        });
+    }
+    let n: i64 = sql!(c.conn(), query_scalar fetch_one, EXISTS, user_id)?;
+    Ok(if n > 0 {
+        Guess::NoAttemptsLeft
+    } else {
+        Guess::NoCode
     })
-}
-
-/// A session to store.
-#[derive(Debug, Clone, Copy)]
-pub struct NewSession<'a> {
-    /// Keyed hash of the refresh token.
-    pub token_hash: &'a str,
-    /// The account.
-    pub user_id: &'a str,
-    /// Now (unix ms).
-    pub now: i64,
-    /// Expiry (unix ms).
-    pub expires_at: i64,
 }
 
 const INSERT_SESSION: &str = "INSERT INTO refresh_tokens (token_hash, user_id, created_at, \
      expires_at) VALUES ($1, $2, $3, $4)";
 
-/// Stores a new session (login).
-pub async fn insert_session(db: &Db, s: NewSession<'_>) -> Result<(), sqlx::Error> {
+/// Stores a new session (login): the keyed hash of its refresh token, its account
+/// and its expiry (unix ms).
+pub async fn insert_session(
+    db: &Db,
+    token_hash: &str,
+    user_id: &str,
+    now: i64,
+    expires_at: i64,
+) -> Result<(), sqlx::Error> {
     let mut c = db.writer().await?;
-    on_conn!(c.conn(), |c| {
-        sqlx::query(INSERT_SESSION)
-            .bind(s.token_hash)
-            .bind(s.user_id)
-            .bind(s.now)
-            .bind(s.expires_at)
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected())
-    })?;
+    sql!(
+        c.conn(),
+        execute,
+        INSERT_SESSION,
+        token_hash,
+        user_id,
+        now,
+        expires_at
+    )?;
     Ok(())
 }
 
@@ -301,52 +254,41 @@ pub async fn rotate_session(
     const REPLACED: &str = "SELECT user_id, replaced_by FROM refresh_tokens WHERE token_hash = $1";
     const REVOKE_ALL: &str = "UPDATE refresh_tokens SET revoked_at = $1 \
          WHERE user_id = $2 AND revoked_at IS NULL";
-    on_conn!(tx.conn(), |c| {
-        let rotated: Option<String> = sqlx::query_scalar(ROTATE)
-            .bind(now)
-            .bind(successor_hash)
-            .bind(token_hash)
-            .fetch_optional(&mut *c)
-            .await?;
-        if let Some(user_id) = rotated {
-            sqlx::query(INSERT_SESSION)
-                .bind(successor_hash)
-                .bind(&user_id)
-                .bind(now)
-                .bind(expires_at)
-                .execute(&mut *c)
-                .await?;
-            return Ok(Rotation::Rotated { user_id });
-        }
-        let row: Option<(String, Option<String>)> = sqlx::query_as(REPLACED)
-            .bind(token_hash)
-            .fetch_optional(&mut *c)
-            .await?;
-        let Some((user_id, Some(_))) = row else {
-            return Ok(Rotation::Invalid);
-        };
-        sqlx::query(REVOKE_ALL)
-            .bind(now)
-            .bind(&user_id)
-            .execute(&mut *c)
-            .await?;
-        Ok(Rotation::Reused { user_id })
-    })
+    let rotated: Option<String> = sql!(
+        tx.conn(),
+        query_scalar fetch_optional,
+        ROTATE,
+        now,
+        successor_hash,
+        token_hash
+    )?;
+    if let Some(user_id) = rotated {
+        let insert = INSERT_SESSION;
+        sql!(
+            tx.conn(),
+            execute,
+            insert,
+            successor_hash,
+            &user_id,
+            now,
+            expires_at
+        )?;
+        return Ok(Rotation::Rotated { user_id });
+    }
+    let row: Option<(String, Option<String>)> =
+        sql!(tx.conn(), query_as fetch_optional, REPLACED, token_hash)?;
+    let Some((user_id, Some(_))) = row else {
+        return Ok(Rotation::Invalid);
+    };
+    sql!(tx.conn(), execute, REVOKE_ALL, now, &user_id)?;
+    Ok(Rotation::Reused { user_id })
 }
 
 /// Revokes one session; unknown tokens change nothing.
 pub async fn revoke_session(db: &Db, token_hash: &str, now: i64) -> Result<(), sqlx::Error> {
     const SQL: &str = "UPDATE refresh_tokens SET revoked_at = $1 \
          WHERE token_hash = $2 AND revoked_at IS NULL";
-    let mut c = db.writer().await?;
-    on_conn!(c.conn(), |c| {
-        sqlx::query(SQL)
-            .bind(now)
-            .bind(token_hash)
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected())
-    })?;
+    sql!(db.writer().await?.conn(), execute, SQL, now, token_hash)?;
     Ok(())
 }
 
@@ -354,20 +296,12 @@ pub async fn revoke_session(db: &Db, token_hash: &str, now: i64) -> Result<(), s
 pub async fn purge_sessions(db: &Db, now: i64, revoked_before: i64) -> Result<u64, sqlx::Error> {
     const SQL: &str = "DELETE FROM refresh_tokens \
          WHERE expires_at < $1 OR (revoked_at IS NOT NULL AND revoked_at < $2)";
-    let mut c = db.writer().await?;
-    on_conn!(c.conn(), |c| {
-        sqlx::query(SQL)
-            .bind(now)
-            .bind(revoked_before)
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected())
-    })
+    sql!(db.writer().await?.conn(), execute, SQL, now, revoked_before)
 }
 
 /// Removes accounts never verified and created before `cutoff`.
 pub async fn purge_unverified(db: &Db, cutoff: i64) -> Result<u64, sqlx::Error> {
-    super::write_one(
+    write_one(
         db,
         "DELETE FROM users WHERE verified_at IS NULL AND created_at < $1",
         cutoff,
@@ -377,5 +311,5 @@ pub async fn purge_unverified(db: &Db, cutoff: i64) -> Result<u64, sqlx::Error> 
 
 /// Removes codes expired before `now`.
 pub async fn purge_codes(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
-    super::write_one(db, "DELETE FROM otps WHERE expires_at < $1", now).await
+    write_one(db, "DELETE FROM otps WHERE expires_at < $1", now).await
 }

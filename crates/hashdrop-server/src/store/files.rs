@@ -1,7 +1,7 @@
 //! The `files` table: a file's row from presign to the end of its life, and the
 //! conditional statements that make each transition happen once.
 
-use super::{on_conn, Db, Tx};
+use super::{sql, write_one, Db, Tx};
 use crate::domain::file::{FileFacts, FileStatus};
 use crate::domain::time::DAY_MS;
 
@@ -38,23 +38,22 @@ pub async fn insert_pending(tx: &mut Tx, f: &NewFile<'_>) -> Result<(), sqlx::Er
          plaintext_hash, encrypted_size, key_mode, status, expires_at, max_downloads, \
          created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $11, $11)";
-    on_conn!(tx.conn(), |c| {
-        sqlx::query(SQL)
-            .bind(f.id)
-            .bind(f.user_id)
-            .bind(f.object_key)
-            .bind(f.file_name)
-            .bind(f.mime_type)
-            .bind(f.plaintext_hash)
-            .bind(f.encrypted_size)
-            .bind(f.key_mode)
-            .bind(f.expires_at)
-            .bind(f.max_downloads)
-            .bind(f.now)
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected())
-    })?;
+    sql!(
+        tx.conn(),
+        execute,
+        SQL,
+        f.id,
+        f.user_id,
+        f.object_key,
+        f.file_name,
+        f.mime_type,
+        f.plaintext_hash,
+        f.encrypted_size,
+        f.key_mode,
+        f.expires_at,
+        f.max_downloads,
+        f.now
+    )?;
     Ok(())
 }
 
@@ -86,14 +85,7 @@ pub async fn upload_state(
 ) -> Result<Option<UploadState>, sqlx::Error> {
     const SQL: &str = "SELECT object_key, status, encrypted_size, plaintext_hash FROM files \
          WHERE id = $1 AND user_id = $2";
-    let mut c = db.latest().await?;
-    on_conn!(c.conn(), |c| {
-        sqlx::query_as(SQL)
-            .bind(id)
-            .bind(owner)
-            .fetch_optional(&mut *c)
-            .await
-    })
+    sql!(db.latest().await?.conn(), query_as fetch_optional, SQL, id, owner)
 }
 
 /// `pending` → `uploaded`. False if the file is no longer the owner's pending file.
@@ -108,19 +100,17 @@ pub async fn mark_uploaded(
     const SQL: &str = "UPDATE files SET status = 'uploaded', plaintext_size = $1, \
          updated_at = $2, plaintext_hash = $5 \
          WHERE id = $3 AND user_id = $4 AND status = 'pending'";
-    let mut c = db.writer().await?;
-    let done = on_conn!(c.conn(), |c| {
-        sqlx::query(SQL)
-            .bind(plaintext_size)
-            .bind(now)
-            .bind(id)
-            .bind(owner)
-            .bind(plaintext_hash)
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected())
-    })?;
-    Ok(done == 1)
+    let n = sql!(
+        db.writer().await?.conn(),
+        execute,
+        SQL,
+        plaintext_size,
+        now,
+        id,
+        owner,
+        plaintext_hash
+    )?;
+    Ok(n == 1)
 }
 
 /// A file whose life a statement of this module just ended.
@@ -154,14 +144,7 @@ pub async fn end_life(
     const SQL: &str = "UPDATE files SET status = $1, updated_at = $2 \
          WHERE id = $3 AND status IN ('pending', 'uploaded') \
          RETURNING id, user_id, object_key, encrypted_size, TRUE AS was_live";
-    on_conn!(tx.conn(), |c| {
-        sqlx::query_as(SQL)
-            .bind(to.as_str())
-            .bind(now)
-            .bind(id)
-            .fetch_optional(&mut *c)
-            .await
-    })
+    sql!(tx.conn(), query_as fetch_optional, SQL, to.as_str(), now, id)
 }
 
 /// Removes the owner's file row in any state. Of concurrent deletes only the one the
@@ -171,29 +154,21 @@ pub async fn remove_owned(
     id: &str,
     owner: &str,
 ) -> Result<Option<EndedFile>, sqlx::Error> {
-    let sql =
+    let statement =
         format!("DELETE FROM files WHERE id = $1 AND user_id = $2 RETURNING {REMOVED_COLUMNS}");
-    on_conn!(tx.conn(), |c| {
-        sqlx::query_as(&sql)
-            .bind(id)
-            .bind(owner)
-            .fetch_optional(&mut *c)
-            .await
-    })
+    sql!(tx.conn(), query_as fetch_optional, &statement, id, owner)
 }
 
 /// Removes every file row of `owner` (account deletion).
 pub async fn remove_all_of(tx: &mut Tx, owner: &str) -> Result<Vec<EndedFile>, sqlx::Error> {
-    let sql = format!("DELETE FROM files WHERE user_id = $1 RETURNING {REMOVED_COLUMNS}");
-    on_conn!(tx.conn(), |c| {
-        sqlx::query_as(&sql).bind(owner).fetch_all(&mut *c).await
-    })
+    let statement = format!("DELETE FROM files WHERE user_id = $1 RETURNING {REMOVED_COLUMNS}");
+    sql!(tx.conn(), query_as fetch_all, &statement, owner)
 }
 
 /// Removes every file row (the dev-mode reset).
 pub async fn remove_every(tx: &mut Tx) -> Result<Vec<EndedFile>, sqlx::Error> {
-    let sql = format!("DELETE FROM files RETURNING {REMOVED_COLUMNS}");
-    on_conn!(tx.conn(), |c| sqlx::query_as(&sql).fetch_all(&mut *c).await)
+    let statement = format!("DELETE FROM files RETURNING {REMOVED_COLUMNS}");
+    sql!(tx.conn(), query_as fetch_all, &statement)
 }
 
 /// One line of the owner's listing.
@@ -217,10 +192,7 @@ pub struct Summary {
 pub async fn list(db: &Db, owner: &str) -> Result<Vec<Summary>, sqlx::Error> {
     const SQL: &str = "SELECT id, file_name, encrypted_size, status, key_mode, created_at \
          FROM files WHERE user_id = $1 ORDER BY created_at DESC, id";
-    let mut c = db.lagging().await?;
-    on_conn!(c.conn(), |c| {
-        sqlx::query_as(SQL).bind(owner).fetch_all(&mut *c).await
-    })
+    sql!(db.lagging().await?.conn(), query_as fetch_all, SQL, owner)
 }
 
 /// Everything the owner may see about one file.
@@ -274,41 +246,20 @@ pub async fn by_prefix(
         Freshness::Latest => db.latest().await?,
         Freshness::MayLag => db.lagging().await?,
     };
-    let pattern = format!("{prefix}%");
-    on_conn!(c.conn(), |c| {
-        sqlx::query_as(SQL)
-            .bind(owner)
-            .bind(&pattern)
-            .fetch_all(&mut *c)
-            .await
-    })
+    sql!(c.conn(), query_as fetch_all, SQL, owner, format!("{prefix}%"))
 }
 
 /// The stored plaintext hash of the owner's file. May lag.
 pub async fn plaintext_hash(db: &Db, id: &str, owner: &str) -> Result<Option<String>, sqlx::Error> {
     const SQL: &str = "SELECT plaintext_hash FROM files WHERE id = $1 AND user_id = $2";
-    let mut c = db.lagging().await?;
-    on_conn!(c.conn(), |c| {
-        sqlx::query_scalar(SQL)
-            .bind(id)
-            .bind(owner)
-            .fetch_optional(&mut *c)
-            .await
-    })
+    sql!(db.lagging().await?.conn(), query_scalar fetch_optional, SQL, id, owner)
 }
 
 /// Whether a `pending` file owns `object_key`.
 pub async fn is_pending_object(db: &Db, id: &str, object_key: &str) -> Result<bool, sqlx::Error> {
     const SQL: &str =
         "SELECT COUNT(*) FROM files WHERE id = $1 AND object_key = $2 AND status = 'pending'";
-    let mut c = db.latest().await?;
-    let n: i64 = on_conn!(c.conn(), |c| {
-        sqlx::query_scalar(SQL)
-            .bind(id)
-            .bind(object_key)
-            .fetch_one(&mut *c)
-            .await
-    })?;
+    let n: i64 = sql!(db.latest().await?.conn(), query_scalar fetch_one, SQL, id, object_key)?;
     Ok(n > 0)
 }
 
@@ -343,14 +294,11 @@ const FACT_COLUMNS: &str =
 /// The `uploaded` file `id`, from the primary: used where the answer must match
 /// what the download UPDATE decides.
 pub async fn uploaded(db: &Db, id: &str) -> Result<Option<PublicFile>, sqlx::Error> {
-    let sql = format!(
+    let statement = format!(
         "SELECT {FACT_COLUMNS}, download_count, dl_day, dl_day_count FROM files \
          WHERE id = $1 AND status = 'uploaded'"
     );
-    let mut c = db.latest().await?;
-    on_conn!(c.conn(), |c| {
-        sqlx::query_as(&sql).bind(id).fetch_optional(&mut *c).await
-    })
+    sql!(db.latest().await?.conn(), query_as fetch_optional, &statement, id)
 }
 
 /// Counts one download of `id` if the file is live, is `object_key`'s, is not
@@ -367,7 +315,7 @@ pub async fn count_download(
     daily_limit: i64,
     now: i64,
 ) -> Result<Option<FileFacts>, sqlx::Error> {
-    let sql = format!(
+    let statement = format!(
         "UPDATE files SET download_count = download_count + 1, \
          dl_day_count = CASE WHEN dl_day = $3 THEN dl_day_count + 1 ELSE 1 END, dl_day = $3 \
          WHERE id = $1 AND object_key = $2 AND status = 'uploaded' \
@@ -375,68 +323,40 @@ pub async fn count_download(
          AND (expires_at IS NULL OR expires_at > $4) \
          AND (dl_day <> $3 OR dl_day_count < $5) RETURNING {FACT_COLUMNS}"
     );
-    let mut c = db.relaxed_writer().await?;
-    on_conn!(c.conn(), |c| {
-        sqlx::query_as(&sql)
-            .bind(id)
-            .bind(object_key)
-            .bind(now / DAY_MS)
-            .bind(now)
-            .bind(daily_limit)
-            .fetch_optional(&mut *c)
-            .await
-    })
-}
-
-/// The ids a one-parameter SELECT returns, from the primary.
-async fn ids_where(db: &Db, sql: &'static str, before: i64) -> Result<Vec<String>, sqlx::Error> {
-    let mut c = db.latest().await?;
-    on_conn!(c.conn(), |c| {
-        sqlx::query_scalar(sql)
-            .bind(before)
-            .fetch_all(&mut *c)
-            .await
-    })
+    sql!(
+        db.relaxed_writer().await?.conn(),
+        query_as fetch_optional,
+        &statement,
+        id,
+        object_key,
+        now / DAY_MS,
+        now,
+        daily_limit
+    )
 }
 
 /// Pending uploads presigned before `cutoff`, at most 500.
 pub async fn stale_pending(db: &Db, cutoff: i64) -> Result<Vec<String>, sqlx::Error> {
-    ids_where(
-        db,
-        "SELECT id FROM files WHERE status = 'pending' AND created_at < $1 LIMIT 500",
-        cutoff,
-    )
-    .await
+    const SQL: &str = "SELECT id FROM files WHERE status = 'pending' AND created_at < $1 LIMIT 500";
+    sql!(db.latest().await?.conn(), query_scalar fetch_all, SQL, cutoff)
 }
 
 /// Uploaded files whose expiry is at or before `now`, at most 500 (expired means
 /// `expires_at <= now`, as on the download path).
 pub async fn expired(db: &Db, now: i64) -> Result<Vec<String>, sqlx::Error> {
-    ids_where(
-        db,
-        "SELECT id FROM files WHERE status = 'uploaded' AND expires_at IS NOT NULL \
-         AND expires_at <= $1 LIMIT 500",
-        now,
-    )
-    .await
+    const SQL: &str = "SELECT id FROM files WHERE status = 'uploaded' \
+         AND expires_at IS NOT NULL AND expires_at <= $1 LIMIT 500";
+    sql!(db.latest().await?.conn(), query_scalar fetch_all, SQL, now)
 }
 
 /// Removes `failed`/`deleted` records last changed before `cutoff`.
 pub async fn purge_ended(db: &Db, cutoff: i64) -> Result<u64, sqlx::Error> {
-    super::write_one(
-        db,
-        "DELETE FROM files WHERE status IN ('failed', 'deleted') AND updated_at < $1",
-        cutoff,
-    )
-    .await
+    const SQL: &str = "DELETE FROM files WHERE status IN ('failed', 'deleted') AND updated_at < $1";
+    write_one(db, SQL, cutoff).await
 }
 
 /// Zeroes daily download counters of days before `now`'s.
 pub async fn reset_day_counters(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
-    super::write_one(
-        db,
-        "UPDATE files SET dl_day_count = 0 WHERE dl_day < $1 AND dl_day_count > 0",
-        now / DAY_MS,
-    )
-    .await
+    const SQL: &str = "UPDATE files SET dl_day_count = 0 WHERE dl_day < $1 AND dl_day_count > 0";
+    write_one(db, SQL, now / DAY_MS).await
 }

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{on_conn, Backend, Conn, Db, Tx};
+use super::{sql, write_one, Backend, Conn, Db, Tx};
 use crate::domain::job::{Job, KIND_SEND_MAIL};
 
 /// How long a claimed job is its worker's before another may take it over.
@@ -43,17 +43,17 @@ async fn insert(
          dedupe_key, created_at, updated_at) VALUES ($1, $2, 'queued', 0, $3, $4, $5, $4, $4) \
          ON CONFLICT (dedupe_key) DO NOTHING";
     let payload = job.payload().to_string();
-    on_conn!(conn, |c| {
-        sqlx::query(SQL)
-            .bind(job.kind())
-            .bind(&payload)
-            .bind(max_attempts as i64)
-            .bind(now)
-            .bind(dedupe_key)
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected())
-    })?;
+    let kind = job.kind();
+    sql!(
+        conn,
+        execute,
+        SQL,
+        kind,
+        &payload,
+        max_attempts as i64,
+        now,
+        dedupe_key
+    )?;
     Ok(())
 }
 
@@ -103,20 +103,14 @@ pub async fn claim(db: &Db, now: i64) -> Result<Option<Claimed>, sqlx::Error> {
         // SQLite has a single writer; the UPDATE itself is the lock.
         Backend::Sqlite => "",
     };
-    let sql = format!(
+    let statement = format!(
         "UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_until = $1, \
          updated_at = $2 WHERE id = (SELECT id FROM jobs WHERE (state = 'queued' AND run_at <= $2) \
          OR (state = 'running' AND locked_until < $2) ORDER BY run_at LIMIT 1 {pick}) \
          RETURNING id, kind, payload, attempts, max_attempts"
     );
-    let mut c = db.writer().await?;
-    on_conn!(c.conn(), |c| {
-        sqlx::query_as(&sql)
-            .bind(now + LEASE_MS)
-            .bind(now)
-            .fetch_optional(&mut *c)
-            .await
-    })
+    let lease_end = now + LEASE_MS;
+    sql!(db.writer().await?.conn(), query_as fetch_optional, &statement, lease_end, now)
 }
 
 /// Records success. A sent mail's payload is dropped: it holds the OTP, and done
@@ -125,16 +119,14 @@ pub async fn claim(db: &Db, now: i64) -> Result<Option<Claimed>, sqlx::Error> {
 pub async fn mark_done(db: &Db, id: i64, now: i64) -> Result<(), sqlx::Error> {
     const SQL: &str = "UPDATE jobs SET state = 'done', locked_until = NULL, updated_at = $1, \
          payload = CASE WHEN kind = $3 THEN '{}' ELSE payload END WHERE id = $2";
-    let mut c = db.writer().await?;
-    on_conn!(c.conn(), |c| {
-        sqlx::query(SQL)
-            .bind(now)
-            .bind(id)
-            .bind(KIND_SEND_MAIL)
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected())
-    })?;
+    sql!(
+        db.writer().await?.conn(),
+        execute,
+        SQL,
+        now,
+        id,
+        KIND_SEND_MAIL
+    )?;
     Ok(())
 }
 
@@ -149,18 +141,17 @@ pub async fn mark_failed(
 ) -> Result<(), sqlx::Error> {
     const SQL: &str = "UPDATE jobs SET state = $1, run_at = $2, locked_until = NULL, \
          last_error = $3, updated_at = $4 WHERE id = $5";
-    let mut c = db.writer().await?;
-    on_conn!(c.conn(), |c| {
-        sqlx::query(SQL)
-            .bind(if dead { "dead" } else { "queued" })
-            .bind(run_at)
-            .bind(error)
-            .bind(now)
-            .bind(id)
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected())
-    })?;
+    let state = if dead { "dead" } else { "queued" };
+    sql!(
+        db.writer().await?.conn(),
+        execute,
+        SQL,
+        state,
+        run_at,
+        error,
+        now,
+        id
+    )?;
     Ok(())
 }
 
@@ -168,44 +159,26 @@ pub async fn mark_failed(
 pub async fn list(db: &Db, state_filter: Option<&str>) -> Result<Vec<JobRow>, sqlx::Error> {
     const SQL: &str = "SELECT id, kind, state, attempts, max_attempts, run_at, last_error \
          FROM jobs WHERE ($1 = '' OR state = $1) ORDER BY id DESC LIMIT 200";
-    let mut c = db.latest().await?;
-    on_conn!(c.conn(), |c| {
-        sqlx::query_as(SQL)
-            .bind(state_filter.unwrap_or(""))
-            .fetch_all(&mut *c)
-            .await
-    })
+    let state = state_filter.unwrap_or("");
+    sql!(db.latest().await?.conn(), query_as fetch_all, SQL, state)
 }
 
 /// Requeues a dead job with a fresh attempt budget. False if `id` is not dead.
 pub async fn retry(db: &Db, id: i64, now: i64) -> Result<bool, sqlx::Error> {
     const SQL: &str = "UPDATE jobs SET state = 'queued', attempts = 0, run_at = $1, \
          updated_at = $1 WHERE id = $2 AND state = 'dead'";
-    let mut c = db.writer().await?;
-    let n = on_conn!(c.conn(), |c| {
-        sqlx::query(SQL)
-            .bind(now)
-            .bind(id)
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected())
-    })?;
+    let n = sql!(db.writer().await?.conn(), execute, SQL, now, id)?;
     Ok(n == 1)
 }
 
 /// How many jobs are in each state (a metrics gauge).
 pub async fn count_by_state(db: &Db) -> Result<Vec<(String, i64)>, sqlx::Error> {
     const SQL: &str = "SELECT state, COUNT(*) FROM jobs GROUP BY state";
-    let mut c = db.latest().await?;
-    on_conn!(c.conn(), |c| sqlx::query_as(SQL).fetch_all(&mut *c).await)
+    sql!(db.latest().await?.conn(), query_as fetch_all, SQL)
 }
 
 /// Removes finished jobs last changed before `cutoff`.
 pub async fn purge_done(db: &Db, cutoff: i64) -> Result<u64, sqlx::Error> {
-    super::write_one(
-        db,
-        "DELETE FROM jobs WHERE state = 'done' AND updated_at < $1",
-        cutoff,
-    )
-    .await
+    const SQL: &str = "DELETE FROM jobs WHERE state = 'done' AND updated_at < $1";
+    write_one(db, SQL, cutoff).await
 }

@@ -62,6 +62,27 @@ macro_rules! on_conn {
 }
 pub(crate) use on_conn;
 
+/// One statement on `$conn` with its parameters, on either driver:
+/// `sql!(conn, execute, SQL, a, b)` returns the rows affected;
+/// `sql!(conn, query_as fetch_optional, SQL, a)` (or `query_scalar`, and `fetch_one`,
+/// `fetch_all`) returns what the query decodes to.
+macro_rules! sql {
+    ($conn:expr, execute, $sql:expr $(, $bind:expr)* $(,)?) => {
+        $crate::store::on_conn!($conn, |c| sqlx::query($sql)
+            $(.bind($bind))*
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected()))
+    };
+    ($conn:expr, $build:ident $fetch:ident, $sql:expr $(, $bind:expr)* $(,)?) => {
+        $crate::store::on_conn!($conn, |c| sqlx::$build($sql)
+            $(.bind($bind))*
+            .$fetch(&mut *c)
+            .await)
+    };
+}
+pub(crate) use sql;
+
 #[derive(Debug, Clone)]
 enum Pool {
     Sqlite(SqlitePool),
@@ -345,8 +366,7 @@ impl Db {
 
     /// Round trip to the primary, used by readiness (the replica has its own watch).
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        let mut c = self.latest().await?;
-        on_conn!(c.conn(), |c| c.execute("SELECT 1").await.map(drop))
+        sql!(self.latest().await?.conn(), execute, "SELECT 1").map(drop)
     }
 
     /// Closes the pools.
@@ -365,15 +385,8 @@ impl Db {
 }
 
 /// Runs a one-parameter write statement and returns the rows it affected.
-pub(crate) async fn write_one(db: &Db, sql: &str, param: i64) -> Result<u64, sqlx::Error> {
-    let mut c = db.writer().await?;
-    on_conn!(c.conn(), |c| {
-        sqlx::query(sql)
-            .bind(param)
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected())
-    })
+pub(crate) async fn write_one(db: &Db, statement: &str, param: i64) -> Result<u64, sqlx::Error> {
+    sql!(db.writer().await?.conn(), execute, statement, param)
 }
 
 /// How often, and how patiently, the replica is checked.

@@ -1,6 +1,6 @@
 //! Operator tasks on the database itself.
 
-use super::{on_conn, Backend, Db};
+use super::{sql, Backend, Db};
 
 /// Writes a consistent snapshot of the SQLite database to `path` (`VACUUM INTO`).
 pub async fn snapshot_sqlite(db: &Db, path: &str) -> anyhow::Result<()> {
@@ -9,12 +9,8 @@ pub async fn snapshot_sqlite(db: &Db, path: &str) -> anyhow::Result<()> {
         "backups are built for SQLite only (use pg_dump for PostgreSQL)"
     );
     // VACUUM INTO takes no parameters: the path is quoted as a SQL string literal.
-    let sql = format!("VACUUM INTO '{}'", path.replace('\'', "''"));
-    let mut c = db.latest().await?;
-    on_conn!(c.conn(), |c| sqlx::query(&sql)
-        .execute(&mut *c)
-        .await
-        .map(|r| r.rows_affected()))?;
+    let statement = format!("VACUUM INTO '{}'", path.replace('\'', "''"));
+    sql!(db.latest().await?.conn(), execute, &statement)?;
     Ok(())
 }
 
@@ -26,13 +22,7 @@ pub async fn commit_modes(db: &Db) -> Result<Option<(String, String)>, sqlx::Err
         return Ok(None);
     }
     const SQL: &str = "SHOW synchronous_commit";
-    let mut primary = db.latest().await?;
-    let strict: String = on_conn!(primary.conn(), |c| sqlx::query_scalar(SQL)
-        .fetch_one(&mut *c)
-        .await)?;
-    let mut relaxed = db.relaxed_writer().await?;
-    let fast: String = on_conn!(relaxed.conn(), |c| sqlx::query_scalar(SQL)
-        .fetch_one(&mut *c)
-        .await)?;
+    let strict: String = sql!(db.latest().await?.conn(), query_scalar fetch_one, SQL)?;
+    let fast: String = sql!(db.relaxed_writer().await?.conn(), query_scalar fetch_one, SQL)?;
     Ok(Some((strict, fast)))
 }

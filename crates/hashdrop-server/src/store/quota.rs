@@ -7,7 +7,7 @@
 //! PostgreSQL re-checks the WHERE clause on the locked row. Every path locks the
 //! global row before the user row, so they cannot deadlock.
 
-use super::{on_conn, Tx};
+use super::{sql, Db, Tx};
 use crate::domain::Error;
 
 /// Why a reservation was refused.
@@ -71,34 +71,26 @@ pub async fn reserve(
          WHERE id = $3 AND verified_at IS NOT NULL AND used_bytes + $1 <= $4 \
          AND file_count + 1 <= $5";
     const VERIFIED: &str = "SELECT COUNT(*) FROM users WHERE id = $1 AND verified_at IS NOT NULL";
-    on_conn!(tx.conn(), |c| {
-        let global = sqlx::query(GLOBAL)
-            .bind(size)
-            .bind(limits.global_bytes)
-            .execute(&mut *c)
-            .await?;
-        if global.rows_affected() == 0 {
-            return Err(QuotaError::GlobalFull);
-        }
-        let user = sqlx::query(USER)
-            .bind(size)
-            .bind(now)
-            .bind(user_id)
-            .bind(limits.user_bytes)
-            .bind(limits.user_files)
-            .execute(&mut *c)
-            .await?;
-        if user.rows_affected() == 0 {
-            let verified: i64 = sqlx::query_scalar(VERIFIED)
-                .bind(user_id)
-                .fetch_one(&mut *c)
-                .await?;
-            return Err(match verified {
-                0 => QuotaError::NoSuchUser,
-                _ => QuotaError::UserFull,
-            });
-        }
-        Ok(())
+    if sql!(tx.conn(), execute, GLOBAL, size, limits.global_bytes)? == 0 {
+        return Err(QuotaError::GlobalFull);
+    }
+    let user = sql!(
+        tx.conn(),
+        execute,
+        USER,
+        size,
+        now,
+        user_id,
+        limits.user_bytes,
+        limits.user_files
+    )?;
+    if user == 1 {
+        return Ok(());
+    }
+    let verified: i64 = sql!(tx.conn(), query_scalar fetch_one, VERIFIED, user_id)?;
+    Err(match verified {
+        0 => QuotaError::NoSuchUser,
+        _ => QuotaError::UserFull,
     })
 }
 
@@ -107,10 +99,7 @@ pub async fn reserve(
 /// it also waits out any reservation in flight.
 pub async fn lock_global(tx: &mut Tx) -> Result<(), sqlx::Error> {
     const SQL: &str = "UPDATE global_usage SET used_bytes = used_bytes WHERE id = 1";
-    on_conn!(tx.conn(), |c| sqlx::query(SQL)
-        .execute(&mut *c)
-        .await
-        .map(|r| r.rows_affected()))?;
+    sql!(tx.conn(), execute, SQL)?;
     Ok(())
 }
 
@@ -123,23 +112,13 @@ pub async fn release(tx: &mut Tx, user_id: &str, size: i64) -> Result<(), sqlx::
     const GLOBAL: &str = "UPDATE global_usage SET used_bytes = used_bytes - $1 WHERE id = 1";
     const USER: &str = "UPDATE users SET used_bytes = used_bytes - $1, \
          file_count = file_count - 1 WHERE id = $2";
-    on_conn!(tx.conn(), |c| {
-        sqlx::query(GLOBAL).bind(size).execute(&mut *c).await?;
-        sqlx::query(USER)
-            .bind(size)
-            .bind(user_id)
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected())
-    })?;
+    sql!(tx.conn(), execute, GLOBAL, size)?;
+    sql!(tx.conn(), execute, USER, size, user_id)?;
     Ok(())
 }
 
 /// Bytes reserved across every user (a metrics gauge).
-pub async fn global_used(db: &super::Db) -> Result<i64, sqlx::Error> {
+pub async fn global_used(db: &Db) -> Result<i64, sqlx::Error> {
     const SQL: &str = "SELECT used_bytes FROM global_usage WHERE id = 1";
-    let mut c = db.latest().await?;
-    on_conn!(c.conn(), |c| sqlx::query_scalar(SQL)
-        .fetch_one(&mut *c)
-        .await)
+    sql!(db.latest().await?.conn(), query_scalar fetch_one, SQL)
 }

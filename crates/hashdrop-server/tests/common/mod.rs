@@ -162,6 +162,24 @@ async fn fresh_pg() -> (String, PgDb) {
     )
 }
 
+/// A migrated, empty database of `backend` for tests of the store itself, and the
+/// guard that removes it.
+pub async fn fresh_store(backend: Backend) -> (hashdrop_server::store::Db, Box<dyn std::any::Any>) {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}", dir.path().join("store.db").display());
+            let db = hashdrop_server::store::Db::connect(&url).await.expect("sqlite");
+            (db, Box::new(dir))
+        }
+        Backend::Postgres => {
+            let (url, guard) = fresh_pg().await;
+            let db = hashdrop_server::store::Db::connect(&url).await.expect("postgres");
+            (db, Box::new(guard))
+        }
+    }
+}
+
 /// A running server.
 /// A pool on the database at `url`, for tests that look at rows directly.
 pub async fn observer(url: &str) -> sqlx::AnyPool {

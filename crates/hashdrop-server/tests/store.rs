@@ -1,0 +1,311 @@
+//! The store's conformance suite: the same stories on SQLite and on PostgreSQL,
+//! straight against `hashdrop_server::store` (no HTTP), so both databases are held
+//! to one contract: typed rows read back as written, each transition happens once,
+//! quotas and caps hold under concurrency.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{fresh_store, Backend};
+use hashdrop_server::domain::file::FileStatus;
+use hashdrop_server::domain::job::{Cleaner, Job};
+use hashdrop_server::store::accounts::{self, CodeOutcome, Guess, NewCode, Rotation};
+use hashdrop_server::store::files::{self, Freshness, NewFile};
+use hashdrop_server::store::quota::{self, QuotaError, QuotaLimits};
+use hashdrop_server::store::{jobs, Db};
+
+const NOW: i64 = 1_800_000_000_000;
+const LIMITS: QuotaLimits = QuotaLimits {
+    global_bytes: 1_000,
+    user_bytes: 600,
+    user_files: 3,
+};
+
+async fn verified_user(db: &Db, id: &str) {
+    let mut tx = db.begin().await.unwrap();
+    accounts::insert(&mut tx, id, &format!("{id}@example.com"), "phc", NOW)
+        .await
+        .unwrap();
+    accounts::mark_verified(&mut tx, id, NOW).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// Reserves quota and inserts a pending file of `size` bytes, as presign does.
+async fn pending_file(db: &Db, owner: &str, id: &str, size: i64) -> Result<(), QuotaError> {
+    let mut tx = db.begin().await?;
+    quota::reserve(&mut tx, owner, size, LIMITS, NOW).await?;
+    let key = format!("usrh-{owner}/{id}");
+    files::insert_pending(
+        &mut tx,
+        &NewFile {
+            id,
+            user_id: owner,
+            object_key: &key,
+            file_name: "notes.txt",
+            mime_type: Some("text/plain"),
+            plaintext_hash: "",
+            encrypted_size: size,
+            key_mode: "vault",
+            expires_at: None,
+            max_downloads: Some(2),
+            now: NOW,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+fn file_id(n: u8) -> String {
+    format!("00000000-0000-4000-8000-0000000000{n:02x}")
+}
+
+async fn file_rows_read_back_as_written(b: Backend) {
+    let (db, _guard) = fresh_store(b).await;
+    verified_user(&db, "ann").await;
+    let id = file_id(1);
+    pending_file(&db, "ann", &id, 100).await.unwrap();
+
+    let state = files::upload_state(&db, &id, "ann").await.unwrap().unwrap();
+    assert_eq!(state.status(), Some(FileStatus::Pending));
+    assert_eq!(state.encrypted_size, 100);
+    assert!(files::upload_state(&db, &id, "bob").await.unwrap().is_none());
+
+    let hash = "ab".repeat(32);
+    assert!(files::mark_uploaded(&db, &id, "ann", 42, &hash, NOW).await.unwrap());
+    assert!(
+        !files::mark_uploaded(&db, &id, "ann", 42, &hash, NOW).await.unwrap(),
+        "only a pending file completes"
+    );
+    let listed = files::list(&db, "ann").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].status.as_str(), listed[0].encrypted_size), ("uploaded", 100));
+    let found = files::by_prefix(&db, "ann", &id[..8], Freshness::MayLag).await.unwrap();
+    assert_eq!(found[0].plaintext_size, 42);
+    assert_eq!(found[0].max_downloads, Some(2));
+    assert_eq!(found[0].expires_at, None);
+    assert_eq!(
+        files::plaintext_hash(&db, &id, "ann").await.unwrap().as_deref(),
+        Some(hash.as_str())
+    );
+    let public = files::uploaded(&db, &id).await.unwrap().unwrap();
+    assert_eq!(public.facts.file_name, "notes.txt");
+    assert_eq!(public.download_count, 0);
+}
+
+async fn quota_holds_its_limits_and_is_released_once(b: Backend) {
+    let (db, _guard) = fresh_store(b).await;
+    verified_user(&db, "ann").await;
+    pending_file(&db, "ann", &file_id(1), 500).await.unwrap();
+    assert!(matches!(
+        pending_file(&db, "ann", &file_id(2), 101).await,
+        Err(QuotaError::UserFull)
+    ));
+    verified_user(&db, "bob").await;
+    assert!(matches!(
+        pending_file(&db, "bob", &file_id(3), 501).await,
+        Err(QuotaError::GlobalFull)
+    ));
+    assert!(matches!(
+        pending_file(&db, "nobody", &file_id(4), 1).await,
+        Err(QuotaError::NoSuchUser)
+    ));
+    assert_eq!(quota::global_used(&db).await.unwrap(), 500, "refusals reserve nothing");
+
+    let mut tx = db.begin().await.unwrap();
+    quota::lock_global(&mut tx).await.unwrap();
+    let ended = files::end_life(&mut tx, &file_id(1), FileStatus::Failed, NOW)
+        .await
+        .unwrap()
+        .expect("a live file ends");
+    assert!(ended.was_live);
+    quota::release(&mut tx, &ended.user_id, ended.encrypted_size)
+        .await
+        .unwrap();
+    assert!(
+        files::end_life(&mut tx, &file_id(1), FileStatus::Deleted, NOW)
+            .await
+            .unwrap()
+            .is_none(),
+        "a file's life ends once"
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(quota::global_used(&db).await.unwrap(), 0);
+    // The user's share came back too: the whole user limit fits again.
+    pending_file(&db, "ann", &file_id(5), 600).await.unwrap();
+}
+
+async fn parallel_endings_of_one_file_release_its_quota_once(b: Backend) {
+    let (db, _guard) = fresh_store(b).await;
+    verified_user(&db, "ann").await;
+    let id = file_id(1);
+    pending_file(&db, "ann", &id, 300).await.unwrap();
+    let db = Arc::new(db);
+    let racers = (0..8).map(|i| {
+        let (db, id) = (db.clone(), id.clone());
+        tokio::spawn(async move {
+            let mut tx = db.begin().await.unwrap();
+            quota::lock_global(&mut tx).await.unwrap();
+            let ended = if i % 2 == 0 {
+                files::remove_owned(&mut tx, &id, "ann").await.unwrap()
+            } else {
+                files::end_life(&mut tx, &id, FileStatus::Failed, NOW)
+                    .await
+                    .unwrap()
+            };
+            if let Some(f) = &ended {
+                if f.was_live {
+                    quota::release(&mut tx, &f.user_id, f.encrypted_size)
+                        .await
+                        .unwrap();
+                }
+            }
+            tx.commit().await.unwrap();
+            ended.is_some_and(|f| f.was_live)
+        })
+    });
+    let mut released = 0;
+    for r in racers {
+        released += r.await.unwrap() as u32;
+    }
+    assert_eq!(released, 1, "exactly one ending saw the file live");
+    assert_eq!(quota::global_used(&db).await.unwrap(), 0);
+}
+
+async fn downloads_are_counted_only_within_the_caps(b: Backend) {
+    let (db, _guard) = fresh_store(b).await;
+    verified_user(&db, "ann").await;
+    let id = file_id(1);
+    let key = format!("usrh-ann/{id}");
+    pending_file(&db, "ann", &id, 10).await.unwrap();
+    assert!(
+        files::count_download(&db, &id, &key, 10, NOW).await.unwrap().is_none(),
+        "a pending file is not downloadable"
+    );
+    files::mark_uploaded(&db, &id, "ann", 1, "", NOW).await.unwrap();
+    assert!(
+        files::count_download(&db, &id, "usrh-bob/x", 10, NOW).await.unwrap().is_none(),
+        "another owner's key is refused"
+    );
+    // The daily limit of 1 refuses the second download today, not tomorrow's.
+    let day = 24 * 3600 * 1000;
+    assert!(files::count_download(&db, &id, &key, 1, NOW).await.unwrap().is_some());
+    assert!(files::count_download(&db, &id, &key, 1, NOW).await.unwrap().is_none());
+    let f = files::uploaded(&db, &id).await.unwrap().unwrap();
+    assert_eq!((f.download_count, f.downloads_today(NOW)), (1, 1));
+    assert_eq!(f.downloads_today(NOW + day), 0);
+    // The total cap of 2 holds whatever the day.
+    assert!(files::count_download(&db, &id, &key, 1, NOW + day).await.unwrap().is_some());
+    assert!(files::count_download(&db, &id, &key, 9, NOW + 2 * day).await.unwrap().is_none());
+    assert_eq!(files::uploaded(&db, &id).await.unwrap().unwrap().download_count, 2);
+}
+
+async fn a_code_gets_a_capped_number_of_guesses(b: Backend) {
+    let (db, _guard) = fresh_store(b).await;
+    let mut tx = db.begin().await.unwrap();
+    accounts::insert(&mut tx, "ann", "ann@example.com", "phc", NOW)
+        .await
+        .unwrap();
+    let code = NewCode {
+        user_id: "ann",
+        code_hash: "h1",
+        expires_at: NOW + 60_000,
+        now: NOW,
+        max_attempts: 2,
+    };
+    assert_eq!(accounts::replace_code(&mut tx, code).await.unwrap(), CodeOutcome::Stored);
+    tx.commit().await.unwrap();
+    for _ in 0..2 {
+        assert!(matches!(
+            accounts::take_guess(&db, "ann", 2).await.unwrap(),
+            Guess::Counted { .. }
+        ));
+    }
+    assert_eq!(accounts::take_guess(&db, "ann", 2).await.unwrap(), Guess::NoAttemptsLeft);
+    assert_eq!(accounts::take_guess(&db, "bob", 2).await.unwrap(), Guess::NoCode);
+    // A new code while the burned one lives buys no guesses.
+    let mut tx = db.begin().await.unwrap();
+    let again = NewCode { code_hash: "h2", ..code };
+    assert_eq!(
+        accounts::replace_code(&mut tx, again).await.unwrap(),
+        CodeOutcome::Burned { until: NOW + 60_000 }
+    );
+    drop(tx);
+    // Once it expired, a new code starts over.
+    let mut tx = db.begin().await.unwrap();
+    let later = NewCode {
+        code_hash: "h3",
+        now: NOW + 61_000,
+        expires_at: NOW + 120_000,
+        ..code
+    };
+    assert_eq!(accounts::replace_code(&mut tx, later).await.unwrap(), CodeOutcome::Stored);
+    tx.commit().await.unwrap();
+    assert_eq!(
+        accounts::take_guess(&db, "ann", 2).await.unwrap(),
+        Guess::Counted {
+            code_hash: "h3".into(),
+            expires_at: NOW + 120_000
+        }
+    );
+}
+
+async fn a_refresh_token_rotates_once_and_a_replay_revokes_all(b: Backend) {
+    let (db, _guard) = fresh_store(b).await;
+    verified_user(&db, "ann").await;
+    let later = NOW + 3_600_000;
+    accounts::insert_session(&db, "t1", "ann", NOW, later).await.unwrap();
+    accounts::insert_session(&db, "other", "ann", NOW, later).await.unwrap();
+    let rotate = |from: &'static str, to: &'static str| {
+        let db = &db;
+        async move {
+            let mut tx = db.begin().await.unwrap();
+            let r = accounts::rotate_session(&mut tx, from, to, NOW + 1, later)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            r
+        }
+    };
+    assert_eq!(rotate("t1", "t2").await, Rotation::Rotated { user_id: "ann".into() });
+    assert_eq!(rotate("t1", "t3").await, Rotation::Reused { user_id: "ann".into() });
+    assert_eq!(rotate("t2", "t4").await, Rotation::Invalid, "the successor was revoked");
+    assert_eq!(rotate("other", "t5").await, Rotation::Invalid, "every session was");
+    assert_eq!(rotate("unknown", "t6").await, Rotation::Invalid);
+}
+
+async fn jobs_are_claimed_once_and_deduplicated(b: Backend) {
+    let (db, _guard) = fresh_store(b).await;
+    let job = Job::Cleanup(Cleaner::ExpiredShares);
+    jobs::enqueue_once(&db, &job, "slot-1", 3, NOW).await.unwrap();
+    jobs::enqueue_once(&db, &job, "slot-1", 3, NOW).await.unwrap();
+    let claimed = jobs::claim(&db, NOW).await.unwrap().expect("one job due");
+    assert_eq!((claimed.kind.as_str(), claimed.attempts), ("cleanup", 1));
+    assert!(jobs::claim(&db, NOW).await.unwrap().is_none(), "one row per dedupe key");
+    jobs::mark_failed(&db, claimed.id, "boom", false, NOW + 1_000, NOW)
+        .await
+        .unwrap();
+    assert!(jobs::claim(&db, NOW).await.unwrap().is_none(), "not due before its backoff");
+    let again = jobs::claim(&db, NOW + 1_000).await.unwrap().expect("due again");
+    assert_eq!(again.attempts, 2);
+    jobs::mark_done(&db, again.id, NOW + 1_000).await.unwrap();
+    let done = jobs::list(&db, Some("done")).await.unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].last_error.as_deref(), Some("boom"));
+    assert_eq!(
+        jobs::purge_done(&db, NOW + 2_000).await.unwrap(),
+        1,
+        "finished jobs are purged"
+    );
+}
+
+both_backends!(
+    file_rows_read_back_as_written,
+    quota_holds_its_limits_and_is_released_once,
+    parallel_endings_of_one_file_release_its_quota_once,
+    downloads_are_counted_only_within_the_caps,
+    a_code_gets_a_capped_number_of_guesses,
+    a_refresh_token_rotates_once_and_a_replay_revokes_all,
+    jobs_are_claimed_once_and_deduplicated,
+);
