@@ -169,12 +169,16 @@ pub async fn fresh_store(backend: Backend) -> (hashdrop_server::store::Db, Box<d
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");
             let url = format!("sqlite://{}", dir.path().join("store.db").display());
-            let db = hashdrop_server::store::Db::connect(&url).await.expect("sqlite");
+            let db = hashdrop_server::store::Db::connect(&url)
+                .await
+                .expect("sqlite");
             (db, Box::new(dir))
         }
         Backend::Postgres => {
             let (url, guard) = fresh_pg().await;
-            let db = hashdrop_server::store::Db::connect(&url).await.expect("postgres");
+            let db = hashdrop_server::store::Db::connect(&url)
+                .await
+                .expect("postgres");
             (db, Box::new(guard))
         }
     }

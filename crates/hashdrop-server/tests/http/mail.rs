@@ -1,13 +1,11 @@
 //! The SMTP mailer against a real SMTP server (Python's aiosmtpd, recording every
 //! message it accepts into a directory), through the durable mail job.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{poll, Backend, TestApp};
+use crate::prelude::*;
 use hashdrop_server::domain::job::KIND_SEND_MAIL;
 use hashdrop_server::store::jobs;
 use reqwest::StatusCode;
@@ -51,7 +49,7 @@ fn smtp_python() -> Option<PathBuf> {
     if ok {
         return Some(python.into());
     }
-    common::service_missing(&format!(
+    crate::common::service_missing(&format!(
         "smtp test: no Python with aiosmtpd at {python} (scripts/install-deps.sh installs it)"
     ));
     None
@@ -128,7 +126,7 @@ async fn otp_mail_goes_out_over_smtp_and_verifies_the_account() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let port = common::free_port();
+    let port = crate::common::free_port();
     let _smtp = SmtpServer::start(&python, dir.path(), port).await;
     let app = TestApp::spawn_with(Backend::Sqlite, |c| smtp_config(c, port)).await;
 
@@ -165,7 +163,7 @@ async fn smtp_down_mail_job_retries_and_is_delivered_once_when_up() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let port = common::free_port(); // nothing listens here yet
+    let port = crate::common::free_port(); // nothing listens here yet
     let app = TestApp::spawn_with(Backend::Sqlite, |c| {
         smtp_config(c, port);
         c.jobs.max_attempts = 1000;

@@ -1,19 +1,17 @@
 //! Operational behaviour: job retries and `jobs retry`, backup + restore, graceful
 //! shutdown, configuration layering.
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::{poll, presign_body, Backend, TestApp};
+use crate::prelude::*;
 use hashdrop_server::domain::job::{Job, KIND_SEND_MAIL};
 use hashdrop_server::store::jobs;
 use hashdrop_wire::PresignResponse;
 use reqwest::StatusCode;
 use serde_json::json;
 
-both_backends!(
+crate::both_backends!(
     failing_job_goes_dead_and_jobs_retry_revives_it,
     graceful_shutdown_finishes_in_flight_request
 );
@@ -208,7 +206,7 @@ async fn sqlite_backup_and_restore_round_trip() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let cfg = common::test_config(tmp.path());
+    let cfg = crate::common::test_config(tmp.path());
     let app2 = TestApp::start(cfg, Backend::Sqlite).await;
     let login = |email: &str| {
         app2.post(
@@ -482,4 +480,186 @@ async fn start_stalled_upload(
     .await;
     assert!(in_flight.is_some(), "upload in flight");
     (tx, put)
+}
+
+crate::both_backends!(
+    health_readiness_version_metrics_openapi,
+    admin_reset_is_dev_only,
+    readiness_fails_without_blob_store,
+    malformed_input_is_json_400_everywhere,
+);
+
+async fn health_readiness_version_metrics_openapi(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let r = app.get("/api/healthz", None).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    assert!(r.headers().contains_key("x-request-id"));
+    assert_eq!(r.text().await.unwrap(), "OK");
+
+    let r = app.get("/api/readyz", None).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let ready: Readiness = r.json().await.unwrap();
+    assert_eq!(ready.checks.database, "ok");
+    assert_eq!(ready.checks.blob_store, "ok");
+    assert_eq!(ready.checks.cache, "disabled");
+    assert_eq!(ready.checks.rate_limit, "disabled");
+    assert_eq!(ready.status, "ready");
+    assert!(!ready.draining);
+
+    let v: CliVersion = app
+        .get("/api/cli/version", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(!v.compatible_version.is_empty());
+
+    let m = app.get("/metrics", None).await;
+    assert_eq!(m.status(), StatusCode::OK);
+    let text = m.text().await.unwrap();
+    assert!(text.contains("hashdrop_http_requests_total"), "{text}");
+
+    let doc: serde_json::Value = app
+        .get("/api/openapi.json", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for p in [
+        "/api/files/presign",
+        "/files/download/{user_hash}/{file_id}",
+        "/api/share/{file_id}",
+    ] {
+        assert!(doc["paths"][p].is_object(), "{p} documented");
+    }
+
+    let r = app.get("/no/such/route", None).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_code(r).await, "not_found");
+}
+
+async fn admin_reset_is_dev_only(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let r = app.delete("/admin/reset", None).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let dev = TestApp::spawn_with(b, |c| c.dev_mode = true).await;
+    let t = dev.user("r@example.com").await;
+    dev.upload(&t.access_token, b"z", json!({})).await;
+    assert_eq!(
+        dev.delete("/admin/reset", None).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let r = dev
+        .post(
+            "/api/user/login",
+            None,
+            json!({"email": "r@example.com", "password": "correct horse battery"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// Every route in the OpenAPI table is served (no fallback 404, no 405), so the
+/// document cannot list a route the router lacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_table_matches_router() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    for route in hashdrop_server::http::openapi::ROUTES {
+        let (method, path) = (route.method, route.path);
+        let concrete = path
+            .replace("{user_hash}", "usrh-00")
+            .replace("{file_id}", "00000000-0000-0000-0000-000000000000")
+            .replace("{prefix}", "usrh-00")
+            .replace("{name}", "x");
+        let m = Method::from_bytes(method.as_bytes()).unwrap();
+        let r = app
+            .client
+            .request(m, app.url(&concrete))
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(
+            r.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        if r.status() == StatusCode::NOT_FOUND {
+            if let Ok(b) = r.json::<ErrorBody>().await {
+                assert_ne!(b.error, "no such route", "{method} {path}");
+            }
+        }
+    }
+}
+
+async fn readiness_fails_without_blob_store(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    std::fs::remove_dir_all(app.data_dir.join("blobs")).unwrap();
+    let r = app.get("/api/readyz", None).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let ready: Readiness = r.json().await.unwrap();
+    assert_eq!(ready.checks.blob_store, "error");
+    assert_eq!(ready.checks.database, "ok");
+    // Liveness is unaffected.
+    assert_eq!(app.get("/api/healthz", None).await.status(), StatusCode::OK);
+}
+
+async fn malformed_input_is_json_400_everywhere(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.user("bad@example.com").await;
+    let tok = t.access_token.as_str();
+    for (method, path, auth) in [
+        (Method::POST, "/api/user/register", false),
+        (Method::PATCH, "/api/user/verify", false),
+        (Method::POST, "/api/user/login", false),
+        (Method::DELETE, "/api/user", true),
+        (Method::POST, "/api/token/refresh", false),
+        (Method::POST, "/api/token/revoke", false),
+        (Method::POST, "/api/files/presign", true),
+        (Method::POST, "/api/files/complete", true),
+    ] {
+        for body in ["{", "[]", "{\"unexpected\": true}"] {
+            let mut r = app
+                .client
+                .request(method.clone(), app.url(path))
+                .header("content-type", "application/json")
+                .body(body);
+            if auth {
+                r = r.bearer_auth(tok);
+            }
+            let r = r.send().await.unwrap();
+            assert_eq!(
+                r.status(),
+                StatusCode::BAD_REQUEST,
+                "{method} {path} {body}"
+            );
+            assert_eq!(error_code(r).await, "bad_request", "{method} {path} {body}");
+        }
+    }
+    for path in [
+        "/api/files",
+        "/api/files/hash",
+        "/api/files/salt",
+        "/api/files/resolve",
+    ] {
+        let r = app.get(path, Some(tok)).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path} without id");
+        assert_eq!(
+            app.get(path, None).await.status(),
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        app.get("/api/files/salt?id=xyz", Some(tok)).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        app.get("/api/share/not-a-uuid", None).await.status(),
+        StatusCode::BAD_REQUEST
+    );
 }

@@ -2,13 +2,11 @@
 //! presigned-URL checks) served in-process on 127.0.0.1:0, so no outside service is
 //! needed. Each scenario that touches the database runs on SQLite and PostgreSQL.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{error_code, poll, presign_body, Backend, TestApp};
+use crate::prelude::*;
 use hashdrop_server::Config;
 use hashdrop_wire::*;
 use reqwest::StatusCode;
@@ -153,7 +151,7 @@ async fn app_on(s3: &S3Server, b: Backend, tweak: impl FnOnce(&mut Config)) -> T
     .await
 }
 
-both_backends!(
+crate::both_backends!(
     full_flow_on_s3,
     store_outage_is_a_fast_503_and_writes_nothing
 );
@@ -521,7 +519,7 @@ async fn backups_go_to_the_bucket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn startup_errors_are_clear() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = common::test_config(dir.path());
+    let mut cfg = crate::common::test_config(dir.path());
     cfg.blob_store = Some("s3://Bad_Bucket?endpoint=http://127.0.0.1:1&path_style=true".into());
     cfg.s3.access_key_id = Some("k".into());
     cfg.s3.secret_access_key = Some("s".into());

@@ -1,6 +1,7 @@
 //! Several instances on one database: instance identity, jobs executed once with
 //! every worker claiming, cleaners scheduled once per slot, and the read replica.
 
+#[path = "../common/mod.rs"]
 mod common;
 
 use std::collections::{HashMap, HashSet};

@@ -1,11 +1,9 @@
 //! Rate limits shared through Redis, and the per-instance fallback when Redis is down.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{Backend, TestApp};
+use crate::prelude::*;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -26,7 +24,7 @@ async fn login_status(app: &TestApp) -> (StatusCode, Option<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_limits_are_shared_between_instances() {
-    let Some(url) = common::redis_url() else {
+    let Some(url) = crate::common::redis_url() else {
         return;
     };
     // A fresh key namespace per run keeps runs and parallel tests apart.
@@ -62,7 +60,7 @@ async fn redis_limits_are_shared_between_instances() {
 /// not twice that; and both instances did answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_together_get_the_configured_rate_not_twice_it() {
-    let Some(url) = common::redis_url() else {
+    let Some(url) = crate::common::redis_url() else {
         return;
     };
     let prefix = format!("hashdrop-test-{}", uuid::Uuid::new_v4().simple());
@@ -110,7 +108,7 @@ async fn two_instances_together_get_the_configured_rate_not_twice_it() {
 /// own; Redis comes back and, with nobody acting, the limits are shared again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_falls_back_per_instance_and_recovers_by_itself() {
-    let Some(mut redis) = common::RedisProcess::start().await else {
+    let Some(mut redis) = crate::common::RedisProcess::start().await else {
         return;
     };
     let url = redis.url();
@@ -121,7 +119,7 @@ async fn redis_outage_falls_back_per_instance_and_recovers_by_itself() {
     })
     .await;
     let b = a.sibling().await;
-    let (s, ready) = common::readiness(&a).await;
+    let (s, ready) = crate::common::readiness(&a).await;
     assert_eq!((s, ready.status.as_str()), (StatusCode::OK, "ready"));
     assert_eq!(ready.checks.rate_limit, "ok");
 
@@ -133,7 +131,7 @@ async fn redis_outage_falls_back_per_instance_and_recovers_by_itself() {
     assert_eq!(login_status(&a).await.0, StatusCode::TOO_MANY_REQUESTS);
     // b has a bucket of its own meanwhile: that is the per-instance fallback.
     assert_eq!(login_status(&b).await.0, StatusCode::UNAUTHORIZED);
-    let (s, ready) = common::readiness(&a).await;
+    let (s, ready) = crate::common::readiness(&a).await;
     assert_eq!(s, StatusCode::OK, "a Redis outage keeps the instance in");
     assert_eq!(ready.status, "degraded");
     assert_eq!(ready.checks.rate_limit, "degraded");
@@ -142,14 +140,14 @@ async fn redis_outage_falls_back_per_instance_and_recovers_by_itself() {
     redis.resume().await; // empty: the shared bucket starts full
                           // Ordinary traffic brings the shared limiter back (at most one reconnect
                           // attempt every 2 s); a is refused locally until then.
-    common::poll(Duration::from_secs(10), || async {
+    crate::common::poll(Duration::from_secs(10), || async {
         (login_status(&a).await.0 == StatusCode::UNAUTHORIZED).then_some(())
     })
     .await
     .expect("a is admitted again once the shared bucket is used");
     // b finds Redis again on its own next attempt too; a health check is one.
-    common::poll(Duration::from_secs(10), || async {
-        (common::readiness(&b).await.1.checks.rate_limit == "ok").then_some(())
+    crate::common::poll(Duration::from_secs(10), || async {
+        (crate::common::readiness(&b).await.1.checks.rate_limit == "ok").then_some(())
     })
     .await
     .expect("b reconnects");
@@ -158,7 +156,7 @@ async fn redis_outage_falls_back_per_instance_and_recovers_by_itself() {
     assert_eq!(login_status(&a).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(login_status(&b).await.0, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(login_status(&a).await.0, StatusCode::TOO_MANY_REQUESTS);
-    let (s, ready) = common::readiness(&b).await;
+    let (s, ready) = crate::common::readiness(&b).await;
     assert_eq!((s, ready.status.as_str()), (StatusCode::OK, "ready"));
     assert_eq!(ready.checks.rate_limit, "ok");
 }
@@ -176,4 +174,113 @@ async fn redis_down_falls_back_to_local_limits() {
     assert_eq!(login_status(&app).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(login_status(&app).await.0, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(app.get("/api/healthz", None).await.status(), StatusCode::OK);
+}
+
+crate::both_backends!(
+    rate_limit_answers_429_with_headers,
+    per_user_and_forwarded_ip_buckets,
+);
+
+async fn rate_limit_answers_429_with_headers(b: Backend) {
+    let app = TestApp::spawn_with(b, |c| {
+        c.rate_limit.enabled = true;
+        c.rate_limit.auth.per_key_per_minute = 3;
+        c.rate_limit.health.global_per_minute = 1000;
+    })
+    .await;
+    let mut last = None;
+    for i in 0..4 {
+        let r = app
+            .post(
+                "/api/user/login",
+                None,
+                json!({"email": "x@example.com", "password": "whatever1"}),
+            )
+            .await;
+        assert!(r.headers().contains_key("x-ratelimit-limit"));
+        assert!(r.headers().contains_key("x-ratelimit-remaining"));
+        if i < 3 {
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        }
+        last = Some(r);
+    }
+    let r = last.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry));
+    assert_eq!(r.headers()["x-ratelimit-remaining"], "0");
+    assert_eq!(error_code(r).await, "rate_limited");
+    // Other groups are unaffected.
+    assert_eq!(app.get("/api/healthz", None).await.status(), StatusCode::OK);
+}
+
+async fn per_user_and_forwarded_ip_buckets(b: Backend) {
+    let app = TestApp::spawn_with(b, |c| {
+        c.rate_limit.enabled = true;
+        c.rate_limit.list.per_key_per_minute = 2;
+        c.rate_limit.auth.per_key_per_minute = 4;
+        c.rate_limit.register.per_key_per_hour = 2;
+        // This story is about per-IP buckets; the per-account one has its own test.
+        c.rate_limit.login_account.per_key_per_minute = 100;
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let a = app.user("rl-a@example.com").await;
+    let bb = app.user("rl-b@example.com").await;
+    for _ in 0..2 {
+        assert_eq!(
+            app.get("/api/files/all", Some(&a.access_token))
+                .await
+                .status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+    assert_eq!(
+        app.get("/api/files/all", Some(&a.access_token))
+            .await
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Another user has their own bucket.
+    assert_eq!(
+        app.get("/api/files/all", Some(&bb.access_token))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // Behind a trusted proxy each forwarded client has its own bucket.
+    let login = |ip: &'static str| {
+        app.client
+            .post(app.url("/api/user/login"))
+            .header("x-forwarded-for", ip)
+            .json(&json!({"email": "nobody@example.com", "password": "whatever1"}))
+            .send()
+    };
+    // The set-up above used up 127.0.0.1's register budget; forwarded clients have
+    // their own buckets.
+    assert_eq!(
+        app.register("rl-c@example.com", "long enough pw")
+            .await
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    for _ in 0..4 {
+        assert_eq!(
+            login("203.0.113.7").await.unwrap().status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login("203.0.113.7").await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        login("203.0.113.8").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
 }

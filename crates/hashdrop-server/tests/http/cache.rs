@@ -2,11 +2,9 @@
 //! every instance, downloads that never trust a cached entry, and an outage that is
 //! bypassed and recovered from without anyone acting.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Backend, TestApp};
+use crate::prelude::*;
 use hashdrop_server::infra::cache::{CacheStats, FileFacts, RedisFileCache};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -50,7 +48,7 @@ async fn cached_pair(url: &str, b: Backend) -> (TestApp, TestApp, String) {
 }
 
 async fn cache_hits_misses_and_invalidation_across_instances(b: Backend) {
-    let Some(url) = common::redis_url() else {
+    let Some(url) = crate::common::redis_url() else {
         return;
     };
     let (a, other, prefix) = cached_pair(&url, b).await;
@@ -110,7 +108,7 @@ async fn cache_hits_misses_and_invalidation_across_instances(b: Backend) {
 /// one for a file at its download cap still cannot get a download through: the
 /// count is one conditional UPDATE on the primary.
 async fn stale_entry_never_admits_a_download(b: Backend) {
-    let Some(url) = common::redis_url() else {
+    let Some(url) = crate::common::redis_url() else {
         return;
     };
     let (a, other, prefix) = cached_pair(&url, b).await;
@@ -162,7 +160,7 @@ async fn stale_entry_never_admits_a_download(b: Backend) {
 
 /// Account delete and the expired-shares cleaner invalidate too.
 async fn account_delete_and_cleaner_invalidate(b: Backend) {
-    let Some(url) = common::redis_url() else {
+    let Some(url) = crate::common::redis_url() else {
         return;
     };
     let (a, _other, prefix) = cached_pair(&url, b).await;
@@ -216,7 +214,7 @@ async fn account_delete_and_cleaner_invalidate(b: Backend) {
     );
 }
 
-both_backends!(
+crate::both_backends!(
     cache_hits_misses_and_invalidation_across_instances,
     stale_entry_never_admits_a_download,
     account_delete_and_cleaner_invalidate
@@ -227,7 +225,7 @@ both_backends!(
 /// cache is used again by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_bypasses_the_cache_and_recovers() {
-    let Some(mut redis) = common::RedisProcess::start().await else {
+    let Some(mut redis) = crate::common::RedisProcess::start().await else {
         return;
     };
     let url = redis.url();
@@ -239,7 +237,7 @@ async fn redis_outage_bypasses_the_cache_and_recovers() {
     assert_eq!(app.get(&share, None).await.status(), StatusCode::OK);
     assert_eq!(app.get(&share, None).await.status(), StatusCode::OK);
     assert_eq!(stats(&app).hits, 1);
-    let (s, ready) = common::readiness(&app).await;
+    let (s, ready) = crate::common::readiness(&app).await;
     assert_eq!((s, ready.status.as_str()), (StatusCode::OK, "ready"));
     assert_eq!(ready.checks.cache, "ok");
     assert_eq!(ready.checks.rate_limit, "disabled");
@@ -254,20 +252,20 @@ async fn redis_outage_bypasses_the_cache_and_recovers() {
         );
     }
     assert_eq!(stats(&app).hits, hits, "no hits while Redis is down");
-    let (s, ready) = common::readiness(&app).await;
+    let (s, ready) = crate::common::readiness(&app).await;
     assert_eq!(s, StatusCode::OK, "a cache outage keeps the instance in");
     assert_eq!(ready.status, "degraded");
     assert_eq!(ready.checks.cache, "degraded");
 
     redis.resume().await;
     // Plain traffic reconnects (one attempt per 2 s at most), refills, then hits.
-    common::poll(Duration::from_secs(10), || async {
+    crate::common::poll(Duration::from_secs(10), || async {
         assert_eq!(app.get(&share, None).await.status(), StatusCode::OK);
         (stats(&app).hits > hits).then_some(())
     })
     .await
     .expect("cache used again after Redis is back");
-    let (s, ready) = common::readiness(&app).await;
+    let (s, ready) = crate::common::readiness(&app).await;
     assert_eq!((s, ready.status.as_str()), (StatusCode::OK, "ready"));
     let details = app.details(&t.access_token, &p.file_id).await;
     assert_eq!(details.download_count, 3);

@@ -2,12 +2,10 @@
 //! over real HTTP against a real server (and real HAProxy where the hole is about
 //! being behind it).
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{error_code, poll, presign_body, Backend, TestApp};
+use crate::prelude::*;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -24,7 +22,7 @@ mod forwarded_for {
             c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
         })
         .await;
-        let Some(proxy) = common::HaproxyProcess::start(&app.base).await else {
+        let Some(proxy) = crate::common::HaproxyProcess::start(&app.base).await else {
             return;
         };
         // The client comes from another loopback address than the proxy, as a real
@@ -340,8 +338,8 @@ mod file_modes {
     async fn data_files_are_private_under_umask_000() {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
-        let port = common::free_port();
-        let mut child = common::ChildGuard(
+        let port = crate::common::free_port();
+        let mut child = crate::common::ChildGuard(
             std::process::Command::new("sh")
                 .arg("-c")
                 .arg("umask 000; exec \"$0\" --listen \"$1\" --data-dir \"$2\"")
@@ -480,7 +478,7 @@ async fn head_does_not_count_as_download(b: Backend) {
     );
 }
 
-both_backends!(
+crate::both_backends!(
     presigned_put_after_delete_is_refused,
     parallel_deletes_release_quota_once,
     reregister_keeps_attempts_and_password,
@@ -590,7 +588,7 @@ async fn login_is_throttled_per_account() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_require_the_configured_token() {
     let app = TestApp::spawn_with(Backend::Sqlite, |c| {
-        common::merge_toml(c, "metrics_token = \"scrape-secret-123\"")
+        crate::common::merge_toml(c, "metrics_token = \"scrape-secret-123\"")
     })
     .await;
     let r = app.get("/metrics", None).await;
@@ -608,7 +606,7 @@ async fn metrics_require_the_configured_token() {
 async fn stalled_blob_put_times_out() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = TestApp::spawn_with(Backend::Sqlite, |c| {
-        common::merge_toml(c, "[limits]\nupload_idle_timeout_secs = 1")
+        crate::common::merge_toml(c, "[limits]\nupload_idle_timeout_secs = 1")
     })
     .await;
     let t = app.user("stall@example.com").await;
@@ -698,4 +696,4 @@ async fn local_blob_get_is_an_opaque_attachment() {
     );
 }
 
-both_backends!(otp_is_not_kept_in_finished_jobs);
+crate::both_backends!(otp_is_not_kept_in_finished_jobs);

@@ -3,6 +3,7 @@
 //! to one contract: typed rows read back as written, each transition happens once,
 //! quotas and caps hold under concurrency.
 
+#[path = "../common/mod.rs"]
 mod common;
 
 use std::sync::Arc;
@@ -70,23 +71,38 @@ async fn file_rows_read_back_as_written(b: Backend) {
     let state = files::upload_state(&db, &id, "ann").await.unwrap().unwrap();
     assert_eq!(state.status(), Some(FileStatus::Pending));
     assert_eq!(state.encrypted_size, 100);
-    assert!(files::upload_state(&db, &id, "bob").await.unwrap().is_none());
+    assert!(files::upload_state(&db, &id, "bob")
+        .await
+        .unwrap()
+        .is_none());
 
     let hash = "ab".repeat(32);
-    assert!(files::mark_uploaded(&db, &id, "ann", 42, &hash, NOW).await.unwrap());
+    assert!(files::mark_uploaded(&db, &id, "ann", 42, &hash, NOW)
+        .await
+        .unwrap());
     assert!(
-        !files::mark_uploaded(&db, &id, "ann", 42, &hash, NOW).await.unwrap(),
+        !files::mark_uploaded(&db, &id, "ann", 42, &hash, NOW)
+            .await
+            .unwrap(),
         "only a pending file completes"
     );
     let listed = files::list(&db, "ann").await.unwrap();
     assert_eq!(listed.len(), 1);
-    assert_eq!((listed[0].status.as_str(), listed[0].encrypted_size), ("uploaded", 100));
-    let found = files::by_prefix(&db, "ann", &id[..8], Freshness::MayLag).await.unwrap();
+    assert_eq!(
+        (listed[0].status.as_str(), listed[0].encrypted_size),
+        ("uploaded", 100)
+    );
+    let found = files::by_prefix(&db, "ann", &id[..8], Freshness::MayLag)
+        .await
+        .unwrap();
     assert_eq!(found[0].plaintext_size, 42);
     assert_eq!(found[0].max_downloads, Some(2));
     assert_eq!(found[0].expires_at, None);
     assert_eq!(
-        files::plaintext_hash(&db, &id, "ann").await.unwrap().as_deref(),
+        files::plaintext_hash(&db, &id, "ann")
+            .await
+            .unwrap()
+            .as_deref(),
         Some(hash.as_str())
     );
     let public = files::uploaded(&db, &id).await.unwrap().unwrap();
@@ -111,7 +127,11 @@ async fn quota_holds_its_limits_and_is_released_once(b: Backend) {
         pending_file(&db, "nobody", &file_id(4), 1).await,
         Err(QuotaError::NoSuchUser)
     ));
-    assert_eq!(quota::global_used(&db).await.unwrap(), 500, "refusals reserve nothing");
+    assert_eq!(
+        quota::global_used(&db).await.unwrap(),
+        500,
+        "refusals reserve nothing"
+    );
 
     let mut tx = db.begin().await.unwrap();
     quota::lock_global(&mut tx).await.unwrap();
@@ -180,25 +200,52 @@ async fn downloads_are_counted_only_within_the_caps(b: Backend) {
     let key = format!("usrh-ann/{id}");
     pending_file(&db, "ann", &id, 10).await.unwrap();
     assert!(
-        files::count_download(&db, &id, &key, 10, NOW).await.unwrap().is_none(),
+        files::count_download(&db, &id, &key, 10, NOW)
+            .await
+            .unwrap()
+            .is_none(),
         "a pending file is not downloadable"
     );
-    files::mark_uploaded(&db, &id, "ann", 1, "", NOW).await.unwrap();
+    files::mark_uploaded(&db, &id, "ann", 1, "", NOW)
+        .await
+        .unwrap();
     assert!(
-        files::count_download(&db, &id, "usrh-bob/x", 10, NOW).await.unwrap().is_none(),
+        files::count_download(&db, &id, "usrh-bob/x", 10, NOW)
+            .await
+            .unwrap()
+            .is_none(),
         "another owner's key is refused"
     );
     // The daily limit of 1 refuses the second download today, not tomorrow's.
     let day = 24 * 3600 * 1000;
-    assert!(files::count_download(&db, &id, &key, 1, NOW).await.unwrap().is_some());
-    assert!(files::count_download(&db, &id, &key, 1, NOW).await.unwrap().is_none());
+    assert!(files::count_download(&db, &id, &key, 1, NOW)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(files::count_download(&db, &id, &key, 1, NOW)
+        .await
+        .unwrap()
+        .is_none());
     let f = files::uploaded(&db, &id).await.unwrap().unwrap();
     assert_eq!((f.download_count, f.downloads_today(NOW)), (1, 1));
     assert_eq!(f.downloads_today(NOW + day), 0);
     // The total cap of 2 holds whatever the day.
-    assert!(files::count_download(&db, &id, &key, 1, NOW + day).await.unwrap().is_some());
-    assert!(files::count_download(&db, &id, &key, 9, NOW + 2 * day).await.unwrap().is_none());
-    assert_eq!(files::uploaded(&db, &id).await.unwrap().unwrap().download_count, 2);
+    assert!(files::count_download(&db, &id, &key, 1, NOW + day)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(files::count_download(&db, &id, &key, 9, NOW + 2 * day)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        files::uploaded(&db, &id)
+            .await
+            .unwrap()
+            .unwrap()
+            .download_count,
+        2
+    );
 }
 
 async fn a_code_gets_a_capped_number_of_guesses(b: Backend) {
@@ -214,7 +261,10 @@ async fn a_code_gets_a_capped_number_of_guesses(b: Backend) {
         now: NOW,
         max_attempts: 2,
     };
-    assert_eq!(accounts::replace_code(&mut tx, code).await.unwrap(), CodeOutcome::Stored);
+    assert_eq!(
+        accounts::replace_code(&mut tx, code).await.unwrap(),
+        CodeOutcome::Stored
+    );
     tx.commit().await.unwrap();
     for _ in 0..2 {
         assert!(matches!(
@@ -222,14 +272,25 @@ async fn a_code_gets_a_capped_number_of_guesses(b: Backend) {
             Guess::Counted { .. }
         ));
     }
-    assert_eq!(accounts::take_guess(&db, "ann", 2).await.unwrap(), Guess::NoAttemptsLeft);
-    assert_eq!(accounts::take_guess(&db, "bob", 2).await.unwrap(), Guess::NoCode);
+    assert_eq!(
+        accounts::take_guess(&db, "ann", 2).await.unwrap(),
+        Guess::NoAttemptsLeft
+    );
+    assert_eq!(
+        accounts::take_guess(&db, "bob", 2).await.unwrap(),
+        Guess::NoCode
+    );
     // A new code while the burned one lives buys no guesses.
     let mut tx = db.begin().await.unwrap();
-    let again = NewCode { code_hash: "h2", ..code };
+    let again = NewCode {
+        code_hash: "h2",
+        ..code
+    };
     assert_eq!(
         accounts::replace_code(&mut tx, again).await.unwrap(),
-        CodeOutcome::Burned { until: NOW + 60_000 }
+        CodeOutcome::Burned {
+            until: NOW + 60_000
+        }
     );
     drop(tx);
     // Once it expired, a new code starts over.
@@ -240,7 +301,10 @@ async fn a_code_gets_a_capped_number_of_guesses(b: Backend) {
         expires_at: NOW + 120_000,
         ..code
     };
-    assert_eq!(accounts::replace_code(&mut tx, later).await.unwrap(), CodeOutcome::Stored);
+    assert_eq!(
+        accounts::replace_code(&mut tx, later).await.unwrap(),
+        CodeOutcome::Stored
+    );
     tx.commit().await.unwrap();
     assert_eq!(
         accounts::take_guess(&db, "ann", 2).await.unwrap(),
@@ -255,8 +319,12 @@ async fn a_refresh_token_rotates_once_and_a_replay_revokes_all(b: Backend) {
     let (db, _guard) = fresh_store(b).await;
     verified_user(&db, "ann").await;
     let later = NOW + 3_600_000;
-    accounts::insert_session(&db, "t1", "ann", NOW, later).await.unwrap();
-    accounts::insert_session(&db, "other", "ann", NOW, later).await.unwrap();
+    accounts::insert_session(&db, "t1", "ann", NOW, later)
+        .await
+        .unwrap();
+    accounts::insert_session(&db, "other", "ann", NOW, later)
+        .await
+        .unwrap();
     let rotate = |from: &'static str, to: &'static str| {
         let db = &db;
         async move {
@@ -268,26 +336,57 @@ async fn a_refresh_token_rotates_once_and_a_replay_revokes_all(b: Backend) {
             r
         }
     };
-    assert_eq!(rotate("t1", "t2").await, Rotation::Rotated { user_id: "ann".into() });
-    assert_eq!(rotate("t1", "t3").await, Rotation::Reused { user_id: "ann".into() });
-    assert_eq!(rotate("t2", "t4").await, Rotation::Invalid, "the successor was revoked");
-    assert_eq!(rotate("other", "t5").await, Rotation::Invalid, "every session was");
+    assert_eq!(
+        rotate("t1", "t2").await,
+        Rotation::Rotated {
+            user_id: "ann".into()
+        }
+    );
+    assert_eq!(
+        rotate("t1", "t3").await,
+        Rotation::Reused {
+            user_id: "ann".into()
+        }
+    );
+    assert_eq!(
+        rotate("t2", "t4").await,
+        Rotation::Invalid,
+        "the successor was revoked"
+    );
+    assert_eq!(
+        rotate("other", "t5").await,
+        Rotation::Invalid,
+        "every session was"
+    );
     assert_eq!(rotate("unknown", "t6").await, Rotation::Invalid);
 }
 
 async fn jobs_are_claimed_once_and_deduplicated(b: Backend) {
     let (db, _guard) = fresh_store(b).await;
     let job = Job::Cleanup(Cleaner::ExpiredShares);
-    jobs::enqueue_once(&db, &job, "slot-1", 3, NOW).await.unwrap();
-    jobs::enqueue_once(&db, &job, "slot-1", 3, NOW).await.unwrap();
+    jobs::enqueue_once(&db, &job, "slot-1", 3, NOW)
+        .await
+        .unwrap();
+    jobs::enqueue_once(&db, &job, "slot-1", 3, NOW)
+        .await
+        .unwrap();
     let claimed = jobs::claim(&db, NOW).await.unwrap().expect("one job due");
     assert_eq!((claimed.kind.as_str(), claimed.attempts), ("cleanup", 1));
-    assert!(jobs::claim(&db, NOW).await.unwrap().is_none(), "one row per dedupe key");
+    assert!(
+        jobs::claim(&db, NOW).await.unwrap().is_none(),
+        "one row per dedupe key"
+    );
     jobs::mark_failed(&db, claimed.id, "boom", false, NOW + 1_000, NOW)
         .await
         .unwrap();
-    assert!(jobs::claim(&db, NOW).await.unwrap().is_none(), "not due before its backoff");
-    let again = jobs::claim(&db, NOW + 1_000).await.unwrap().expect("due again");
+    assert!(
+        jobs::claim(&db, NOW).await.unwrap().is_none(),
+        "not due before its backoff"
+    );
+    let again = jobs::claim(&db, NOW + 1_000)
+        .await
+        .unwrap()
+        .expect("due again");
     assert_eq!(again.attempts, 2);
     jobs::mark_done(&db, again.id, NOW + 1_000).await.unwrap();
     let done = jobs::list(&db, Some("done")).await.unwrap();

@@ -1,0 +1,681 @@
+//! The owner's files over HTTP: presign, upload, complete, list, details, delete, quotas.
+
+use crate::prelude::*;
+
+crate::both_backends!(
+    upload_list_download_share_delete,
+    cross_user_access_is_404,
+    quota_race_never_overshoots,
+    presign_and_complete_validation,
+    hash_may_arrive_at_complete_instead_of_presign,
+    ambiguous_prefix_delete_is_409,
+    file_status_column_takes_only_the_four_states,
+    oversized_put_is_cut_off,
+    signed_url_tampering_and_expiry,
+    stale_pending_upload_cleaner_releases_quota,
+);
+
+async fn upload_list_download_share_delete(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.user("d@example.com").await;
+    let tok = t.access_token.as_str();
+    let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    let p = app
+        .upload(tok, &data, json!({"key_management_mode": "passphrase"}))
+        .await;
+    assert!(p.object_key.starts_with("usrh-"));
+    assert!(p.object_key.ends_with(&p.file_id));
+
+    // complete is idempotent.
+    let r = app
+        .post(
+            "/api/files/complete",
+            Some(tok),
+            json!({"file_id": p.file_id}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let c: CompleteResponse = r.json().await.unwrap();
+    assert_eq!(c.uploaded_file_size, 5000);
+    assert_eq!(c.s3_object_key, p.object_key);
+
+    let all: Vec<FileSummary> = app
+        .get("/api/files/all", Some(tok))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].status, "uploaded");
+    assert_eq!(all[0].key_management_mode, KeyMode::Passphrase);
+    assert_eq!(all[0].encrypted_size_bytes, 5000);
+
+    let prefix = &p.file_id[..6];
+    let m: Vec<FileMatch> = app
+        .get(&format!("/api/files/resolve?id={prefix}"), Some(tok))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        m,
+        vec![FileMatch {
+            file_name: "report.pdf".into(),
+            file_id: p.file_id.clone()
+        }]
+    );
+    assert_eq!(
+        app.get("/api/files/resolve", Some(tok)).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        app.get("/api/files/resolve?id=zz%25", Some(tok))
+            .await
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        app.get("/api/files/resolve?id=ffffffff-0", Some(tok))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+
+    let d = app.details(tok, prefix).await;
+    assert_eq!(d.plaintext_hash, "ab".repeat(32));
+    assert_eq!(d.plaintext_size_bytes, 3);
+    assert_eq!(d.s3_key, p.object_key);
+
+    let h: FileHash = app
+        .get(&format!("/api/files/hash?id={}", p.file_id), Some(tok))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(h.hash, "ab".repeat(32));
+    assert_eq!(
+        app.get("/api/files/hash?id=abc", Some(tok)).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    let r = app
+        .get(&format!("/api/files/salt?id={}", p.file_id), Some(tok))
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // Public share facts: nothing about the owner.
+    let r = app.get(&format!("/api/share/{}", p.file_id), None).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let raw: serde_json::Value = r.json().await.unwrap();
+    let text = raw.to_string();
+    assert!(!text.contains("d@example.com"));
+    let s: ShareInfo = serde_json::from_value(raw).unwrap();
+    assert_eq!(s.encrypted_size_bytes, 5000);
+    assert_eq!(s.key_management_mode, KeyMode::Passphrase);
+    assert_eq!(s.download_url, d.download_url);
+    let page = app.get(&format!("/d/{}", p.file_id), None).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    // Scripts only from this origin; 'wasm-unsafe-eval' admits WebAssembly (the
+    // payload cipher) and no JavaScript eval or inline script.
+    assert!(
+        csp.contains("script-src 'self' 'wasm-unsafe-eval';"),
+        "{csp}"
+    );
+    assert!(
+        !csp.replace("'wasm-unsafe-eval'", "").contains("unsafe"),
+        "{csp}"
+    );
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"<script type="module" src="/web/app.js">"#));
+    assert!(html.contains("hashdrop decrypt"));
+    for asset in ["/web/app.js", "/web/style.css", "/d/sw.js"] {
+        let r = app.get(asset, None).await;
+        assert_eq!(r.status(), StatusCode::OK, "{asset}");
+        assert_eq!(
+            r.headers()["content-security-policy"].to_str().unwrap(),
+            csp
+        );
+        assert_eq!(r.headers()["referrer-policy"], "no-referrer");
+    }
+    assert_eq!(
+        app.get("/d/not-a-uuid", None).await.status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // Download: 303 to a signed URL serving the bytes, with Range.
+    let r = app.client.get(&s.download_url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let r = app.client.get(&loc).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("immutable"));
+    assert_eq!(r.bytes().await.unwrap().as_ref(), data.as_slice());
+    let r = app.get_range(&loc, "bytes=100-199").await;
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &data[100..200]);
+    assert_eq!(app.details(tok, prefix).await.download_count, 1);
+    let bad = app.url(&format!("/files/download/usrh-0000/{}", p.file_id));
+    assert_eq!(
+        app.client.get(&bad).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    let bad = app.url("/files/download/usrh-0000/not-a-uuid");
+    assert_eq!(
+        app.client.get(&bad).send().await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+
+    // Delete by prefix; an ambiguous prefix is refused.
+    let p2 = app.upload(tok, b"second", json!({})).await;
+    assert_eq!(
+        app.delete("/api/files?id=", Some(tok)).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    let r = app
+        .delete(&format!("/api/files?id={}", p.file_id), Some(tok))
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.delete(&format!("/api/files?id={}", p.file_id), Some(tok))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get(&format!("/api/share/{}", p.file_id), None)
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.client
+            .get(&s.download_url)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    // The object goes through a durable job.
+    let blob = app.state.blobs.clone();
+    let key = p.object_key.clone();
+    let gone = poll(Duration::from_secs(10), || {
+        let blob = blob.clone();
+        let key = key.clone();
+        async move { blob.size(&key).await.unwrap().is_none().then_some(()) }
+    })
+    .await;
+    assert!(gone.is_some(), "object deleted by job");
+    let all: Vec<FileSummary> = app
+        .get("/api/files/all", Some(tok))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].file_id, p2.file_id);
+}
+
+async fn cross_user_access_is_404(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let a = app.user("owner@example.com").await;
+    let bb = app.user("intruder@example.com").await;
+    let p = app
+        .upload(&a.access_token, b"secret bytes", json!({}))
+        .await;
+    let bt = Some(bb.access_token.as_str());
+    let id = &p.file_id;
+    for path in [
+        format!("/api/files?id={id}"),
+        format!("/api/files?id={}", &id[..8]),
+        format!("/api/files/resolve?id={id}"),
+        format!("/api/files/hash?id={id}"),
+        format!("/api/files/salt?id={id}"),
+    ] {
+        assert_eq!(
+            app.get(&path, bt).await.status(),
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        app.delete(&format!("/api/files?id={id}"), bt)
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let r = app
+        .post("/api/files/complete", bt, json!({"file_id": id}))
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // B's own user hash with A's file id.
+    let pb = app.upload(&bb.access_token, b"b", json!({})).await;
+    let b_hash = pb.object_key.split('/').next().unwrap();
+    let r = app
+        .client
+        .get(app.url(&format!("/files/download/{b_hash}/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // Nothing changed for A.
+    let d = app.details(&a.access_token, id).await;
+    assert_eq!(d.status, "uploaded");
+    assert_eq!(d.download_count, 0);
+    assert!(app.state.blobs.size(&p.object_key).await.unwrap().is_some());
+}
+
+async fn quota_race_never_overshoots(b: Backend) {
+    let app = TestApp::spawn_with(b, |c| {
+        c.limits.user_files = 5;
+        c.limits.user_bytes = 1_000_000;
+    })
+    .await;
+    let t = app.user("q@example.com").await;
+    let futs = (0..20).map(|_| app.presign(&t.access_token, presign_body(1000)));
+    let rs = futures_util::future::join_all(futs).await;
+    let ok = rs.iter().filter(|r| r.status() == StatusCode::OK).count();
+    let refused = rs
+        .iter()
+        .filter(|r| r.status() == StatusCode::FORBIDDEN)
+        .count();
+    assert_eq!((ok, refused), (5, 15));
+
+    // Byte quota, separately: 10 × 300 KB against 1 MB → 3 fit.
+    let app2 = TestApp::spawn_with(b, |c| c.limits.user_bytes = 1_000_000).await;
+    let t2 = app2.user("q2@example.com").await;
+    let rs = futures_util::future::join_all(
+        (0..10).map(|_| app2.presign(&t2.access_token, presign_body(300_000))),
+    )
+    .await;
+    assert_eq!(
+        rs.iter().filter(|r| r.status() == StatusCode::OK).count(),
+        3
+    );
+
+    // Global quota → 503 with Retry-After.
+    let app3 = TestApp::spawn_with(b, |c| c.limits.global_bytes = 2500).await;
+    let t3 = app3.user("q3@example.com").await;
+    let rs = futures_util::future::join_all(
+        (0..6).map(|_| app3.presign(&t3.access_token, presign_body(1000))),
+    )
+    .await;
+    assert_eq!(
+        rs.iter().filter(|r| r.status() == StatusCode::OK).count(),
+        2
+    );
+    let r = rs
+        .into_iter()
+        .find(|r| r.status() == StatusCode::SERVICE_UNAVAILABLE)
+        .unwrap();
+    assert!(r.headers().contains_key("retry-after"));
+
+    // Per-file max → 413.
+    let r = app3
+        .presign(
+            &t3.access_token,
+            presign_body(app3.state.cfg.limits.file_max_bytes + 1),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+async fn presign_and_complete_validation(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.user("v@example.com").await;
+    let tok = t.access_token.as_str();
+    let mut cases = Vec::new();
+    for (k, v) in [
+        ("plaintext_hash", json!("xyz")),
+        ("plaintext_hash", json!("g".repeat(64))),
+        ("file_name", json!("")),
+        ("file_name", json!("a\u{7}b")),
+        ("file_name", json!("n".repeat(256))),
+        ("encrypted_size_bytes", json!(0)),
+        ("encrypted_size_bytes", json!(-5)),
+        ("key_management_mode", json!("people")),
+        ("max_downloads", json!(0)),
+    ] {
+        let mut body = presign_body(10);
+        body[k] = v;
+        cases.push(body);
+    }
+    for body in cases {
+        let r = app.presign(tok, body.clone()).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(error_code(r).await, "bad_request");
+    }
+    assert_eq!(
+        app.post("/api/files/presign", None, presign_body(10))
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // Nothing was reserved by the refused requests.
+    let (used, count): (i64, i64) =
+        sqlx::query_as("SELECT used_bytes, file_count FROM users WHERE email = 'v@example.com'")
+            .fetch_one(&app.sql().await)
+            .await
+            .unwrap();
+    assert_eq!((used, count), (0, 0));
+
+    let r = app
+        .post("/api/files/complete", Some(tok), json!({"file_id": "nope"}))
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = app
+        .post(
+            "/api/files/complete",
+            Some(tok),
+            json!({"file_id": uuid::Uuid::new_v4().to_string()}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = app
+        .post("/api/files/complete", None, json!({"file_id": "x"}))
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // A different hash at complete than at presign is refused.
+    let p = app.presigned(tok, presign_body(3)).await;
+    let r = app.put_blob(&p.upload_resource.url, vec![0u8; 3]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app
+        .post(
+            "/api/files/complete",
+            Some(tok),
+            json!({"file_id": p.file_id, "plaintext_hash": "cd".repeat(32)}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = app
+        .post(
+            "/api/files/complete",
+            Some(tok),
+            json!({"file_id": p.file_id, "plaintext_hash": "AB".repeat(32)}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// A client that hashes while it encrypts and uploads (one read of the file) presigns
+/// without the hash and hands it over at complete.
+async fn hash_may_arrive_at_complete_instead_of_presign(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.user("h@example.com").await;
+    let tok = t.access_token.as_str();
+    let mut body = presign_body(3);
+    body.as_object_mut().unwrap().remove("plaintext_hash");
+    let p = app.presigned(tok, body).await;
+    let r = app.put_blob(&p.upload_resource.url, vec![0u8; 3]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+
+    for bad in [
+        json!({"file_id": p.file_id}),
+        json!({"file_id": p.file_id, "plaintext_hash": "zz"}),
+    ] {
+        let r = app.post("/api/files/complete", Some(tok), bad).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let e: serde_json::Value = r.json().await.unwrap();
+        assert!(
+            e["error"].as_str().unwrap().contains("plaintext_hash"),
+            "{e}"
+        );
+    }
+    // Refused completes changed nothing: the file is still pending, not listed as done.
+    let r = app
+        .get(&format!("/api/files?id={}", p.file_id), Some(tok))
+        .await;
+    let d: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(d[0]["status"], "pending", "{d}");
+    assert_eq!(d[0]["plaintext_hash"], "", "not known before complete");
+
+    let r = app
+        .post(
+            "/api/files/complete",
+            Some(tok),
+            json!({"file_id": p.file_id, "plaintext_hash": "EF".repeat(32)}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app
+        .get(&format!("/api/files/hash?id={}", p.file_id), Some(tok))
+        .await;
+    let h: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(h["hash"], "ef".repeat(32));
+}
+
+async fn ambiguous_prefix_delete_is_409(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.user("amb@example.com").await;
+    let tok = t.access_token.as_str();
+    // Presign until two ids share their first hex digit (at most 17 by pigeonhole).
+    let mut seen: std::collections::HashMap<char, String> = Default::default();
+    let (first, second) = loop {
+        let p = app.presigned(tok, presign_body(1)).await;
+        let c = p.file_id.chars().next().unwrap();
+        if let Some(other) = seen.insert(c, p.file_id.clone()) {
+            break (other, p.file_id);
+        }
+    };
+    let prefix = &first[..1];
+    let r = app
+        .delete(&format!("/api/files?id={prefix}"), Some(tok))
+        .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let m: Vec<FileMatch> = app
+        .get(&format!("/api/files/resolve?id={prefix}"), Some(tok))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = m.iter().map(|f| f.file_id.as_str()).collect();
+    assert!(ids.contains(&first.as_str()) && ids.contains(&second.as_str()));
+    // Deleting a pending upload by full id works and frees its quota slot.
+    let r = app
+        .delete(&format!("/api/files?id={first}"), Some(tok))
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (count,): (i64,) =
+        sqlx::query_as("SELECT file_count FROM users WHERE email = 'amb@example.com'")
+            .fetch_one(&app.sql().await)
+            .await
+            .unwrap();
+    assert_eq!(count as usize, seen.len());
+}
+
+/// The `files.status` column is guarded by a CHECK constraint (migration 0002): a
+/// status outside pending/uploaded/failed/deleted is refused by the database itself.
+async fn file_status_column_takes_only_the_four_states(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.user("status@example.com").await;
+    let id = app
+        .upload(&t.access_token, b"status", json!({}))
+        .await
+        .file_id;
+    let bogus = sqlx::query("UPDATE files SET status = 'archived' WHERE id = $1")
+        .bind(&id)
+        .execute(&app.sql().await)
+        .await;
+    assert!(
+        bogus.is_err(),
+        "a status outside the state machine was stored"
+    );
+    for ok in ["deleted", "failed", "uploaded"] {
+        sqlx::query("UPDATE files SET status = $1 WHERE id = $2")
+            .bind(ok)
+            .bind(&id)
+            .execute(&app.sql().await)
+            .await
+            .unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+}
+
+async fn oversized_put_is_cut_off(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.user("o@example.com").await;
+    let p = app.presigned(&t.access_token, presign_body(1000)).await;
+    // Declared length over the limit: refused before reading.
+    let r = app.put_blob(&p.upload_resource.url, vec![0u8; 4000]).await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Streamed body without a length: cut off once it passes the limit.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..8).map(|_| Ok(vec![7u8; 500])).collect();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let r = app.put_blob(&p.upload_resource.url, body).await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        app.state.blobs.size(&p.object_key).await.unwrap().is_none(),
+        "no partial object"
+    );
+    let leftovers = std::fs::read_dir(
+        app.data_dir
+            .join("blobs")
+            .join(p.object_key.split('/').next().unwrap()),
+    )
+    .map(|rd| rd.count())
+    .unwrap_or(0);
+    assert_eq!(leftovers, 0, "no temp files left");
+    // complete without an object is a 400; a short object fails the upload.
+    let r = app
+        .post(
+            "/api/files/complete",
+            Some(&t.access_token),
+            json!({"file_id": p.file_id}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.put_blob(&p.upload_resource.url, vec![1u8; 999])
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let r = app
+        .post(
+            "/api/files/complete",
+            Some(&t.access_token),
+            json!({"file_id": p.file_id}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.details(&t.access_token, &p.file_id).await.status,
+        "failed"
+    );
+}
+
+async fn signed_url_tampering_and_expiry(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.user("s@example.com").await;
+    let r = app.presign(&t.access_token, presign_body(10)).await;
+    let p: PresignResponse = r.json().await.unwrap();
+    let url = p.upload_resource.url.clone();
+    let tampered = [
+        url.replace("max=10", "max=1000000"),
+        url.replace(&p.file_id, &uuid::Uuid::new_v4().to_string()),
+        url.replace("sig=", "sig=00"),
+        url.replace("/blob/usrh-", "/blob/usrx-"),
+        url.split("&sig=").next().unwrap().to_string(),
+    ];
+    for u in &tampered {
+        let r = app.put_blob(u, vec![1u8; 10]).await;
+        assert!(
+            r.status() == StatusCode::FORBIDDEN || r.status() == StatusCode::BAD_REQUEST,
+            "{u}: {}",
+            r.status()
+        );
+    }
+    // A GET with a PUT signature is refused.
+    assert_eq!(
+        app.client.get(&url).send().await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    // Path traversal never reaches the filesystem.
+    let r = app
+        .client
+        .get(app.url("/blob/..%2F..%2Fetc/passwd?exp=9999999999&sig=00"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status() == StatusCode::FORBIDDEN || r.status() == StatusCode::NOT_FOUND);
+    // The genuine URL works, once: objects are immutable.
+    let r = app.put_blob(&url, vec![1u8; 10]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app.put_blob(&url, vec![2u8; 10]).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    // Expiry: a URL signed for 1 s stops working.
+    let short = app
+        .state
+        .blobs
+        .presign_get(&p.object_key, Duration::from_secs(1));
+    assert_eq!(
+        app.client.get(&short).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let expired = poll(Duration::from_secs(5), || async {
+        (app.client.get(&short).send().await.unwrap().status() == StatusCode::FORBIDDEN)
+            .then_some(())
+    })
+    .await;
+    assert!(expired.is_some(), "expired URL refused");
+}
+
+async fn stale_pending_upload_cleaner_releases_quota(b: Backend) {
+    let app = TestApp::spawn_with(b, |c| {
+        c.limits.pending_upload_ttl_secs = 0;
+        c.limits.user_files = 1;
+    })
+    .await;
+    let t = app.user("stale@example.com").await;
+    let p = app.presigned(&t.access_token, presign_body(10)).await;
+    assert_eq!(
+        app.put_blob(&p.upload_resource.url, vec![0u8; 10])
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.presign(&t.access_token, presign_body(10))
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    let swept = poll(Duration::from_secs(5), || async {
+        let n = hashdrop_server::service::cleaners::run_named(&app.state, "stale_pending_uploads")
+            .await
+            .unwrap();
+        (n == 1).then_some(())
+    })
+    .await;
+    assert!(swept.is_some());
+    assert_eq!(
+        app.details(&t.access_token, &p.file_id).await.status,
+        "failed"
+    );
+    assert_eq!(
+        app.presign(&t.access_token, presign_body(10))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let blob = app.state.blobs.clone();
+    let gone = poll(Duration::from_secs(10), || {
+        let blob = blob.clone();
+        let key = p.object_key.clone();
+        async move { blob.size(&key).await.unwrap().is_none().then_some(()) }
+    })
+    .await;
+    assert!(gone.is_some());
+    // Every cleaner runs without error on this backend.
+    for c in hashdrop_server::domain::job::Cleaner::ALL {
+        hashdrop_server::service::cleaners::run(&app.state, c)
+            .await
+            .unwrap();
+    }
+}
