@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceExt;
 
+use super::extract::ApiQuery;
 use crate::domain::time::now_ms;
 use crate::domain::{Error, Result};
 use crate::infra::blob::{LocalBlobStore, PutLimits, SignedQuery, OPAQUE_CONTENT_TYPE};
@@ -42,7 +43,7 @@ fn signed(
 pub async fn put_blob(
     State(state): State<AppState>,
     Path(path): Path<(String, String)>,
-    Query(q): Query<SignedQuery>,
+    ApiQuery(q): ApiQuery<SignedQuery>,
     req: Request,
 ) -> Result<Response> {
     let (store, key) = signed(&state, "PUT", path, &q)?;
@@ -94,7 +95,7 @@ const OBJECT_HEADERS: [(header::HeaderName, &str); 4] = [
 pub async fn get_blob(
     State(state): State<AppState>,
     Path(path): Path<(String, String)>,
-    Query(q): Query<SignedQuery>,
+    ApiQuery(q): ApiQuery<SignedQuery>,
     req: Request,
 ) -> Result<Response> {
     let (store, key) = signed(&state, "GET", path, &q)?;

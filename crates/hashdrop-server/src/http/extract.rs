@@ -49,6 +49,24 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// `Query<T>` whose rejections are our JSON 400s instead of axum's plain text.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
+            Err(rej) => Err(Error::Invalid(format!(
+                "malformed query string: {}",
+                rej.body_text()
+            ))),
+        }
+    }
+}
+
 /// `?id=` query.
 #[derive(Debug, serde::Deserialize)]
 pub struct IdQuery {

@@ -1,6 +1,6 @@
 //! Routes of the owner's files: they translate between JSON and `service::files`.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use hashdrop_wire::{
@@ -8,7 +8,7 @@ use hashdrop_wire::{
     PresignRequest, PresignResponse, UploadResource,
 };
 
-use super::extract::{ApiJson, AuthUser, IdQuery};
+use super::extract::{ApiJson, ApiQuery, AuthUser, IdQuery};
 use crate::domain::time::rfc3339;
 use crate::domain::{Error, Result};
 use crate::service::files;
@@ -74,7 +74,7 @@ pub async fn list_all(
 pub async fn resolve(
     State(state): State<AppState>,
     AuthUser(user_id): AuthUser,
-    Query(q): Query<IdQuery>,
+    ApiQuery(q): ApiQuery<IdQuery>,
 ) -> Result<Json<Vec<FileMatch>>> {
     let rows = files::find(&state, &user_id, q.id.as_deref()).await?;
     Ok(json_list(rows, |f| FileMatch {
@@ -87,7 +87,7 @@ pub async fn resolve(
 pub async fn details(
     State(state): State<AppState>,
     AuthUser(user_id): AuthUser,
-    Query(q): Query<IdQuery>,
+    ApiQuery(q): ApiQuery<IdQuery>,
 ) -> Result<Json<Vec<FileDetails>>> {
     let rows = files::find(&state, &user_id, q.id.as_deref()).await?;
     Ok(json_list(rows, |f| FileDetails {
@@ -111,7 +111,7 @@ pub async fn details(
 pub async fn hash(
     State(state): State<AppState>,
     AuthUser(user_id): AuthUser,
-    Query(q): Query<IdQuery>,
+    ApiQuery(q): ApiQuery<IdQuery>,
 ) -> Result<Json<FileHash>> {
     let hash = files::plaintext_hash(&state, &user_id, q.id.as_deref()).await?;
     Ok(Json(FileHash { hash }))
@@ -119,7 +119,10 @@ pub async fn hash(
 
 /// `GET /api/files/salt?id=UUID`: kept for reference clients. age passphrase files
 /// carry their scrypt salt in the header, so there is never a salt to return.
-pub async fn salt(AuthUser(_user_id): AuthUser, Query(q): Query<IdQuery>) -> Result<StatusCode> {
+pub async fn salt(
+    AuthUser(_user_id): AuthUser,
+    ApiQuery(q): ApiQuery<IdQuery>,
+) -> Result<StatusCode> {
     files::exact_id(q.id.as_deref())?;
     Err(Error::NotFound(
         "no passphrase salt stored: age files keep it in their header",
@@ -130,7 +133,7 @@ pub async fn salt(AuthUser(_user_id): AuthUser, Query(q): Query<IdQuery>) -> Res
 pub async fn delete_file(
     State(state): State<AppState>,
     AuthUser(user_id): AuthUser,
-    Query(q): Query<IdQuery>,
+    ApiQuery(q): ApiQuery<IdQuery>,
 ) -> Result<StatusCode> {
     files::delete(&state, &user_id, q.id.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)

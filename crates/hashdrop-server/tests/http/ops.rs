@@ -662,4 +662,20 @@ async fn malformed_input_is_json_400_everywhere(b: Backend) {
         app.get("/api/share/not-a-uuid", None).await.status(),
         StatusCode::BAD_REQUEST
     );
+    // Query strings that do not parse are JSON 400s too, on the blob routes as well.
+    for (method, path) in [
+        (Method::GET, "/blob/usrh-x/y?exp=soon&sig=00"),
+        (Method::PUT, "/blob/usrh-x/y?sig=00"),
+        (Method::GET, "/api/files?id=a&id=b"),
+    ] {
+        let r = app
+            .client
+            .request(method.clone(), app.url(path))
+            .bearer_auth(tok)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{method} {path}");
+        assert_eq!(error_code(r).await, "bad_request", "{method} {path}");
+    }
 }
