@@ -5,7 +5,10 @@
 //!
 //! Runs when HASHDROP_TEST_CLUSTER=1 (`.ci/run` sets it); otherwise it prints a skip
 //! notice, or fails under HASHDROP_TEST_REQUIRE_SERVICES=1. The stories share one
-//! cluster and run in order inside one test, because each needs the whole machine.
+//! cluster and run one at a time, because each needs the whole machine, but each is a
+//! test of its own (this file's `main` is the test runner, libtest-mimic): one that
+//! fails is reported and the next still runs. Filter them as usual
+//! (`cargo test --test fleet -- replica`).
 //! HASHDROP_TEST_CLUSTER_KEEP=1 leaves the cluster running afterwards for inspection.
 
 mod common;
@@ -359,47 +362,66 @@ impl Api {
 /// One scenario against the running cluster.
 type Story = fn(&Cluster);
 
-#[test]
-fn fleet() {
-    let Some(cluster) = Cluster::up() else {
-        return;
-    };
+fn main() -> std::process::ExitCode {
+    let mut args = libtest_mimic::Arguments::from_args();
+    args.test_threads = Some(1);
     let stories: [(&str, Story); 8] = [
         (
-            "a CLI session spreads across instances",
+            "a_cli_session_spreads_across_instances",
             cli_session_spreads_across_instances,
         ),
         (
-            "the object store enforces presigned URLs",
+            "the_object_store_enforces_presigned_urls",
             store_enforces_presigned_urls,
         ),
-        ("one rate limit for the whole fleet", fleet_rate_limit),
+        ("one_rate_limit_for_the_whole_fleet", fleet_rate_limit),
         (
-            "a rolling restart under load loses nothing",
+            "a_rolling_restart_under_load_loses_nothing",
             rolling_restart_under_load,
         ),
         (
-            "an instance killed mid-upload loses nothing",
+            "an_instance_killed_mid_upload_loses_nothing",
             sigkill_mid_upload,
         ),
-        ("Redis down: degraded, not broken", redis_outage),
-        ("replica down: reads move to the primary", replica_outage),
+        ("redis_down_degrades_but_does_not_break", redis_outage),
+        ("replica_down_moves_reads_to_the_primary", replica_outage),
         (
-            "object store down: 503 with Retry-After",
+            "object_store_down_answers_503_with_retry_after",
             object_store_outage,
         ),
     ];
-    // HASHDROP_TEST_FLEET_ONLY=word runs only the stories whose name contains it.
-    let only = std::env::var("HASHDROP_TEST_FLEET_ONLY").unwrap_or_default();
-    for (name, story) in stories {
-        if !name.contains(&only) {
-            continue;
-        }
-        eprintln!("--- fleet story: {name}");
-        let started = Instant::now();
-        story(&cluster);
-        eprintln!("--- ok in {:.1}s", started.elapsed().as_secs_f64());
-    }
+    // Listing the stories needs no cluster; running them brings one up once.
+    let cluster = if args.list { None } else { Cluster::up() };
+    let cluster = cluster.map(Arc::new);
+    let trials = stories
+        .into_iter()
+        .map(|(name, story)| match &cluster {
+            Some(c) => {
+                let c = c.clone();
+                libtest_mimic::Trial::test(name, move || run_story(&c, story))
+            }
+            // Skipped (the notice is printed by Cluster::up): shown as ignored.
+            None => libtest_mimic::Trial::test(name, || Ok(())).with_ignored_flag(true),
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    drop(cluster);
+    conclusion.exit_code()
+}
+
+/// Runs one story, turning its panic (a failed assertion) into this test's failure.
+fn run_story(cluster: &Cluster, story: Story) -> Result<(), libtest_mimic::Failed> {
+    let started = Instant::now();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| story(cluster)));
+    eprintln!("--- story took {:.1}s", started.elapsed().as_secs_f64());
+    outcome.map_err(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "the story panicked".into());
+        message.into()
+    })
 }
 
 fn cli_session_spreads_across_instances(c: &Cluster) {
