@@ -19,6 +19,7 @@ CONNS="${2:-32}"
 ROUNDS="${3:-1}"
 BASELINE="${HASHDROP_BENCH_BASELINE:-}"
 PG_ADMIN="${HASHDROP_BENCH_POSTGRES_URL-postgres://postgres@127.0.0.1:5432/postgres}"
+export PGOPTIONS="--client-min-messages=warning"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-server}"
 
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install -y wrk" >&2; exit 1; }

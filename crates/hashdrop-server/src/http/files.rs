@@ -1,11 +1,12 @@
 //! Routes of the owner's files: they translate between JSON and `service::files`.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hashdrop_wire::{
-    CompleteRequest, CompleteResponse, FileDetails, FileHash, FileMatch, FileSummary, KeyMode,
-    PresignRequest, PresignResponse, UploadResource,
+    CompleteRequest, CompleteResponse, FileDetails, FileHash, FileMatch, KeyMode, PresignRequest,
+    PresignResponse, UploadResource,
 };
 
 use super::extract::{ApiJson, ApiQuery, AuthUser, IdQuery};
@@ -54,20 +55,13 @@ pub async fn complete(
     }))
 }
 
-/// `GET /api/files/all`.
+/// `GET /api/files/all`: the array the store built (`store::files::listing_json`).
 pub async fn list_all(
     State(state): State<AppState>,
     AuthUser(user_id): AuthUser,
-) -> Result<Json<Vec<FileSummary>>> {
-    let rows = files::list(&state, &user_id).await?;
-    Ok(json_list(rows, |f| FileSummary {
-        key_management_mode: key_mode(&f.key_mode),
-        created_at: rfc3339(f.created_at),
-        file_id: f.id,
-        file_name: f.file_name,
-        encrypted_size_bytes: f.encrypted_size as u64,
-        status: f.status,
-    }))
+) -> Result<Response> {
+    let json = files::list_json(&state, &user_id).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
 }
 
 /// `GET /api/files/resolve?id=PREFIX`.

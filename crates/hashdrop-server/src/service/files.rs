@@ -13,7 +13,7 @@ use crate::domain::time::{now_ms, parse_rfc3339};
 use crate::domain::{error::FILE_NOT_FOUND, Error, Result};
 use crate::infra::blob::store_error;
 use crate::state::AppState;
-use crate::store::files::{self as rows, Details, Freshness, NewFile, Summary};
+use crate::store::files::{self as rows, Details, Freshness, NewFile};
 use crate::store::quota::{self, QuotaLimits};
 use crate::store::{jobs, Tx};
 
@@ -316,14 +316,15 @@ pub async fn delete(state: &AppState, owner: &str, prefix: Option<&str>) -> Resu
     Ok(())
 }
 
-/// The owner's files, newest first; none is not found (as the reference answers).
-/// May lag behind a just-completed upload when a replica is configured.
-pub async fn list(state: &AppState, owner: &str) -> Result<Vec<Summary>> {
-    let files = rows::list(&state.db, owner).await?;
-    if files.is_empty() {
+/// The owner's files, newest first, as the JSON array of `hashdrop_wire::FileSummary`;
+/// none is not found (as the reference answers). May lag behind a just-completed
+/// upload when a replica is configured.
+pub async fn list_json(state: &AppState, owner: &str) -> Result<String> {
+    let (count, json) = rows::listing_json(&state.db, owner).await?;
+    if count == 0 {
         return Err(Error::NotFound("no files found"));
     }
-    Ok(files)
+    Ok(json)
 }
 
 /// The owner's files whose id starts with `prefix`; none is not found. May lag.

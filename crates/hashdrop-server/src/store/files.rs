@@ -1,7 +1,7 @@
 //! The `files` table: a file's row from presign to the end of its life, and the
 //! conditional statements that make each transition happen once.
 
-use super::{sql, write_one, Db, Tx};
+use super::{sql, write_one, Backend, Db, Tx};
 use crate::domain::file::{FileFacts, FileStatus};
 use crate::domain::time::DAY_MS;
 
@@ -193,6 +193,32 @@ pub async fn list(db: &Db, owner: &str) -> Result<Vec<Summary>, sqlx::Error> {
     const SQL: &str = "SELECT id, file_name, encrypted_size, status, key_mode, created_at \
          FROM files WHERE user_id = $1 ORDER BY created_at DESC, id";
     sql!(db.lagging().await?.conn(), query_as fetch_all, SQL, owner)
+}
+
+/// The owner's listing built by the database itself: how many files, and the JSON
+/// array of `hashdrop_wire::FileSummary` for them, newest first. May lag (replica).
+///
+/// `GET /api/files/all` answers this text as is. Building the array in SQL turns a
+/// row per file into one row per request, which on SQLite (where sqlx hands every
+/// row across a thread) is most of the request's cost; the store suite checks that
+/// both databases build exactly what [`list`] rows map to.
+pub async fn listing_json(db: &Db, owner: &str) -> Result<(i64, String), sqlx::Error> {
+    const SQLITE: &str = "SELECT COUNT(*), json_group_array(json_object(\
+         'file_id', id, 'file_name', file_name, 'encrypted_size_bytes', encrypted_size, \
+         'status', status, 'key_management_mode', key_mode, \
+         'created_at', strftime('%Y-%m-%dT%H:%M:%SZ', created_at / 1000, 'unixepoch')) \
+         ORDER BY created_at DESC, id) FROM files WHERE user_id = $1";
+    const POSTGRES: &str = "SELECT COUNT(*), COALESCE(json_agg(json_build_object(\
+         'file_id', id, 'file_name', file_name, 'encrypted_size_bytes', encrypted_size, \
+         'status', status, 'key_management_mode', key_mode, \
+         'created_at', to_char(to_timestamp(created_at / 1000) AT TIME ZONE 'UTC', \
+         'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')) ORDER BY created_at DESC, id)::text, '[]') \
+         FROM files WHERE user_id = $1";
+    let statement = match db.backend() {
+        Backend::Sqlite => SQLITE,
+        Backend::Postgres => POSTGRES,
+    };
+    sql!(db.lagging().await?.conn(), query_as fetch_one, statement, owner)
 }
 
 /// Everything the owner may see about one file.

@@ -11,10 +11,12 @@ use std::sync::Arc;
 use common::{fresh_store, Backend};
 use hashdrop_server::domain::file::FileStatus;
 use hashdrop_server::domain::job::{Cleaner, Job};
+use hashdrop_server::domain::time::rfc3339;
 use hashdrop_server::store::accounts::{self, CodeOutcome, Guess, NewCode, Rotation};
 use hashdrop_server::store::files::{self, Freshness, NewFile};
 use hashdrop_server::store::quota::{self, QuotaError, QuotaLimits};
 use hashdrop_server::store::{jobs, Db};
+use hashdrop_wire::{FileSummary, KeyMode};
 
 const NOW: i64 = 1_800_000_000_000;
 const LIMITS: QuotaLimits = QuotaLimits {
@@ -399,7 +401,69 @@ async fn jobs_are_claimed_once_and_deduplicated(b: Backend) {
     );
 }
 
+/// The listing the database builds as JSON is exactly what the typed rows map to:
+/// the same files, fields, order and RFC 3339 times, names with quotes, backslashes,
+/// control-free Unicode and all.
+async fn the_database_built_listing_matches_the_typed_rows(b: Backend) {
+    let (db, _guard) = fresh_store(b).await;
+    verified_user(&db, "ann").await;
+    let (count, json) = files::listing_json(&db, "ann").await.unwrap();
+    assert_eq!((count, json.as_str()), (0, "[]"));
+    let names = ["plain.txt", "quote\"back\\slash.bin", "Ünïcødé 文件 🎉.pdf"];
+    for (i, name) in names.iter().enumerate() {
+        let id = file_id(i as u8 + 1);
+        let mut tx = db.begin().await.unwrap();
+        files::insert_pending(
+            &mut tx,
+            &NewFile {
+                id: &id,
+                user_id: "ann",
+                object_key: &format!("usrh-ann/{id}"),
+                file_name: name,
+                mime_type: None,
+                plaintext_hash: "",
+                encrypted_size: 1000 + i as i64,
+                key_mode: if i == 1 { "passphrase" } else { "vault" },
+                expires_at: None,
+                max_downloads: None,
+                // Two files in the same millisecond: the id breaks the tie.
+                now: NOW + 1_234 * (i as i64 / 2),
+            },
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+    files::mark_uploaded(&db, &file_id(1), "ann", 1, "", NOW)
+        .await
+        .unwrap();
+    let expected: Vec<FileSummary> = files::list(&db, "ann")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| FileSummary {
+            file_id: f.id,
+            file_name: f.file_name,
+            encrypted_size_bytes: f.encrypted_size as u64,
+            status: f.status,
+            key_management_mode: KeyMode::parse(&f.key_mode).unwrap(),
+            created_at: rfc3339(f.created_at),
+        })
+        .collect();
+    let (count, json) = files::listing_json(&db, "ann").await.unwrap();
+    let built: Vec<FileSummary> = serde_json::from_str(&json).unwrap();
+    assert_eq!(count, 3);
+    assert_eq!(built, expected);
+    assert_eq!(built[0].file_name, names[2], "newest first");
+    assert_eq!(built[0].created_at, "2027-01-15T08:00:01Z");
+    assert!(
+        files::listing_json(&db, "bob").await.unwrap().0 == 0,
+        "only the owner's files"
+    );
+}
+
 both_backends!(
+    the_database_built_listing_matches_the_typed_rows,
     file_rows_read_back_as_written,
     quota_holds_its_limits_and_is_released_once,
     parallel_endings_of_one_file_release_its_quota_once,
