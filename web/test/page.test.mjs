@@ -222,10 +222,10 @@ const sizes = [
 
 // ---------- stories ----------
 
-story("the page, its script, style and service worker carry a strict CSP and no referrer", async () => {
+story("the page, its script, style, decryption worker and service worker carry a strict CSP and no referrer", async () => {
   const f = await share("headers.txt", Buffer.from("headers"));
   const page = `/d/${f.fileId}`;
-  for (const path of [page, "/web/app.js", "/web/style.css", "/d/sw.js"]) {
+  for (const path of [page, "/web/app.js", "/web/style.css", "/web/decrypt-worker.js", "/d/sw.js"]) {
     const r = await fetch(server.url + path);
     assert.equal(r.status, 200, path);
     const csp = r.headers.get("content-security-policy") ?? "";

@@ -1,0 +1,30 @@
+// Messages between the page (parallel.ts) and a decryption worker (worker.ts).
+
+import type { Engine } from "./aead";
+
+/** Page → worker. */
+export type ToWorker =
+  /** The payload key, once, before any batch. */
+  | { type: "key"; key: Uint8Array }
+  /**
+   * Sealed chunks `firstChunk`, `firstChunk + 1`, … in the first `length` bytes of
+   * `buffer` (transferred, not copied). Only the file's final batch may end in a
+   * partial chunk.
+   */
+  | { type: "batch"; id: number; buffer: ArrayBuffer; length: number; firstChunk: number };
+
+/** Worker → page. */
+export type FromWorker =
+  /** The cipher is loaded; `engine` says which one. */
+  | { type: "ready"; engine: Engine }
+  /** A batch opened (or stopped at a bad chunk): the plaintext is at the start of `buffer`. */
+  | {
+      type: "opened";
+      id: number;
+      buffer: ArrayBuffer;
+      plainBytes: number;
+      endsFile: boolean;
+      error: string | null;
+    }
+  /** The worker cannot go on (no key, an exception): the download must fail. */
+  | { type: "fatal"; message: string };
