@@ -13,7 +13,9 @@ import type { FromWorker, ToWorker } from "./worker-protocol";
 declare const self: DedicatedWorkerGlobalScope;
 
 let key: Uint8Array | null = null;
-const cipher: Promise<Aead> = payloadAead().then(({ aead, engine }) => {
+// openBatch copies every plaintext into the batch buffer at once, so the cipher may hand
+// back a view of its own output buffer (no allocation per chunk).
+const cipher: Promise<Aead> = payloadAead(true).then(({ aead, engine }) => {
   post({ type: "ready", engine });
   return aead;
 });
