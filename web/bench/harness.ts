@@ -119,11 +119,12 @@ async function fetchDecrypt(
   url: string,
   identity: string,
   path: Path = "single",
+  knobs: ParallelKnobs = {},
 ): Promise<{ bytes: number; ms: number; path: PayloadPath | null }> {
   const t0 = performance.now();
   const res = await fetch(url, { cache: "no-store" });
   if (!res.ok || !res.body) throw new Error(`GET ${url}: ${res.status}`);
-  const bytes = await drain(await decryptVia(path, res.body, { identity }));
+  const bytes = await drain(await decryptVia(path, res.body, { identity }, knobs));
   return { bytes, ms: performance.now() - t0, path: path === "parallel" ? lastPath : null };
 }
 

@@ -17,9 +17,12 @@
 //  - the end-of-file rules that span batches stay here: after a batch whose final chunk
 //    opened as the last one, any further batch is an error; a file whose final batch
 //    does not end in a last chunk is cut short.
-// At most `2 × workers` batches (each 1 MiB + 256 B) are out at once, and a batch only
+// At most `2 × workers` batches (each 1 MiB and up to one download buffer more) are out at once, and a batch only
 // leaves that window when the consumer takes its plaintext, so memory stays bounded by a
-// few MiB whatever the file size and however slow the disk.
+// few MiB whatever the file size and however slow the disk. A batch travels as the
+// download's own buffers (transferred to the worker and back, not copied), and the
+// plaintext comes back in them: per byte downloaded, one buffer to collect, as when
+// nothing is decrypted.
 //
 // Where workers cannot run, the same file opens on this thread (stream-wasm.ts): when
 // `Worker` does not exist (Chromium's service workers have none, so the service-worker
@@ -36,6 +39,7 @@ import type { FromWorker, ToWorker } from "./worker-protocol";
 export const DEFAULT_WORKER_URL = "/web/decrypt-worker.js";
 /** Sealed chunks per batch: 16 × (64 KiB + 16 B) ≈ 1 MiB per message to a worker. */
 const DEFAULT_BATCH_CHUNKS = 16;
+const EMPTY = new Uint8Array(0);
 /** How long workers may take to load libsodium before this thread does the work itself. */
 const WORKER_START_MS = 15_000;
 
@@ -183,11 +187,11 @@ class WorkerPool {
     for (const w of this.workers) this.post(w, { type: "key", key });
   }
 
-  dispatch(id: number, buffer: ArrayBuffer, length: number, firstChunk: number): void {
+  dispatch(id: number, buffers: ArrayBuffer[], length: number, firstChunk: number): void {
     let best = 0;
     for (let i = 1; i < this.workers.length; i++) if (this.queued[i]! < this.queued[best]!) best = i;
     this.queued[best]!++;
-    this.post(this.workers[best]!, { type: "batch", id, buffer, length, firstChunk }, [buffer]);
+    this.post(this.workers[best]!, { type: "batch", id, buffers, length, firstChunk }, buffers);
   }
 
   terminate(): void {
@@ -203,7 +207,7 @@ class WorkerPool {
 
 /** What the next batch in file order turned out to be. */
 type Outcome =
-  | { kind: "opened"; buffer: ArrayBuffer; plainBytes: number; endsFile: boolean; error: string | null }
+  | { kind: "opened"; buffers: ArrayBuffer[]; plainBytes: number; endsFile: boolean; error: string | null }
   | { kind: "end" }
   | { kind: "failed"; error: unknown };
 
@@ -299,7 +303,15 @@ class ParallelPayload {
         this.endedFile = outcome.endsFile;
         if (outcome.error !== null) this.deferredError = new DamagedFileError(outcome.error);
         if (outcome.plainBytes > 0) {
-          controller.enqueue(new Uint8Array(outcome.buffer, 0, outcome.plainBytes));
+          // The plaintext fills the batch's buffers from the first one on; the last ones
+          // may be left partly or wholly empty (each chunk is 16 bytes shorter open).
+          let left = outcome.plainBytes;
+          for (const b of outcome.buffers) {
+            if (left === 0) break;
+            const n = Math.min(left, b.byteLength);
+            controller.enqueue(new Uint8Array(b, 0, n));
+            left -= n;
+          }
           return;
         }
         if (this.deferredError) throw this.deferredError;
@@ -323,10 +335,10 @@ class ParallelPayload {
           this.wakePump = null;
         }
         if (this.stopped) return;
-        const { buffer, length, ended } = await this.fill();
+        const { buffers, length, ended } = await this.fill();
         if (this.stopped) return;
         if (length > 0) {
-          this.pool.dispatch(this.dispatched++, buffer, length, this.nextChunk);
+          this.pool.dispatch(this.dispatched++, buffers, length, this.nextChunk);
           this.nextChunk += Math.ceil(length / SEALED_CHUNK_BYTES);
         }
         if (ended) {
@@ -341,24 +353,36 @@ class ParallelPayload {
     }
   }
 
-  /** One batch of ciphertext: `batchBytes` of it, or less when the payload ends. */
-  private async fill(): Promise<{ buffer: ArrayBuffer; length: number; ended: boolean }> {
-    const buffer = new ArrayBuffer(this.batchBytes);
-    const view = new Uint8Array(buffer);
+  /**
+   * One batch of ciphertext as the buffers the download delivered, each handed on whole
+   * (it will carry the plaintext back): at least `batchBytes`, trimmed to whole sealed
+   * chunks, or what is left when the payload ends. The bytes past the last whole chunk
+   * (less than one chunk) are copied out for the next batch; a buffer that is a view
+   * into a larger one is copied too.
+   */
+  private async fill(): Promise<{ buffers: ArrayBuffer[]; length: number; ended: boolean }> {
+    const buffers: ArrayBuffer[] = [];
     let length = 0;
     while (length < this.batchBytes) {
-      if (this.carry.length > 0) {
-        const n = Math.min(this.carry.length, this.batchBytes - length);
-        view.set(this.carry.subarray(0, n), length);
-        length += n;
-        this.carry = this.carry.subarray(n);
+      if (this.carry.length === 0) {
+        const { done, value } = await this.reader.read();
+        if (done || this.stopped) return { buffers, length, ended: true };
+        this.carry = value;
         continue;
       }
-      const { done, value } = await this.reader.read();
-      if (done || this.stopped) return { buffer, length, ended: true };
-      this.carry = value;
+      const c = this.carry;
+      this.carry = EMPTY;
+      const whole = c.byteOffset === 0 && c.byteLength === c.buffer.byteLength && c.buffer instanceof ArrayBuffer;
+      buffers.push(whole ? (c.buffer as ArrayBuffer) : c.slice().buffer);
+      length += c.length;
     }
-    return { buffer, length, ended: false };
+    // batchBytes is whole chunks, so the excess lies within the last buffer.
+    const keep = length - (length % SEALED_CHUNK_BYTES);
+    if (keep < length) {
+      const last = buffers[buffers.length - 1]!;
+      this.carry = new Uint8Array(last, last.byteLength - (length - keep)).slice();
+    }
+    return { buffers, length: keep, ended: false };
   }
 
   private stop(): void {

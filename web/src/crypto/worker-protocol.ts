@@ -8,20 +8,24 @@ export type ToWorker =
   | { type: "key"; key: Uint8Array }
   /**
    * Sealed chunks `firstChunk`, `firstChunk + 1`, … in the first `length` bytes of
-   * `buffer` (transferred, not copied). Only the file's final batch may end in a
-   * partial chunk.
+   * `buffers` read one after the other (the download's own buffers, transferred, not
+   * copied; bytes past `length` are not part of the batch). Only the file's final batch
+   * may end in a partial chunk.
    */
-  | { type: "batch"; id: number; buffer: ArrayBuffer; length: number; firstChunk: number };
+  | { type: "batch"; id: number; buffers: ArrayBuffer[]; length: number; firstChunk: number };
 
 /** Worker → page. */
 export type FromWorker =
   /** The cipher is loaded; `engine` says which one. */
   | { type: "ready"; engine: Engine }
-  /** A batch opened (or stopped at a bad chunk): the plaintext is at the start of `buffer`. */
+  /**
+   * A batch opened (or stopped at a bad chunk): its first `plainBytes` bytes, read
+   * across `buffers` (the same ones, handed back), are the plaintext.
+   */
   | {
       type: "opened";
       id: number;
-      buffer: ArrayBuffer;
+      buffers: ArrayBuffer[];
       plainBytes: number;
       endsFile: boolean;
       error: string | null;
