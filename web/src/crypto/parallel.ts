@@ -83,7 +83,8 @@ export async function decryptAge(
     return openPayload(await openHeader(ciphertext, secret));
   }
   // The workers load libsodium while this thread reads the header (and runs scrypt).
-  const pool = new WorkerPool(options.workerUrl ?? DEFAULT_WORKER_URL, options.workers ?? defaultWorkerCount());
+  const count = Math.max(1, Math.floor(options.workers ?? defaultWorkerCount()));
+  const pool = new WorkerPool(options.workerUrl ?? DEFAULT_WORKER_URL, count);
   let header: OpenedHeader;
   try {
     header = await openHeader(ciphertext, secret);
