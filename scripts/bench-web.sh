@@ -2,18 +2,22 @@
 # Browser decryption benchmark: a vault-mode file uploaded with the real `hashdrop` CLI
 # to a release-built hashdrop-server (embedded SQLite, temp dir, loopback), then in one
 # run, interleaved rounds of
-#   (a) headless Chromium: fetch the share link's ciphertext, decrypt it with
-#       web/src/crypto/stream-wasm.ts (age-encryption header + libsodium WASM payload)
-#       into a discard sink, through a test harness page (web/bench/harness.ts), not the
-#       recipient page UI;
-#   (b) the same browser fetching the same ciphertext into a discard sink;
-#   (c) `hashdrop decrypt LINK OUT` of the same link;
-# with medians over the rounds, plus the browser's peak memory growth during (a): the
-# summed RSS of every Chromium process, sampled from /proc every 50 ms, minus the sum
-# just before the round. Then, in the same browser, the payload micro-benchmark:
-# age-encryption's pure-JS STREAM vs stream-wasm vs libsodium's bare AEAD, 64 KiB chunks.
+#   (a)  headless Chromium: fetch the share link's ciphertext, decrypt it with
+#        web/src/crypto/parallel.ts — the recipient page's path: age-encryption opens the
+#        header, the payload's chunks are opened by dedicated workers (libsodium WASM)
+#        loaded from the server's own /web/decrypt-worker.js — into a discard sink,
+#        through a test harness page (web/bench/harness.ts), not the page UI;
+#   (a1) the same with web/src/crypto/stream-wasm.ts on one thread (the path the
+#        service worker, which cannot start workers, takes);
+#   (b)  the same browser fetching the same ciphertext into a discard sink;
+#   (c)  `hashdrop decrypt LINK OUT` of the same link;
+# with medians over the rounds, plus the browser's peak memory growth during (a) and
+# (a1): the summed RSS of every Chromium process (workers included), sampled from /proc
+# every 50 ms, minus the sum just before the round. Then, in the same browser, the
+# payload micro-benchmark: age-encryption's pure-JS STREAM vs stream-wasm vs the
+# parallel workers vs libsodium's bare AEAD, 64 KiB chunks.
 #
-# MB/s are 10^6 bytes of plaintext per second for all three (the ciphertext is 0.02%
+# MB/s are 10^6 bytes of plaintext per second for all of them (the ciphertext is 0.02%
 # larger), so (a)/(b) is a ratio of times.
 #
 # usage: scripts/bench-web.sh [SIZE_MIB] [ROUNDS]        (defaults 1024, 3)
@@ -102,33 +106,40 @@ r = json.load(open(sys.argv[1])); n = int(sys.argv[2]); mib = sys.argv[3]; round
 def rate(ms, size=n): return size / (ms / 1000) / 1e6
 med = lambda xs: statistics.median(xs)
 a = [rate(x["a"]["ms"]) for x in r["rounds"]]
+a1 = [rate(x["a1"]["ms"]) for x in r["rounds"]]
 b = [rate(x["b"]["ms"]) for x in r["rounds"]]
 c = [rate(x["c"]["ms"]) for x in r["rounds"]]
-grow = [(x["a"]["peak"] - x["a"]["baseline"]) / 2**20 for x in r["rounds"]]
-growb = [(x["b"]["peak"] - x["b"]["baseline"]) / 2**20 for x in r["rounds"]]
+growth = lambda k: [(x[k]["peak"] - x[k]["baseline"]) / 2**20 for x in r["rounds"]]
+grow, grow1, growb = growth("a"), growth("a1"), growth("b")
 base = [x["a"]["baseline"] / 2**20 for x in r["rounds"]]
 fmt = lambda xs: ", ".join(f"{v:.0f}" for v in xs)
-print(f"size: {mib} MiB ({n} bytes), {rounds} interleaved rounds, loopback, {os.cpu_count()} CPUs, {os.uname().release}, Chromium {r['chromium']}")
+p = r["rounds"][0]["a"]["path"]
+print(f"size: {mib} MiB ({n} bytes), {rounds} interleaved rounds, loopback, {os.cpu_count()} CPUs "
+      f"(navigator.hardwareConcurrency {r['hardwareConcurrency']}), {os.uname().release}, Chromium {r['chromium']}")
 print("| path | median MB/s | rounds MB/s |")
 print("|---|---|---|")
-print(f"| (a) Chromium fetch → stream-wasm decrypt → discard | {med(a):.0f} | {fmt(a)} |")
+print(f"| (a) Chromium fetch → parallel workers decrypt ({p['workers']} workers, {p['engine']}) → discard | {med(a):.0f} | {fmt(a)} |")
+print(f"| (a1) Chromium fetch → stream-wasm decrypt on one thread → discard | {med(a1):.0f} | {fmt(a1)} |")
 print(f"| (b) Chromium fetch → discard | {med(b):.0f} | {fmt(b)} |")
 print(f"| (c) `hashdrop decrypt LINK OUT` | {med(c):.0f} | {fmt(c)} |")
-print(f"(a)/(b): {med(a)/med(b):.0%} (target ≥ 50%: {'met' if med(a) >= 0.5*med(b) else 'NOT met'})")
+print(f"(a)/(b): {med(a)/med(b):.0%} (target ≥ 50%: {'met' if med(a) >= 0.5*med(b) else 'NOT met'}); (a1)/(b): {med(a1)/med(b):.0%}")
 print(f"browser RSS growth during (a), peak over baseline: median {med(grow):.0f} MiB, rounds {fmt(grow)} "
       f"(baseline {fmt(base)} MiB; target < 256 MiB: {'met' if max(grow) < 256 else 'NOT met'})")
+print(f"browser RSS growth during (a1): median {med(grow1):.0f} MiB, rounds {fmt(grow1)}")
 print(f"browser RSS growth during (b): median {med(growb):.0f} MiB, rounds {fmt(growb)}")
-print(f"WebAssembly instances in the page: {r['wasmInstances']} (libsodium runs as WASM, not asm.js, when ≥ 1)")
+print(f"WebAssembly instances in the page: {r['wasmInstances']} (libsodium runs as WASM, not asm.js, when ≥ 1; "
+      f"the workers report their own engine above)")
 micro = {}
 for m in r["micro"]:
     micro.setdefault(m["path"], []).append(rate(m["ms"], m["bytes"]))
 names = {"js": "age-encryption Decrypter (pure-JS STREAM, @noble/ciphers)",
-         "wasm": "stream-wasm decryptAge (libsodium WASM STREAM)",
+         "wasm": "stream-wasm decryptAge (libsodium WASM STREAM, one thread)",
+         "parallel": "parallel decryptAge (workers, libsodium WASM; includes starting the workers)",
          "sodium-raw": "libsodium crypto_aead_chacha20poly1305_ietf_decrypt alone, one 64 KiB chunk in a loop"}
 sizes = {m["bytes"] for m in r["micro"]}
 print(f"\nmicro-benchmark in the same browser, {sizes.pop() // 2**20} MiB in memory, fed as 64 KiB pieces, medians of {len(micro['js'])}:")
 print("| path | median MB/s | rounds MB/s |")
 print("|---|---|---|")
-for k in ("js", "wasm", "sodium-raw"):
+for k in ("js", "wasm", "parallel", "sodium-raw"):
     print(f"| {names[k]} | {med(micro[k]):.0f} | {fmt(micro[k])} |")
 PY

@@ -1,5 +1,6 @@
 // Bundles the recipient page into OUT (argument, or ./dist): app.js (the page),
-// sw.js (its service worker), index.html and style.css. hashdrop-server's build.rs
+// sw.js (its service worker), decrypt-worker.js (the page's decryption workers),
+// index.html and style.css. hashdrop-server's build.rs
 // runs this into its OUT_DIR and embeds the files.
 import { build } from "esbuild";
 import { copyFile, mkdir } from "node:fs/promises";
@@ -21,5 +22,12 @@ const common = {
 await build({ ...common, entryPoints: [join(here, "src/main.ts")], outfile: join(out, "app.js"), format: "esm" });
 // A classic worker script: module service workers are not supported everywhere.
 await build({ ...common, entryPoints: [join(here, "src/sw.ts")], outfile: join(out, "sw.js"), format: "iife" });
+// Also classic: one file, no imports to fetch, loaded with new Worker(url) by parallel.ts.
+await build({
+  ...common,
+  entryPoints: [join(here, "src/crypto/worker.ts")],
+  outfile: join(out, "decrypt-worker.js"),
+  format: "iife",
+});
 await copyFile(join(here, "src/index.html"), join(out, "index.html"));
 await copyFile(join(here, "src/style.css"), join(out, "style.css"));

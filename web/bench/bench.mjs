@@ -1,9 +1,13 @@
 // Browser side of scripts/bench-web.sh. In one run, interleaved rounds of:
-//   (a) Chromium: fetch the link's ciphertext → stream-wasm decryptAge → discard sink
-//   (b) Chromium: fetch the same ciphertext → discard sink (no decryption)
-//   (c) `hashdrop decrypt LINK OUT` of the same link
+//   (a)  Chromium: fetch the link's ciphertext → parallel.ts decryptAge (the page's path:
+//        payload chunks opened in dedicated workers loaded from the server's
+//        /web/decrypt-worker.js) → discard sink
+//   (a1) the same with stream-wasm.ts's single-thread decryptAge (the service worker's path)
+//   (b)  Chromium: fetch the same ciphertext → discard sink (no decryption)
+//   (c)  `hashdrop decrypt LINK OUT` of the same link
 // then, in a fresh page of the same browser, the payload micro-benchmark: age-encryption's
-// pure-JS STREAM vs stream-wasm vs libsodium's bare AEAD on 64 KiB chunks.
+// pure-JS STREAM vs stream-wasm vs the parallel workers vs libsodium's bare AEAD on
+// 64 KiB chunks.
 // Prints one JSON object on stdout; the shell script turns it into the report.
 //
 // usage: node bench.mjs --link LINK --cli PATH --out FILE --rounds N --micro-mib M
@@ -114,29 +118,40 @@ try {
 
   for (let round = 1; round <= rounds; round++) {
     await page.evaluate(() => new Promise((r) => setTimeout(r, 500))); // let the previous round's garbage settle
-    const a = await sampled(async () =>
-      page.evaluate(([u, k]) => globalThis.hd.fetchDecrypt(u, k), [await downloadUrl(), identity]),
-    );
-    if (a.bytes !== plaintextBytes) throw new Error(`(a) released ${a.bytes} bytes, want ${plaintextBytes}`);
+    const decrypt = async (path) => {
+      const got = await sampled(async () =>
+        page.evaluate(([u, k, p]) => globalThis.hd.fetchDecrypt(u, k, p), [await downloadUrl(), identity, path]),
+      );
+      if (got.bytes !== plaintextBytes) throw new Error(`${path} released ${got.bytes} bytes, want ${plaintextBytes}`);
+      if (path === "parallel" && got.path?.path !== "parallel") {
+        throw new Error(`the parallel path did not run: ${JSON.stringify(got.path)}`);
+      }
+      return got;
+    };
+    const a = await decrypt("parallel");
+    await page.evaluate(() => new Promise((r) => setTimeout(r, 500)));
+    const a1 = await decrypt("single");
     await page.evaluate(() => new Promise((r) => setTimeout(r, 500)));
     const b = await sampled(async () => page.evaluate((u) => globalThis.hd.fetchOnly(u), await downloadUrl()));
     const c = await cliDecrypt();
-    const row = { round, a, b, c };
+    const row = { round, a, a1, b, c };
     result.rounds.push(row);
+    const mbs = (x) => (plaintextBytes / x.ms / 1e3).toFixed(0);
+    const grow = (x) => ((x.peak - x.baseline) / 2 ** 20).toFixed(0);
     console.error(
-      `round ${round}: (a) ${(plaintextBytes / a.ms / 1e3).toFixed(0)} MB/s, ` +
-        `(b) ${(plaintextBytes / b.ms / 1e3).toFixed(0)} MB/s, (c) ${(plaintextBytes / c.ms / 1e3).toFixed(0)} MB/s, ` +
-        `(a) browser RSS +${((a.peak - a.baseline) / 2 ** 20).toFixed(0)} MiB`,
+      `round ${round}: (a) ${mbs(a)} MB/s (${a.path.workers} workers, ${a.path.engine}), (a1) ${mbs(a1)} MB/s, ` +
+        `(b) ${mbs(b)} MB/s, (c) ${mbs(c)} MB/s; browser RSS +${grow(a)} MiB in (a), +${grow(a1)} MiB in (a1)`,
     );
   }
   result.wasmInstances = await page.evaluate(() => globalThis.__wasmInstances);
+  result.hardwareConcurrency = await page.evaluate(() => navigator.hardwareConcurrency);
   await page.close();
 
   const microPage = await openHarness(browser, `${link.origin}/api/healthz`, bundle);
   const mib = Number(opt["micro-mib"]);
   await microPage.evaluate((m) => globalThis.hd.microSetup(m), mib);
   for (let round = 1; round <= Number(opt["micro-rounds"]); round++) {
-    for (const path of ["js", "wasm", "sodium-raw"]) {
+    for (const path of ["js", "wasm", "parallel", "sodium-raw"]) {
       const ms = await microPage.evaluate((p) => globalThis.hd.microRound(p), path);
       result.micro.push({ round, path, ms, bytes: mib * 2 ** 20 });
     }

@@ -4,9 +4,38 @@
 
 import { Decrypter, Encrypter, generateIdentity, identityToRecipient } from "age-encryption";
 import sodium from "libsodium-wrappers";
+import { decryptAge as decryptAgeParallel, type PayloadPath } from "../src/crypto/parallel";
 import { decryptAge as decryptAgeWasm, payloadEngine, type Secret } from "../src/crypto/stream-wasm";
 
 const PIECE = 64 * 1024;
+
+/**
+ * Which payload path a call runs: "single" is stream-wasm.ts on this thread, "parallel"
+ * is parallel.ts with its workers loaded from this origin's /web/decrypt-worker.js
+ * (the server's, or the test server's bundle of src/crypto/worker.ts).
+ */
+type Path = "single" | "parallel";
+
+/** Options for the parallel path (tests use small batches to cross batch boundaries). */
+interface ParallelKnobs {
+  workers?: number;
+  batchChunks?: number;
+  workerUrl?: string;
+}
+
+/** The last path parallel.ts reported, for the tests to check. */
+let lastPath: PayloadPath | null = null;
+
+async function decryptVia(
+  path: Path,
+  ciphertext: ReadableStream<Uint8Array>,
+  secret: Secret,
+  knobs: ParallelKnobs = {},
+): Promise<ReadableStream<Uint8Array>> {
+  if (path === "single") return decryptAgeWasm(ciphertext, secret);
+  lastPath = null;
+  return decryptAgeParallel(ciphertext, secret, { ...knobs, onPath: (p) => (lastPath = p) });
+}
 
 /** Drains a stream, counting bytes and (optionally) checking them against `expect`. */
 async function drain(stream: ReadableStream<Uint8Array>, expect?: Uint8Array): Promise<number> {
@@ -57,7 +86,7 @@ async function microSetup(mib: number): Promise<number> {
 }
 
 /** One timed decryption of the setup file; returns milliseconds. */
-async function microRound(path: "js" | "wasm" | "sodium-raw"): Promise<number> {
+async function microRound(path: "js" | "wasm" | "parallel" | "sodium-raw"): Promise<number> {
   if (!micro) throw new Error("microSetup first");
   const { plaintext, ciphertext, identity } = micro;
   const t0 = performance.now();
@@ -67,6 +96,8 @@ async function microRound(path: "js" | "wasm" | "sodium-raw"): Promise<number> {
     await drain(await d.decrypt(pieces(ciphertext)), plaintext);
   } else if (path === "wasm") {
     await drain(await decryptAgeWasm(pieces(ciphertext), { identity }), plaintext);
+  } else if (path === "parallel") {
+    await drain(await decryptVia("parallel", pieces(ciphertext), { identity }), plaintext);
   } else {
     // The bare primitive on 64 KiB chunks: the ceiling for any STREAM built on it.
     await sodium.ready;
@@ -83,13 +114,18 @@ async function microRound(path: "js" | "wasm" | "sodium-raw"): Promise<number> {
   return performance.now() - t0;
 }
 
-/** Fetches `url` and decrypts the body into a discard sink. */
-async function fetchDecrypt(url: string, identity: string): Promise<{ bytes: number; ms: number }> {
+/** Fetches `url` and decrypts the body into a discard sink on `path`. */
+async function fetchDecrypt(
+  url: string,
+  identity: string,
+  path: Path = "single",
+  knobs: ParallelKnobs = {},
+): Promise<{ bytes: number; ms: number; path: PayloadPath | null }> {
   const t0 = performance.now();
   const res = await fetch(url, { cache: "no-store" });
   if (!res.ok || !res.body) throw new Error(`GET ${url}: ${res.status}`);
-  const bytes = await drain(await decryptAgeWasm(res.body, { identity }));
-  return { bytes, ms: performance.now() - t0 };
+  const bytes = await drain(await decryptVia(path, res.body, { identity }, knobs));
+  return { bytes, ms: performance.now() - t0, path: path === "parallel" ? lastPath : null };
 }
 
 /** Same fetch, body drained without decrypting. */
@@ -105,13 +141,21 @@ async function fetchOnly(url: string): Promise<{ bytes: number; ms: number }> {
 async function decryptVector(
   base64: string,
   secret: Secret,
-): Promise<{ error: string | null; message: string; releasedSha256: string; releasedBytes: number }> {
+  path: Path = "single",
+  knobs: ParallelKnobs = {},
+): Promise<{
+  error: string | null;
+  message: string;
+  releasedSha256: string;
+  releasedBytes: number;
+  path?: PayloadPath | null;
+}> {
   const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
   const released: Uint8Array[] = [];
   let error: string | null = null;
   let message = "";
   try {
-    const reader = (await decryptAgeWasm(pieces(bytes), secret)).getReader();
+    const reader = (await decryptVia(path, pieces(bytes), secret, knobs)).getReader();
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
@@ -129,20 +173,36 @@ async function decryptVector(
   }
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", all));
   const hex = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-  return { error, message, releasedSha256: hex, releasedBytes: all.length };
+  return {
+    error,
+    message,
+    releasedSha256: hex,
+    releasedBytes: all.length,
+    ...(path === "parallel" ? { path: lastPath } : {}),
+  };
 }
 
 /**
  * Encrypts `size` random bytes with age-encryption, optionally alters the ciphertext
  * ("truncate" drops its last byte, "extend" appends one, "flip" changes one byte in the
- * last chunk, or in the nonce of an empty file), and decrypts it with stream-wasm fed in `piece`-byte pieces.
+ * last chunk, or in the nonce of an empty file; "flip-middle" one byte of chunk 2 of a
+ * file of at least 3 chunks; "cut-chunk" drops the whole last chunk, so the file ends
+ * on a chunk boundary), and decrypts it fed in `piece`-byte pieces on `path`.
  */
 async function roundTrip(
   size: number,
   piece: number,
-  alter: "none" | "truncate" | "extend" | "flip",
+  alter: "none" | "truncate" | "extend" | "flip" | "flip-middle" | "cut-chunk",
   secret: "identity" | "passphrase",
-): Promise<{ error: string | null; message: string; releasedBytes: number; matches: boolean }> {
+  path: Path = "single",
+  knobs: ParallelKnobs = {},
+): Promise<{
+  error: string | null;
+  message: string;
+  releasedBytes: number;
+  matches: boolean;
+  path?: PayloadPath | null;
+}> {
   const plaintext = randomBytes(size);
   const enc = new Encrypter();
   let key: Secret;
@@ -159,6 +219,17 @@ async function roundTrip(
   if (alter === "truncate") ct = ct.subarray(0, ct.length - 1);
   if (alter === "extend") ct = concatBytes(ct, Uint8Array.of(0));
   if (alter === "flip") ct[ct.length - Math.min(size, 100) - 17]! ^= 1;
+  const sealed = PIECE + 16;
+  const chunks = Math.max(1, Math.ceil(size / PIECE));
+  const payloadStart = ct.length - (size + 16 * chunks);
+  if (alter === "flip-middle") {
+    if (size < 2 * PIECE + 1) throw new Error("flip-middle needs at least 3 chunks");
+    ct[payloadStart + sealed + 1000]! ^= 1;
+  }
+  if (alter === "cut-chunk") {
+    const lastChunk = size % PIECE === 0 ? sealed : (size % PIECE) + 16;
+    ct = ct.subarray(0, ct.length - lastChunk);
+  }
   let offset = 0;
   const input = new ReadableStream<Uint8Array>({
     pull(controller) {
@@ -171,7 +242,7 @@ async function roundTrip(
   let error: string | null = null;
   let message = "";
   try {
-    const reader = (await decryptAgeWasm(input, key)).getReader();
+    const reader = (await decryptVia(path, input, key, knobs)).getReader();
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
@@ -187,7 +258,7 @@ async function roundTrip(
     for (let i = 0; i < c.length; i++) if (c[i] !== plaintext[at + i]) matches = false;
     at += c.length;
   }
-  return { error, message, releasedBytes: at, matches };
+  return { error, message, releasedBytes: at, matches, ...(path === "parallel" ? { path: lastPath } : {}) };
 }
 
 /** A file sealed to a fresh identity, opened with `identity` instead. */

@@ -1,8 +1,10 @@
 // download → count → decrypt, shared by the page (save picker, in-memory) and the
-// service worker. No DOM access.
+// service worker. No DOM access. The payload opens in parallel Web Workers
+// (crypto/parallel.ts) where the context has them — the page — and on one thread where
+// it has none — the service worker.
 
 import type { Secret } from "./crypto/decrypt";
-import { decryptAge } from "./crypto/stream-wasm";
+import { decryptAge } from "./crypto/parallel";
 import { fetchCiphertext } from "./share";
 
 /** Ciphertext bytes received so far, reported as they arrive. */

@@ -1,15 +1,17 @@
-// The C2SP CCTV age vectors, decrypted in real Chromium by web/src/crypto/stream-wasm.ts.
-// Each vector names an outcome (success / no match / HMAC, header, payload or armor
-// failure) and, where any plaintext comes out, the SHA-256 of it; we check both, the
-// way crates/hashdrop-crypto/tests/cctv.rs does for the Rust side.
+// The C2SP CCTV age vectors, decrypted in real Chromium by web/src/crypto/stream-wasm.ts
+// (one thread) and by web/src/crypto/parallel.ts (workers; batches of one chunk, so
+// every chunk rule crosses a worker and batch boundary, and of 16 chunks, so the rules
+// inside a batch run too). Each vector names an outcome (success / no match / HMAC,
+// header, payload or armor failure) and, where any plaintext comes out, the SHA-256 of
+// it; we check both on every path, the way crates/hashdrop-crypto/tests/cctv.rs does
+// for the Rust side.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import http from "node:http";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { inflateSync } from "node:zlib";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
-import { harnessBundle, launch, openHarness } from "../bench/browser.mjs";
+import { harnessBundle, launch, openHarness, serveTestOrigin } from "../bench/browser.mjs";
 import { chromiumOrSkip } from "./browser-env.mjs";
 
 const repoRoot = path.resolve(fileURLToPath(new URL("../..", import.meta.url)));
@@ -63,11 +65,15 @@ test("CCTV age vectors decrypt in Chromium as the vectors say", async (t) => {
   const files = readdirSync(dir).sort().map((f) => path.join(dir, f));
   assert.ok(files.length > 100, `expected the full CCTV age suite in ${dir}`);
 
-  const server = http.createServer((_, res) => res.end("<!doctype html><title>cctv</title>"));
-  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  const origin = await serveTestOrigin();
   const browser = await launch(executable);
+  const paths = [
+    ["single", {}],
+    ["parallel", { workers: 2, batchChunks: 1 }],
+    ["parallel", { workers: 2, batchChunks: 16 }],
+  ];
   try {
-    const page = await openHarness(browser, `http://127.0.0.1:${server.address().port}/`, await harnessBundle());
+    const page = await openHarness(browser, origin.url, await harnessBundle());
     let passed = 0;
     const skipped = new Map();
     const failures = [];
@@ -79,30 +85,45 @@ test("CCTV age vectors decrypt in Chromium as the vectors say", async (t) => {
         skipped.set(skip, [...(skipped.get(skip) ?? []), v.name]);
         continue;
       }
-      const got = await page.evaluate(([b64, s]) => globalThis.hd.decryptVector(b64, s), [
-        v.body.toString("base64"),
-        secret,
-      ]);
-      const problems = [];
       const allowed = EXPECTED_ERROR[expect];
       assert.ok(allowed, `${v.name}: unknown expectation ${expect}`);
-      if (!allowed.includes(got.error)) {
-        problems.push(`expected ${expect}, got ${got.error ?? "success"} ${got.message}`);
-      }
       const payload = v.meta.payload?.[0] ?? EMPTY_SHA256;
-      if (got.releasedSha256 !== payload) {
-        problems.push(`released ${got.releasedBytes} bytes hashing to ${got.releasedSha256}, want ${payload}`);
+      const problems = [];
+      for (const [path, knobs] of paths) {
+        const label = path === "single" ? "single" : `parallel/${knobs.batchChunks}`;
+        const got = await page.evaluate(([b64, s, p, k]) => globalThis.hd.decryptVector(b64, s, p, k), [
+          v.body.toString("base64"),
+          secret,
+          path,
+          knobs,
+        ]);
+        if (!allowed.includes(got.error)) {
+          problems.push(`${label}: expected ${expect}, got ${got.error ?? "success"} ${got.message}`);
+        }
+        if (got.releasedSha256 !== payload) {
+          problems.push(`${label}: released ${got.releasedBytes} bytes hashing to ${got.releasedSha256}, want ${payload}`);
+        }
+        // The workers ran, unless the header failed first (then no path is chosen).
+        if (path === "parallel" && got.path && got.path.path !== "parallel") {
+          problems.push(`${label}: ran on ${JSON.stringify(got.path)}`);
+        }
+        if (path === "parallel" && expect === "success" && got.path?.path !== "parallel") {
+          problems.push(`${label}: the parallel path did not run (${JSON.stringify(got.path)})`);
+        }
       }
       if (problems.length === 0) passed++;
       else failures.push(`${v.name}: ${problems.join("; ")}`);
     }
     const skipCount = [...skipped.values()].reduce((n, l) => n + l.length, 0);
-    console.log(`CCTV age vectors in Chromium: ${passed} passed, ${failures.length} failed, ${skipCount} skipped (from ${dir})`);
+    console.log(
+      `CCTV age vectors in Chromium, each on the single-thread path and in workers with batches of 1 and 16 chunks: ` +
+        `${passed} passed, ${failures.length} failed, ${skipCount} skipped (from ${dir})`,
+    );
     for (const [why, names] of skipped) console.log(`  skipped ${names.length} (${why}): ${names.join(", ")}`);
     assert.deepEqual(failures, []);
     assert.equal(passed + skipCount, files.length);
   } finally {
     await browser.close();
-    server.close();
+    origin.close();
   }
 });

@@ -183,16 +183,23 @@ async function shot(page, name) {
   await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`) });
 }
 
-/** Ready → Download with the save picker; returns the end state and the saved bytes. */
+/**
+ * Ready → Download with the save picker; returns the end state, the saved bytes and the
+ * URLs of the dedicated workers the page started.
+ */
 async function saveWithPicker(f, { passphrase } = {}) {
   const page = await tab("picker");
+  const workers = [];
+  page.on("worker", (w) => workers.push(w.url()));
   assert.equal(await open(page, f.link), "ready");
   if (passphrase !== undefined) await page.fill("#passphrase", passphrase);
   await page.click("#download");
   const end = await settled(page);
   const saved = await pickerFile(page, f.name);
-  return { page, end, saved };
+  return { page, end, saved, workers };
 }
+
+const DECRYPT_WORKER = /\/web\/decrypt-worker\.js$/;
 
 /** Ready → Download through the service worker; returns the end state and the download. */
 async function saveWithServiceWorker(f, { passphrase, expectDownload = true } = {}) {
@@ -222,10 +229,10 @@ const sizes = [
 
 // ---------- stories ----------
 
-story("the page, its script, style and service worker carry a strict CSP and no referrer", async () => {
+story("the page, its script, style, decryption worker and service worker carry a strict CSP and no referrer", async () => {
   const f = await share("headers.txt", Buffer.from("headers"));
   const page = `/d/${f.fileId}`;
-  for (const path of [page, "/web/app.js", "/web/style.css", "/d/sw.js"]) {
+  for (const path of [page, "/web/app.js", "/web/style.css", "/web/decrypt-worker.js", "/d/sw.js"]) {
     const r = await fetch(server.url + path);
     assert.equal(r.status, 200, path);
     const csp = r.headers.get("content-security-policy") ?? "";
@@ -267,6 +274,16 @@ for (const [label, size] of sizes) {
     await page.close();
   });
 }
+
+story("save picker: the payload is opened by dedicated workers from /web/decrypt-worker.js", async () => {
+  const f = await share("workers-3MiB.bin", sample(3 * MiB + 5, 21));
+  const { page, end, saved, workers } = await saveWithPicker(f);
+  assert.equal(end, "done");
+  assert.ok(saved.equals(f.bytes));
+  const started = workers.filter((u) => DECRYPT_WORKER.test(u));
+  assert.ok(started.length >= 2, `decryption workers started: ${JSON.stringify(workers)}`);
+  await page.close();
+});
 
 story("the download screen shows bytes, rate and time left while it streams", async () => {
   const f = await share("slow-5MiB.bin", sample(5 * MiB, 99));
@@ -373,11 +390,32 @@ story("one flipped byte in the stored object: tampering is reported and no file 
   stored[Math.floor(stored.length / 2)] ^= 0x01;
   await writeFile(object, stored);
 
-  const { page, end, saved } = await saveWithPicker(f);
+  const { page, end, saved, workers } = await saveWithPicker(f);
   assert.equal(end, "failed-damaged");
   assert.match(await alertText(page), /tampered with or damaged/);
   assert.equal(saved, null, "the partial file was removed");
+  assert.ok(workers.some((u) => DECRYPT_WORKER.test(u)), "the workers opened the payload");
   await shot(page, "error-damaged");
+  await page.close();
+
+  const sw = await saveWithServiceWorker(f);
+  assert.equal(sw.end, "failed-damaged");
+  assert.notEqual(await sw.download.failure(), null, "the browser marks the download failed");
+  await sw.page.close();
+});
+
+story("a stored object cut on a chunk boundary (its last chunk gone): damage is reported and no file completes", async () => {
+  const f = await share("cut.bin", sample(4 * 64 * KiB + 100, 22));
+  const [object] = (await server.objects()).filter((p) => p.includes(f.fileId));
+  assert.ok(object, "the object is in the local store");
+  const stored = await readFile(object);
+  // The last chunk is 100 bytes + a 16-byte tag; what is left ends after 4 full chunks.
+  await writeFile(object, stored.subarray(0, stored.length - 116));
+
+  const { page, end, saved, workers } = await saveWithPicker(f);
+  assert.equal(end, "failed-damaged");
+  assert.equal(saved, null, "the partial file was removed");
+  assert.ok(workers.some((u) => DECRYPT_WORKER.test(u)), "the workers opened the payload");
   await page.close();
 
   const sw = await saveWithServiceWorker(f);

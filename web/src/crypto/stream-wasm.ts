@@ -14,16 +14,12 @@
 // without 'wasm-unsafe-eval', a locked-down browser), the same STREAM code runs on
 // @noble/ciphers — age-encryption's own pure-JS AEAD — slower but byte for byte alike.
 
-import { chacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { Decrypter, armor, identityToRecipient } from "age-encryption";
-import sodium from "libsodium-wrappers";
+import { type Aead, payloadAead, SEALED_CHUNK_BYTES, TAG_BYTES } from "./aead";
 import { DamagedFileError, type Secret, WrongKeyError, WrongPassphraseError } from "./decrypt";
 
 export { DamagedFileError, WrongKeyError, WrongPassphraseError };
 
-const CHUNK_BYTES = 64 * 1024;
-const TAG_BYTES = 16;
-const SEALED_CHUNK_BYTES = CHUNK_BYTES + TAG_BYTES;
 const PAYLOAD_NONCE_BYTES = 16;
 // A header is a few hundred bytes; a stream that has not shown its MAC line by this
 // point is not an age file we would ever have written, and buffering more is a waste.
@@ -45,8 +41,33 @@ export async function decryptAge(
   ciphertext: ReadableStream<Uint8Array>,
   secret: Secret,
 ): Promise<ReadableStream<Uint8Array>> {
+  return openPayload(await openHeader(ciphertext, secret));
+}
+
+/** Opens the payload after `header` on this thread, chunk after chunk. */
+export async function openPayload({ payloadKey, source, readAhead }: OpenedHeader): Promise<ReadableStream<Uint8Array>> {
+  const { aead } = await payloadAead();
+  return openPayloadFrom(source, readAhead, new StreamOpener(payloadKey, aead));
+}
+
+/** An age file whose header has been verified: what is left is its STREAM payload. */
+export interface OpenedHeader {
+  /** HKDF-SHA-256(file key, payload nonce, "payload"). */
+  payloadKey: Uint8Array;
+  /** The rest of the ciphertext, after `readAhead`. */
+  source: ReadableStreamDefaultReader<Uint8Array>;
+  /** Payload bytes already read past the nonce (may be empty). */
+  readAhead: Uint8Array;
+}
+
+/**
+ * Reads and checks the header with `secret` and derives the payload key: the part of
+ * decryptAge that both payload paths (this module's and parallel.ts's) share. Rejects
+ * with WrongKeyError / WrongPassphraseError / DamagedFileError, after cancelling the
+ * ciphertext, before any plaintext exists.
+ */
+export async function openHeader(ciphertext: ReadableStream<Uint8Array>, secret: Secret): Promise<OpenedHeader> {
   const decrypter = await decrypterFor(secret);
-  const aead = await payloadAead();
   const reader = ciphertext.getReader();
   let input = new PrefixedReader(reader);
   try {
@@ -63,8 +84,7 @@ export async function decryptAge(
     const nonce = await input.readExactly(PAYLOAD_NONCE_BYTES);
     if (nonce === null) throw new DamagedFileError("The file ends before its payload starts.");
     const payloadKey = await derivePayloadKey(fileKey, nonce);
-    const { source, readAhead } = input.detach();
-    return openPayloadFrom(source, readAhead, new StreamOpener(payloadKey, aead));
+    return { payloadKey, ...input.detach() };
   } catch (e) {
     await reader.cancel().catch(() => {});
     throw e;
@@ -105,38 +125,9 @@ function headerError(e: unknown, secret: Secret): Error {
   return new DamagedFileError(`The file's header is damaged (${message}).`);
 }
 
-/** Opens one sealed chunk, or returns null when it does not authenticate. */
-type Aead = (sealed: Uint8Array, nonce: Uint8Array, key: Uint8Array) => Uint8Array | null;
-
-const sodiumAead: Aead = (sealed, nonce, key) => {
-  try {
-    return sodium.crypto_aead_chacha20poly1305_ietf_decrypt(null, sealed, null, nonce, key);
-  } catch {
-    return null;
-  }
-};
-
-const nobleAead: Aead = (sealed, nonce, key) => {
-  try {
-    return chacha20poly1305(key, nonce).decrypt(sealed);
-  } catch {
-    return null;
-  }
-};
-
-/** libsodium's WASM AEAD, or the pure-JS one where WebAssembly may not run. */
-async function payloadAead(): Promise<Aead> {
-  try {
-    await sodium.ready;
-    return sodiumAead;
-  } catch {
-    return nobleAead;
-  }
-}
-
 /** Which AEAD decryptAge will use in this context: "wasm", or "js" where WASM is blocked. */
 export async function payloadEngine(): Promise<"wasm" | "js"> {
-  return (await payloadAead()) === sodiumAead ? "wasm" : "js";
+  return (await payloadAead()).engine;
 }
 
 async function derivePayloadKey(fileKey: Uint8Array, nonce: Uint8Array): Promise<Uint8Array> {
@@ -250,7 +241,7 @@ class StreamOpener {
 
 /** The STREAM payload layer as a TransformStream (for callers that pipe). */
 export async function openStreamPayload(key: Uint8Array): Promise<TransformStream<Uint8Array, Uint8Array>> {
-  const opener = new StreamOpener(key, await payloadAead());
+  const opener = new StreamOpener(key, (await payloadAead()).aead);
   return new TransformStream<Uint8Array, Uint8Array>({
     transform(data, controller) {
       opener.push(data, (p) => controller.enqueue(p));

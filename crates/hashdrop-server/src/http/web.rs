@@ -18,6 +18,7 @@ const INDEX_HTML: &str = include_str!(concat!(env!("OUT_DIR"), "/web/index.html"
 const APP_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/web/app.js"));
 const SERVICE_WORKER_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/web/sw.js"));
 const STYLE_CSS: &str = include_str!(concat!(env!("OUT_DIR"), "/web/style.css"));
+const DECRYPT_WORKER_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/web/decrypt-worker.js"));
 
 // Content-Security-Policy of the page, its assets and its service worker: the blob
 // store's origin, when it has its own, goes between the two halves (`connect-src`).
@@ -48,7 +49,10 @@ pub fn csp(state: &AppState) -> HeaderValue {
 }
 
 /// Routes of the page's static assets. The service worker lives under `/d/` so that
-/// its scope covers the share pages and its download URLs (`/d/_save/{job}`).
+/// its scope covers the share pages and its download URLs (`/d/_save/{job}`). The
+/// decryption workers' script is a separate same-origin file (`worker-src 'self'`; no
+/// `blob:` URL), served with the same CSP, which is also the policy the workers run
+/// under ('wasm-unsafe-eval' lets them compile libsodium).
 pub fn asset_routes() -> Router<AppState> {
     Router::new()
         .route(
@@ -58,6 +62,12 @@ pub fn asset_routes() -> Router<AppState> {
         .route(
             "/web/style.css",
             get(|s: State<AppState>| async move { asset(&s, "text/css; charset=utf-8", STYLE_CSS) }),
+        )
+        .route(
+            "/web/decrypt-worker.js",
+            get(|s: State<AppState>| async move {
+                asset(&s, "text/javascript; charset=utf-8", DECRYPT_WORKER_JS)
+            }),
         )
         .route(
             "/d/sw.js",

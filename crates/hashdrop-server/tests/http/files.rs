@@ -132,7 +132,12 @@ async fn upload_list_download_share_delete(b: Backend) {
     let html = page.text().await.unwrap();
     assert!(html.contains(r#"<script type="module" src="/web/app.js">"#));
     assert!(html.contains("hashdrop decrypt"));
-    for asset in ["/web/app.js", "/web/style.css", "/d/sw.js"] {
+    for asset in [
+        "/web/app.js",
+        "/web/style.css",
+        "/web/decrypt-worker.js",
+        "/d/sw.js",
+    ] {
         let r = app.get(asset, None).await;
         assert_eq!(r.status(), StatusCode::OK, "{asset}");
         assert_eq!(

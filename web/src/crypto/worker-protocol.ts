@@ -1,0 +1,34 @@
+// Messages between the page (parallel.ts) and a decryption worker (worker.ts).
+
+import type { Engine } from "./aead";
+
+/** Page → worker. */
+export type ToWorker =
+  /** The payload key, once, before any batch. */
+  | { type: "key"; key: Uint8Array }
+  /**
+   * Sealed chunks `firstChunk`, `firstChunk + 1`, … in the first `length` bytes of
+   * `buffers` read one after the other (the download's own buffers, transferred, not
+   * copied; bytes past `length` are not part of the batch). Only the file's final batch
+   * may end in a partial chunk.
+   */
+  | { type: "batch"; id: number; buffers: ArrayBuffer[]; length: number; firstChunk: number };
+
+/** Worker → page. */
+export type FromWorker =
+  /** The cipher is loaded; `engine` says which one. */
+  | { type: "ready"; engine: Engine }
+  /**
+   * A batch opened (or stopped at a bad chunk): its first `plainBytes` bytes, read
+   * across `buffers` (the same ones, handed back), are the plaintext.
+   */
+  | {
+      type: "opened";
+      id: number;
+      buffers: ArrayBuffer[];
+      plainBytes: number;
+      endsFile: boolean;
+      error: string | null;
+    }
+  /** The worker cannot go on (no key, an exception): the download must fail. */
+  | { type: "fatal"; message: string };
