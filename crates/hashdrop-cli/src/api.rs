@@ -1,13 +1,13 @@
-//! The HTTP side: requests to the Hashdrop API, transparent access-token refresh, and
-//! the translation of every failure into one actionable line.
+//! The HTTP side: the transport policy around `hashdrop-client`'s calls (retries
+//! through a load balancer, `-v` tracing, transparent access-token refresh) and the
+//! translation of every failure into one actionable line. Paths and JSON shapes live
+//! in `hashdrop-client`.
 
 use std::time::Duration;
 
 use anyhow::Context;
-use hashdrop_wire::{ErrorBody, RefreshRequest, RefreshResponse};
-use reqwest::{Method, RequestBuilder, Response, StatusCode};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use hashdrop_client::{Answer, Call, Client, HttpError};
+use reqwest::{Method, Request, Response, StatusCode};
 use url::Url;
 
 use crate::error::fail;
@@ -25,15 +25,6 @@ const RETRY_PAUSES: [Duration; 4] = [
 /// A 503 whose Retry-After asks for more than this is reported, not waited out.
 const MAX_RETRY_AFTER_SECS: u64 = 2;
 
-/// Requests whose second arrival does what the first did: the idempotent methods,
-/// and completing an upload (a completed file answers the same again).
-fn safe_to_repeat(method: &Method, path: &str) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
-    ) || (*method == Method::POST && path == "/api/files/complete")
-}
-
 fn transient_status(r: &Response) -> bool {
     match r.status() {
         StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT => true,
@@ -50,62 +41,21 @@ fn transient_status(r: &Response) -> bool {
 /// A client of one server.
 #[derive(Debug, Clone)]
 pub struct Api {
-    base: Url,
-    http: reqwest::Client,
+    client: Client,
     home: Home,
     verbose: bool,
     insecure_http: bool,
 }
 
-/// A non-success answer, before it is turned into a user-facing message.
-#[derive(Debug)]
-pub struct HttpError {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// The `code` of the error body, if the server sent one.
-    pub code: String,
-    /// The `error` text of the error body (or the status text).
-    pub message: String,
-    /// `Retry-After`, in seconds.
-    pub retry_after: Option<u64>,
-}
-
-impl std::fmt::Display for HttpError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "HTTP {}: {}", self.status.as_u16(), self.message)
-    }
-}
-
-impl std::error::Error for HttpError {}
-
-impl HttpError {
-    /// Reads an unsuccessful response.
-    pub async fn read(resp: Response) -> Self {
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok());
-        let text = resp.text().await.unwrap_or_default();
-        let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
-            Ok(b) => (b.code, b.error),
-            Err(_) => (
-                String::new(),
-                status.canonical_reason().unwrap_or("error").to_string(),
-            ),
-        };
-        Self {
-            status,
-            code,
-            message,
-            retry_after,
-        }
-    }
-
+/// A refusal turned into the user-facing line.
+pub trait Explain {
     /// The user-facing line; `subject` names what was asked for ("file", "link"...).
-    pub fn into_user(self, subject: &str) -> anyhow::Error {
-        let m = self.message.trim_end_matches('.').to_string();
+    fn into_user(self, subject: &str) -> anyhow::Error;
+}
+
+impl Explain for HttpError {
+    fn into_user(self, subject: &str) -> anyhow::Error {
+        let m = self.message().trim_end_matches('.').to_string();
         match self.status.as_u16() {
             400 => fail(
                 "bad_request",
@@ -117,7 +67,7 @@ impl HttpError {
                 format!("the server refused the credentials ({m})"),
                 "log in again with `hashdrop auth login`",
             ),
-            403 if self.code == "quota_exceeded" => fail(
+            403 if self.code() == "quota_exceeded" => fail(
                 "quota_exceeded",
                 "storage quota exceeded",
                 "delete files you no longer need (`hashdrop files delete ID`) and retry",
@@ -143,7 +93,7 @@ impl HttpError {
                 format!("the file is too large for this server ({m})"),
                 "upload a smaller file",
             ),
-            429 if self.code == "download_limit" => fail(
+            429 if self.code() == "download_limit" => fail(
                 "download_limit",
                 "daily download limit reached for this file",
                 format!(
@@ -159,7 +109,7 @@ impl HttpError {
                     human_wait(self.retry_after.unwrap_or(60))
                 ),
             ),
-            503 if self.code == "global_quota_exceeded" => fail(
+            503 if self.code() == "global_quota_exceeded" => fail(
                 "quota_exceeded",
                 format!("the server is out of storage ({m})"),
                 "try again later or contact the operator",
@@ -247,6 +197,20 @@ pub fn transport_error(e: reqwest::Error, target: &str) -> anyhow::Error {
     }
 }
 
+/// Turns a failed call that is not a refusal into its user-facing line; `target` is
+/// the server the call went to.
+fn client_error(e: hashdrop_client::Error, target: &str) -> anyhow::Error {
+    match e {
+        hashdrop_client::Error::Transport(e) => transport_error(e, target),
+        hashdrop_client::Error::Unexpected { path, detail } => fail(
+            "bad_response",
+            format!("unexpected answer from the server for {path} ({detail})"),
+            "check that --server points at a Hashdrop server of a compatible version",
+        ),
+        other => anyhow::Error::new(other),
+    }
+}
+
 impl Api {
     /// A client for `server` (e.g. `http://127.0.0.1:8080`).
     pub fn new(
@@ -255,7 +219,7 @@ impl Api {
         verbose: bool,
         insecure_http: bool,
     ) -> anyhow::Result<Self> {
-        let mut base = Url::parse(server.trim()).map_err(|e| {
+        let base = Url::parse(server.trim()).map_err(|e| {
             fail(
                 "bad_server",
                 format!("invalid server URL {server:?} ({e})"),
@@ -270,8 +234,6 @@ impl Api {
             ));
         }
         refuse_plain_http(&base, insecure_http, "--server")?;
-        base.set_fragment(None);
-        base.set_query(None);
         let http = reqwest::Client::builder()
             .user_agent(concat!("hashdrop-cli/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
@@ -279,8 +241,7 @@ impl Api {
             .build()
             .context("building the HTTP client")?;
         Ok(Self {
-            base,
-            http,
+            client: Client::with_http(base, http),
             home,
             verbose,
             insecure_http,
@@ -294,22 +255,17 @@ impl Api {
 
     /// The server base URL, without a trailing slash.
     pub fn base(&self) -> String {
-        self.base.as_str().trim_end_matches('/').to_string()
+        self.client.base().to_string()
     }
 
     /// The raw HTTP client (downloads, blob uploads).
     pub fn http(&self) -> &reqwest::Client {
-        &self.http
+        self.client.http()
     }
 
     /// The state directory.
     pub fn home(&self) -> &Home {
         &self.home
-    }
-
-    /// Absolute URL of an API path such as `/api/files/all`.
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base(), path)
     }
 
     /// Logs a request line with `-v` (query strings, which may hold signatures, cut).
@@ -320,36 +276,21 @@ impl Api {
         }
     }
 
-    /// Sends a request, mapping transport errors.
-    pub async fn send(&self, rb: RequestBuilder, target: &str) -> anyhow::Result<Response> {
-        let resp = self
-            .execute(rb)
-            .await
-            .map_err(|e| transport_error(e, &self.base()))?;
-        if self.verbose {
-            eprintln!(
-                "hashdrop: -> {} ({target})",
-                resp.status().as_u16(),
-                target = printable(target.split('?').next().unwrap_or(target), false)
-            );
-        }
-        Ok(resp)
-    }
-
     /// Sends a request, sending it again after the transient failures a fleet behind
     /// a load balancer produces while an instance restarts or dies: a refused
     /// connection (the request never arrived, so any request may go again), and for
-    /// requests that are safe to repeat also a dropped connection or a 502/503/504
-    /// from the balancer. A 503 asking for a long wait (an object-store outage, a full
-    /// quota) is returned for the caller to explain. Streaming bodies are sent once.
-    pub async fn execute(&self, rb: RequestBuilder) -> Result<Response, reqwest::Error> {
-        let (client, req) = rb.build_split();
-        let mut req = req?;
-        let repeatable = safe_to_repeat(req.method(), req.url().path());
+    /// `repeatable` requests also a dropped connection or a 502/503/504 from the
+    /// balancer. A 503 asking for a long wait (an object-store outage, a full quota) is
+    /// returned for the caller to explain. Streaming bodies are sent once.
+    pub async fn execute(
+        &self,
+        mut req: Request,
+        repeatable: bool,
+    ) -> Result<Response, reqwest::Error> {
         let mut pauses = RETRY_PAUSES.iter();
         loop {
             let spare = req.try_clone();
-            let outcome = client.execute(req).await;
+            let outcome = self.http().execute(req).await;
             let transient = match &outcome {
                 Err(e) => e.is_connect() || repeatable,
                 Ok(r) => repeatable && transient_status(r),
@@ -367,35 +308,55 @@ impl Api {
         }
     }
 
-    /// An unauthenticated JSON call. Returns the body or the raw [`HttpError`].
-    pub async fn public<B: Serialize + ?Sized, T: DeserializeOwned>(
+    /// Sends one call of `client` through [`Api::execute`], traced with `-v`. Returns
+    /// the answer, or the refusal for the caller to turn into a message.
+    async fn run<T: Answer>(
         &self,
-        method: Method,
-        path: &str,
-        body: Option<&B>,
+        client: &Client,
+        call: Call<T>,
     ) -> anyhow::Result<Result<T, HttpError>> {
-        let resp = self.public_raw(method, path, body).await?;
-        if resp.status().is_success() {
-            Ok(Ok(read_json(resp).await?))
-        } else {
-            Ok(Err(HttpError::read(resp).await))
+        let target = client.base();
+        let repeatable = call.is_repeatable();
+        let req = call.into_request().map_err(|e| client_error(e, target))?;
+        let path = req.url().path().to_string();
+        self.trace(req.method(), req.url().as_str());
+        let resp = self
+            .execute(req, repeatable)
+            .await
+            .map_err(|e| transport_error(e, target))?;
+        if self.verbose {
+            eprintln!(
+                "hashdrop: -> {} ({})",
+                resp.status().as_u16(),
+                printable(&path, false)
+            );
+        }
+        match hashdrop_client::read(resp).await {
+            Ok(answer) => Ok(Ok(answer)),
+            Err(hashdrop_client::Error::Http(e)) => Ok(Err(e)),
+            // The body broke off after the status line.
+            Err(hashdrop_client::Error::Transport(e)) => Err(transport_error(e, &path)),
+            Err(e) => Err(client_error(e, target)),
         }
     }
 
-    /// An unauthenticated call returning the response whatever its status.
-    pub async fn public_raw<B: Serialize + ?Sized>(
+    /// An unauthenticated call to this server.
+    pub async fn public<T: Answer>(
         &self,
-        method: Method,
-        path: &str,
-        body: Option<&B>,
-    ) -> anyhow::Result<Response> {
-        let url = self.url(path);
-        self.trace(&method, &url);
-        let mut rb = self.http.request(method, &url);
-        if let Some(b) = body {
-            rb = rb.json(b);
-        }
-        self.send(rb, path).await
+        call: impl FnOnce(&Client) -> Call<T>,
+    ) -> anyhow::Result<Result<T, HttpError>> {
+        self.run(&self.client, call(&self.client)).await
+    }
+
+    /// An unauthenticated call to the server at `origin` (a share link's), which need
+    /// not be this one; the session's tokens never go there.
+    pub async fn public_at<T: Answer>(
+        &self,
+        origin: &Url,
+        call: impl FnOnce(&Client) -> Call<T>,
+    ) -> anyhow::Result<Result<T, HttpError>> {
+        let there = Client::with_http(origin.clone(), self.http().clone());
+        self.run(&there, call(&there)).await
     }
 
     /// The saved session for this server, or "log in".
@@ -415,78 +376,32 @@ impl Api {
         }
     }
 
-    /// An authenticated call. A 401 triggers one token refresh and one retry; any
-    /// other status is returned to the caller.
-    pub async fn authed<B: Serialize + ?Sized>(
+    /// An authenticated call, made by `call` from a client holding the access token.
+    /// A 401 about that token triggers one token refresh and one retry; any other
+    /// refusal is returned to the caller.
+    pub async fn authed<T: Answer>(
         &self,
-        method: Method,
-        path: &str,
-        body: Option<&B>,
-    ) -> anyhow::Result<Response> {
+        call: impl Fn(&Client) -> Call<T>,
+    ) -> anyhow::Result<Result<T, HttpError>> {
         let session = self.session()?;
-        let resp = self
-            .authed_once(method.clone(), path, body, &session.access_token)
-            .await?;
-        if resp.status() != StatusCode::UNAUTHORIZED {
-            return Ok(resp);
-        }
-        // A 401 about something else (a wrong password on delete-account) goes back to
-        // the caller untouched; only a rejected access token is worth a refresh. A 401
-        // without our JSON body (a proxy's) is treated as a token problem too.
-        let text = resp.text().await.unwrap_or_default();
-        let token_problem = serde_json::from_str::<ErrorBody>(&text)
-            .map(|b| b.code == "invalid_token")
-            .unwrap_or(true);
-        if !token_problem {
-            let rebuilt = http::Response::builder()
-                .status(StatusCode::UNAUTHORIZED)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(text)
-                .context("rebuilding a response")?;
-            return Ok(Response::from(rebuilt));
+        let client = self.client.with_token(session.access_token.as_str());
+        match self.run(&client, call(&client)).await? {
+            // A 401 about something else (a wrong password on delete-account) goes
+            // back to the caller untouched; only a rejected access token is worth a
+            // refresh. A 401 without our JSON body (a proxy's) counts as one too.
+            Err(e) if e.is_token_problem() => {}
+            answered => return Ok(answered),
         }
         let access = self.refresh(&session.access_token).await?;
-        let resp = self.authed_once(method, path, body, &access).await?;
-        if resp.status() == StatusCode::UNAUTHORIZED {
-            return Err(fail(
+        let client = self.client.with_token(access);
+        match self.run(&client, call(&client)).await? {
+            Err(e) if e.status == StatusCode::UNAUTHORIZED => Err(fail(
                 "session_expired",
                 "your session is no longer valid",
                 "log in again with `hashdrop auth login`",
-            ));
+            )),
+            answered => Ok(answered),
         }
-        Ok(resp)
-    }
-
-    /// An authenticated JSON call: the body on success, else the raw [`HttpError`] for
-    /// the caller to turn into a message.
-    pub async fn authed_json<B: Serialize + ?Sized, T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&B>,
-    ) -> anyhow::Result<Result<T, HttpError>> {
-        let resp = self.authed(method, path, body).await?;
-        if resp.status().is_success() {
-            Ok(Ok(read_json(resp).await?))
-        } else {
-            Ok(Err(HttpError::read(resp).await))
-        }
-    }
-
-    async fn authed_once<B: Serialize + ?Sized>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&B>,
-        token: &str,
-    ) -> anyhow::Result<Response> {
-        let url = self.url(path);
-        self.trace(&method, &url);
-        let mut rb = self.http.request(method, &url).bearer_auth(token);
-        if let Some(b) = body {
-            rb = rb.json(b);
-        }
-        self.send(rb, path).await
     }
 
     /// Refreshes the access token that just failed. Serialized across processes by a
@@ -499,23 +414,17 @@ impl Api {
         if session.access_token != failed_access {
             return Ok(session.access_token);
         }
-        let body = RefreshRequest {
-            refresh_token: session.refresh_token.clone(),
+        let fresh = match self.public(|c| c.refresh(&session.refresh_token)).await? {
+            Ok(fresh) => fresh,
+            Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+                return Err(fail(
+                    "session_expired",
+                    "your session has expired or was revoked",
+                    "log in again with `hashdrop auth login`",
+                ))
+            }
+            Err(e) => return Err(e.into_user("session")),
         };
-        let resp = self
-            .public_raw(Method::POST, "/api/token/refresh", Some(&body))
-            .await?;
-        if resp.status() == StatusCode::UNAUTHORIZED {
-            return Err(fail(
-                "session_expired",
-                "your session has expired or was revoked",
-                "log in again with `hashdrop auth login`",
-            ));
-        }
-        if !resp.status().is_success() {
-            return Err(HttpError::read(resp).await.into_user("session"));
-        }
-        let fresh: RefreshResponse = read_json(resp).await?;
         let updated = Session {
             access_token: fresh.access_token.clone(),
             refresh_token: fresh.refresh_token,
@@ -524,17 +433,4 @@ impl Api {
         self.home.save_session(&updated)?;
         Ok(fresh.access_token)
     }
-}
-
-/// Reads a JSON body.
-pub async fn read_json<T: DeserializeOwned>(resp: Response) -> anyhow::Result<T> {
-    let url = resp.url().path().to_string();
-    let bytes = resp.bytes().await.map_err(|e| transport_error(e, &url))?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        fail(
-            "bad_response",
-            format!("unexpected answer from the server for {url} ({e})"),
-            "check that --server points at a Hashdrop server of a compatible version",
-        )
-    })
 }

@@ -21,9 +21,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{sample, server_bin, skip, Client};
+use hashdrop_client::{Answer, Call, Client as ApiClient, Url};
+use hashdrop_wire::{
+    CompleteRequest, Credentials, FileDetails, KeyMode, LoginResponse, PresignRequest,
+    PresignResponse, Readiness, VerifyRequest,
+};
 use reqwest::blocking::Client as Http;
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
+use tokio::runtime::Runtime;
 
 /// Ports BASE..BASE+30; away from the default 18400 so a developer's own cluster
 /// keeps running.
@@ -77,7 +83,58 @@ struct Cluster {
     url: String,
     script: PathBuf,
     server_bin: PathBuf,
+    /// Raw HTTP for what is not an API call: signed object URLs, HAProxy's stats.
     http: Http,
+    /// The API through HAProxy, blocking on `rt`.
+    api: Blocking,
+}
+
+/// The async API client driven from the stories' plain threads.
+#[derive(Clone)]
+struct Blocking {
+    client: ApiClient,
+    rt: Arc<Runtime>,
+}
+
+impl Blocking {
+    fn new(base: &str, rt: Arc<Runtime>) -> Blocking {
+        // Redirects are not followed: the download story reads the signed URL.
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        Blocking {
+            client: ApiClient::with_http(base.parse().unwrap(), http),
+            rt,
+        }
+    }
+
+    /// The same client and pool, aimed at another server.
+    fn at(&self, base: &str) -> Blocking {
+        Blocking {
+            client: ApiClient::with_http(base.parse().unwrap(), self.client.http().clone()),
+            rt: self.rt.clone(),
+        }
+    }
+
+    /// Sends the call `make` builds, once; the raw response, for status counting.
+    fn raw<T: Answer>(
+        &self,
+        make: impl FnOnce(&ApiClient) -> Call<T>,
+    ) -> Result<reqwest::Response, hashdrop_client::Error> {
+        self.rt.block_on(make(&self.client).response())
+    }
+
+    /// Reads the answer of a response [`Blocking::raw`] returned.
+    fn read<T: Answer>(&self, r: reqwest::Response) -> Result<T, hashdrop_client::Error> {
+        self.rt.block_on(hashdrop_client::read(r))
+    }
+
+    /// Any response body as JSON, for the checks of the error body itself.
+    fn json(&self, r: reqwest::Response) -> Value {
+        self.rt.block_on(r.json()).unwrap()
+    }
 }
 
 impl Cluster {
@@ -91,9 +148,12 @@ impl Cluster {
             return None;
         };
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let rt = Arc::new(Runtime::new().unwrap());
+        let url = format!("http://127.0.0.1:{BASE_PORT}");
         let cluster = Cluster {
             dir: PathBuf::from("/var/tmp/hashdrop-cluster-test"),
-            url: format!("http://127.0.0.1:{BASE_PORT}"),
+            api: Blocking::new(&url, rt),
+            url,
             script: root.join("scripts/cluster.sh"),
             server_bin,
             http: Http::builder()
@@ -194,49 +254,39 @@ impl Cluster {
         user
     }
 
-    /// Register, verify and log in over plain HTTP.
+    /// Register, verify and log in through the API client.
     fn sign_up(&self, email: &str) -> Api {
-        let post = |path: &str, body: Value| {
-            self.http
-                .post(format!("{}{path}", self.url))
-                .json(&body)
-                .send()
-                .unwrap()
+        let credentials = Credentials {
+            email: email.into(),
+            password: PASSWORD.into(),
         };
-        let r = post(
-            "/api/user/register",
-            json!({"email": email, "password": PASSWORD}),
-        );
+        let r = self.api.raw(|c| c.register(&credentials)).unwrap();
         assert_eq!(r.status(), StatusCode::CREATED, "register {email}");
-        let otp = self.otp(email);
-        let r = self
-            .http
-            .patch(format!("{}/api/user/verify", self.url))
-            .json(&json!({"email": email, "otp": otp}))
-            .send()
-            .unwrap();
+        let verify = VerifyRequest {
+            email: email.into(),
+            otp: self.otp(email),
+        };
+        let r = self.api.raw(|c| c.verify(&verify)).unwrap();
         assert!(r.status().is_success(), "verify {email}: {}", r.status());
-        let r = post(
-            "/api/user/login",
-            json!({"email": email, "password": PASSWORD}),
-        );
+        let r = self.api.raw(|c| c.login(&credentials)).unwrap();
         assert_eq!(r.status(), StatusCode::OK, "login {email}");
-        let v: Value = r.json().unwrap();
+        let tokens: LoginResponse = self.api.read(r).unwrap();
         Api {
             http: self.http.clone(),
-            url: self.url.clone(),
-            token: v["access_token"].as_str().unwrap().to_string(),
+            api: Blocking {
+                client: self.api.client.with_token(tokens.access_token),
+                rt: self.api.rt.clone(),
+            },
         }
     }
 
-    fn readiness(&self, i: usize) -> (StatusCode, Value) {
-        let r = self
-            .http
-            .get(format!("{}/api/readyz", self.instance_url(i)))
-            .send()
-            .unwrap();
+    /// Instance `i`'s readiness, asked directly (not through HAProxy); the body is
+    /// `None` when it is not a readiness answer.
+    fn readiness(&self, i: usize) -> (StatusCode, Option<Readiness>) {
+        let instance = self.api.at(&self.instance_url(i));
+        let r = instance.raw(|c| c.readyz()).unwrap();
         let status = r.status();
-        (status, r.json().unwrap_or(Value::Null))
+        (status, instance.read(r).ok())
     }
 
     /// Waits until every instance's readiness answer (status, body) satisfies `ok`.
@@ -244,12 +294,12 @@ impl Cluster {
         &self,
         what: &str,
         timeout: Duration,
-        ok: impl Fn(StatusCode, &Value) -> bool,
+        ok: impl Fn(StatusCode, Option<&Readiness>) -> bool,
     ) {
         self.wait_until(what, timeout, || {
             (1..=INSTANCES).all(|i| {
                 let (status, body) = self.readiness(i);
-                ok(status, &body)
+                ok(status, body.as_ref())
             })
         });
     }
@@ -273,47 +323,36 @@ impl Drop for Cluster {
     }
 }
 
-/// One logged-in user talking HTTP to the fleet.
+/// One logged-in user talking to the fleet through the API client.
 #[derive(Clone)]
 struct Api {
+    /// Raw HTTP for the signed object URLs.
     http: Http,
-    url: String,
-    token: String,
+    api: Blocking,
 }
 
 impl Api {
-    fn get(&self, path: &str) -> reqwest::Result<reqwest::blocking::Response> {
-        self.http
-            .get(format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
-            .send()
+    fn presign(&self, size: usize) -> Result<reqwest::Response, hashdrop_client::Error> {
+        let request = PresignRequest {
+            file_name: "load.bin".into(),
+            plaintext_hash: Some("ab".repeat(32)),
+            encrypted_size_bytes: size as u64,
+            key_management_mode: KeyMode::Vault,
+            mime_type: None,
+            expires_at: None,
+            max_downloads: None,
+        };
+        self.api.raw(|c| c.presign(&request))
     }
 
-    fn post(&self, path: &str, body: Value) -> reqwest::Result<reqwest::blocking::Response> {
-        self.http
-            .post(format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-    }
-
-    fn presign(&self, size: usize) -> reqwest::Result<reqwest::blocking::Response> {
-        self.post(
-            "/api/files/presign",
-            json!({
-                "file_name": "load.bin",
-                "plaintext_hash": "ab".repeat(32),
-                "encrypted_size_bytes": size,
-                "key_management_mode": "vault",
-            }),
-        )
-    }
-
-    fn complete(&self, file_id: &str) -> reqwest::Result<reqwest::blocking::Response> {
-        self.post(
-            "/api/files/complete",
-            json!({"file_id": file_id, "plaintext_size_bytes": 1}),
-        )
+    fn complete(&self, file_id: &str) -> Result<reqwest::Response, hashdrop_client::Error> {
+        let request = CompleteRequest {
+            file_id: file_id.into(),
+            plaintext_hash: None,
+            plaintext_size_bytes: Some(1),
+            passphrase_salt: None,
+        };
+        self.api.raw(|c| c.complete(&request))
     }
 
     /// Presign, PUT to the store, complete; the first failing step's description.
@@ -324,9 +363,9 @@ impl Api {
         if r.status() != StatusCode::OK {
             return Err(format!("presign: {}", r.status()));
         }
-        let p: Value = r.json().map_err(|e| format!("presign body: {e}"))?;
-        let id = p["file_id"].as_str().unwrap().to_string();
-        let url = p["upload_resource"]["url"].as_str().unwrap();
+        let p: PresignResponse = self.api.read(r).map_err(|e| format!("presign body: {e}"))?;
+        let id = p.file_id;
+        let url = p.upload_resource.url.as_str();
         let r = self
             .http
             .put(url)
@@ -349,13 +388,14 @@ impl Api {
 
     /// The download redirect's target (a presigned GET on the object store).
     fn download_location(&self, file_id: &str) -> String {
-        let r = self.get(&format!("/api/files?id={file_id}")).unwrap();
+        let r = self.api.raw(|c| c.details(file_id)).unwrap();
         assert_eq!(r.status(), StatusCode::OK, "details {file_id}");
-        let v: Value = r.json().unwrap();
-        let download = v[0]["download_url"].as_str().unwrap().to_string();
-        let r = self.http.get(&download).send().unwrap();
+        let v: Vec<FileDetails> = self.api.read(r).unwrap();
+        let download = v[0].download_url.clone();
+        let r = self.api.raw(|c| c.download(&download)).unwrap();
         assert_eq!(r.status(), StatusCode::SEE_OTHER, "download redirect");
-        r.headers()["location"].to_str().unwrap().to_string()
+        let location: Url = self.api.read(r).unwrap();
+        location.into()
     }
 }
 
@@ -458,7 +498,7 @@ fn cli_session_spreads_across_instances(c: &Cluster) {
     // And each answer names its instance.
     let ids: BTreeSet<String> = (0..INSTANCES * 2)
         .map(|_| {
-            let r = c.http.get(format!("{}/api/healthz", c.url)).send().unwrap();
+            let r = c.api.raw(|api| api.healthz()).unwrap();
             r.headers()["x-hashdrop-instance"]
                 .to_str()
                 .unwrap()
@@ -510,11 +550,11 @@ fn store_enforces_presigned_urls(c: &Cluster) {
     for size in [100usize * 2, 50] {
         let r = api.presign(100).unwrap();
         assert_eq!(r.status(), StatusCode::OK);
-        let p: Value = r.json().unwrap();
-        let url = p["upload_resource"]["url"].as_str().unwrap();
+        let p: PresignResponse = api.api.read(r).unwrap();
+        let url = p.upload_resource.url.as_str();
         let r = c.http.put(url).body(vec![7u8; size]).send().unwrap();
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "body of {size} bytes");
-        let file_id = p["file_id"].as_str().unwrap();
+        let file_id = p.file_id.as_str();
         let r = api.complete(file_id).unwrap();
         assert_eq!(
             r.status(),
@@ -535,7 +575,7 @@ fn fleet_rate_limit(c: &Cluster) {
             let (api, allowed, limited) = (api.clone(), allowed.clone(), limited.clone());
             std::thread::spawn(move || {
                 for _ in 0..60 {
-                    let r = api.get("/api/files/all").unwrap();
+                    let r = api.api.raw(|c| c.list_all()).unwrap();
                     match r.status() {
                         // An empty list answers 404, as the reference does.
                         StatusCode::OK | StatusCode::NOT_FOUND => &allowed,
@@ -599,11 +639,8 @@ impl Load {
                                 }
                                 Err(e) => Err(e),
                             },
-                            1 => status_of(
-                                api.get(&format!("/api/files/hash?id={seed}")),
-                                failure_is,
-                            ),
-                            _ => status_of(api.get(&format!("/api/files?id={seed}")), failure_is),
+                            1 => status_of(api.api.raw(|c| c.file_hash(&seed)), failure_is),
+                            _ => status_of(api.api.raw(|c| c.details(&seed)), failure_is),
                         };
                         requests.fetch_add(1, Ordering::Relaxed);
                         if let Err(e) = outcome {
@@ -636,7 +673,7 @@ impl Load {
 }
 
 fn status_of(
-    r: reqwest::Result<reqwest::blocking::Response>,
+    r: Result<reqwest::Response, hashdrop_client::Error>,
     failure_is: fn(StatusCode) -> bool,
 ) -> Result<(), String> {
     match r {
@@ -729,7 +766,7 @@ fn redis_outage(c: &Cluster) {
     c.wait_for_every_instance(
         "instances to report degraded",
         Duration::from_secs(20),
-        |status, body| status == StatusCode::OK && body["status"] == "degraded",
+        |status, body| status == StatusCode::OK && body.is_some_and(|b| b.status == "degraded"),
     );
     std::thread::sleep(Duration::from_secs(3));
 
@@ -741,7 +778,7 @@ fn redis_outage(c: &Cluster) {
             let (hammer, limited) = (hammer.clone(), limited.clone());
             std::thread::spawn(move || {
                 for _ in 0..100 {
-                    let s = hammer.get("/api/files/all").unwrap().status();
+                    let s = hammer.api.raw(|c| c.list_all()).unwrap().status();
                     assert!(!s.is_server_error(), "{s} while Redis is down");
                     if s == StatusCode::TOO_MANY_REQUESTS {
                         limited.fetch_add(1, Ordering::Relaxed);
@@ -762,7 +799,7 @@ fn redis_outage(c: &Cluster) {
     c.wait_for_every_instance(
         "instances to recover by themselves",
         Duration::from_secs(30),
-        |_, body| body["status"] == "ready",
+        |_, body| body.is_some_and(|b| b.status == "ready"),
     );
     let (requests, failures, _) = load.finish();
     eprintln!("redis outage: {requests} requests, {} 5xx", failures.len());
@@ -796,8 +833,7 @@ fn replica_outage(c: &Cluster) {
         Duration::from_secs(20),
         |status, body| {
             status == StatusCode::OK
-                && body["status"] == "degraded"
-                && body["checks"]["replica"] == "degraded"
+                && body.is_some_and(|b| b.status == "degraded" && b.checks.replica == "degraded")
         },
     );
     // Every instance serves the owner's reads from the primary now.
@@ -818,7 +854,7 @@ fn replica_outage(c: &Cluster) {
     c.wait_for_every_instance(
         "instances to read the replica again",
         Duration::from_secs(30),
-        |_, body| body["checks"]["replica"] == "ok" && body["status"] == "ready",
+        |_, body| body.is_some_and(|b| b.checks.replica == "ok" && b.status == "ready"),
     );
     assert_eq!(listed(&bob), [id]);
 }
@@ -827,9 +863,9 @@ fn object_store_outage(c: &Cluster) {
     let api = c.sign_up("store-outage@fleet.test");
     // An upload whose object landed but whose completion will hit the outage.
     let r = api.presign(5).unwrap();
-    let p: Value = r.json().unwrap();
-    let stranded = p["file_id"].as_str().unwrap().to_string();
-    let url = p["upload_resource"]["url"].as_str().unwrap();
+    let p: PresignResponse = api.api.read(r).unwrap();
+    let stranded = p.file_id.clone();
+    let url = p.upload_resource.url.as_str();
     assert!(c
         .http
         .put(url)
@@ -855,7 +891,7 @@ fn object_store_outage(c: &Cluster) {
         let r = api.presign(5).unwrap();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(r.headers().contains_key("retry-after"));
-        let body: Value = r.json().unwrap();
+        let body = api.api.json(r);
         assert!(
             body["error"].is_string() && body["code"].is_string(),
             "{body}"

@@ -1,9 +1,10 @@
 //! `hashdrop auth ...`.
 
-use hashdrop_wire::{Credentials, LoginResponse, RefreshRequest, UserResponse, VerifyRequest};
-use reqwest::{Method, StatusCode};
+use hashdrop_wire::{Credentials, LoginResponse, UserResponse, VerifyRequest};
+use reqwest::StatusCode;
 use serde_json::json;
 
+use crate::api::Explain;
 use crate::error::fail;
 use crate::home::{Session, SESSION_FILE};
 use crate::secrets::{self, SecretKind};
@@ -31,11 +32,7 @@ pub async fn register(ctx: &Ctx, email: Option<String>) -> anyhow::Result<()> {
         email: email.clone(),
         password,
     };
-    let user: UserResponse = match ctx
-        .api
-        .public(Method::POST, "/api/user/register", Some(&body))
-        .await?
-    {
+    let user: UserResponse = match ctx.api.public(|c| c.register(&body)).await? {
         Ok(u) => u,
         Err(e) if e.status == StatusCode::CONFLICT => return Err(fail(
             "already_registered",
@@ -72,28 +69,23 @@ async fn verify_call(ctx: &Ctx, email: &str, otp: &str) -> anyhow::Result<()> {
         email: email.to_string(),
         otp: otp.trim().to_string(),
     };
-    let resp = ctx
-        .api
-        .public_raw(Method::PATCH, "/api/user/verify", Some(&body))
-        .await?;
-    if resp.status().is_success() {
+    let Err(e) = ctx.api.public(|c| c.verify(&body)).await? else {
         return Ok(());
-    }
-    let e = crate::api::HttpError::read(resp).await;
+    };
     Err(match e.status.as_u16() {
         401 => fail(
             "bad_code",
             "wrong verification code for this email",
             "check the code in the mail and retry",
         ),
-        400 if e.message.contains("expired") => fail(
+        400 if e.message().contains("expired") => fail(
             "code_expired",
             "the verification code has expired",
             "register again to get a new code",
         ),
         429 => fail(
             "too_many_attempts",
-            format!("too many attempts ({})", e.message),
+            format!("too many attempts ({})", e.message()),
             "wait, then register again to get a new code",
         ),
         _ => e.into_user("account"),
@@ -120,13 +112,9 @@ pub async fn login(ctx: &Ctx, email: Option<String>) -> anyhow::Result<()> {
         email: email.clone(),
         password,
     };
-    let tokens: LoginResponse = match ctx
-        .api
-        .public(Method::POST, "/api/user/login", Some(&body))
-        .await?
-    {
+    let tokens: LoginResponse = match ctx.api.public(|c| c.login(&body)).await? {
         Ok(t) => t,
-        Err(e) if e.status == StatusCode::UNAUTHORIZED && e.message.contains("verified") => {
+        Err(e) if e.status == StatusCode::UNAUTHORIZED && e.message().contains("verified") => {
             return Err(fail(
                 "not_verified",
                 format!("{email} is not verified yet"),
@@ -162,15 +150,8 @@ pub async fn logout(ctx: &Ctx) -> anyhow::Result<()> {
         ctx.emit("Not logged in.", json!({"logged_out": false}));
         return Ok(());
     };
-    let body = RefreshRequest {
-        refresh_token: session.refresh_token.clone(),
-    };
-    let resp = ctx
-        .api
-        .public_raw(Method::POST, "/api/token/revoke", Some(&body))
-        .await?;
-    if !resp.status().is_success() {
-        return Err(crate::api::HttpError::read(resp).await.into_user("session"));
+    if let Err(e) = ctx.api.public(|c| c.revoke(&session.refresh_token)).await? {
+        return Err(e.into_user("session"));
     }
     ctx.home().remove(SESSION_FILE)?;
     ctx.emit(
@@ -200,14 +181,8 @@ pub async fn delete_account(ctx: &Ctx, yes: bool) -> anyhow::Result<()> {
         email: session.email.clone(),
         password,
     };
-    let resp = ctx
-        .api
-        .authed(Method::DELETE, "/api/user", Some(&body))
-        .await?;
-    let status = resp.status();
-    if !status.is_success() {
-        let e = crate::api::HttpError::read(resp).await;
-        return Err(if status == StatusCode::UNAUTHORIZED {
+    if let Err(e) = ctx.api.authed(|c| c.delete_account(&body)).await? {
+        return Err(if e.status == StatusCode::UNAUTHORIZED {
             fail(
                 "bad_credentials",
                 "wrong password",

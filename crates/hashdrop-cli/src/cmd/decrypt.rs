@@ -4,14 +4,16 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use futures_util::TryStreamExt;
+use hashdrop_client::HttpError;
 use hashdrop_crypto::{decrypt, to_hex, AgeIdentity, Keys, Passphrase};
 use hashdrop_wire::{FileHash, KeyMode, ShareInfo};
 use reqwest::Method;
 use serde_json::json;
 use url::Url;
 
-use crate::api::{read_json, transport_error, HttpError};
+use crate::api::{transport_error, Explain};
 use crate::cli::DecryptArgs;
 use crate::error::{fail, from_crypto};
 use crate::pipe::{ChannelReader, ThreadedWriter};
@@ -117,22 +119,34 @@ fn destination(dest: Option<&Path>, name: &str, force: bool) -> anyhow::Result<P
     Ok(path)
 }
 
+/// The share facts, from the server the link names.
 async fn share_info(ctx: &Ctx, t: &Target) -> anyhow::Result<ShareInfo> {
-    let url = format!("{}/api/share/{}", t.origin, t.file_id);
-    read_json(public_get(ctx, &url, &t.origin).await?).await
+    let origin = Url::parse(&t.origin).context("the link's server")?;
+    ctx.api
+        .public_at(&origin, |c| c.share_info(&t.file_id))
+        .await?
+        .map_err(|e| e.into_user("shared file"))
 }
 
-/// An unauthenticated GET (share facts, the download) whose failure is explained as
-/// being about the shared file.
-async fn public_get(ctx: &Ctx, url: &str, origin: &str) -> anyhow::Result<reqwest::Response> {
+/// The download: a GET of the server-given (or linked) download URL, following its
+/// redirect to the object, whose failure is explained as being about the shared file.
+async fn download(ctx: &Ctx, url: &str, origin: &str) -> anyhow::Result<reqwest::Response> {
     ctx.api.trace(&Method::GET, url);
+    let req = ctx
+        .api
+        .http()
+        .get(url)
+        .build()
+        .map_err(|e| transport_error(e, origin))?;
     let resp = ctx
         .api
-        .execute(ctx.api.http().get(url))
+        .execute(req, true)
         .await
         .map_err(|e| transport_error(e, origin))?;
     if !resp.status().is_success() {
-        return Err(HttpError::read(resp).await.into_user("shared file"));
+        return Err(HttpError::from_response(resp)
+            .await
+            .into_user("shared file"));
     }
     Ok(resp)
 }
@@ -226,7 +240,6 @@ pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
     let info = share_info(ctx, &target).await?;
     let keys = keys_for(ctx, &args, &target, &info)?;
     let expected = if args.verify {
-        let path = format!("/api/files/hash?id={}", target.file_id);
         match ctx.api.session() {
             Ok(_) => {}
             Err(_) => {
@@ -239,7 +252,7 @@ pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
         }
         let h: FileHash = ctx
             .api
-            .authed_json::<(), _>(Method::GET, &path, None)
+            .authed(|c| c.file_hash(&target.file_id))
             .await?
             .map_err(|e| e.into_user("file hash"))?;
         Some(h.hash.to_ascii_lowercase())
@@ -258,7 +271,7 @@ pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
         .download_url
         .clone()
         .unwrap_or_else(|| info.download_url.clone());
-    let resp = public_get(ctx, &url, &target.origin).await?;
+    let resp = download(ctx, &url, &target.origin).await?;
     let total = resp.content_length().unwrap_or(info.encrypted_size_bytes);
     let bar = progress(total, "downloading");
     let b = bar.clone();

@@ -2,9 +2,10 @@
 
 use hashdrop_crypto::secrecy::ExposeSecret;
 use hashdrop_wire::{FileDetails, FileSummary, KeyMode};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 
+use crate::api::Explain;
 use crate::error::{fail, Fail};
 use crate::util::{human_bytes, printable};
 use crate::{secrets, vault_store, Ctx};
@@ -25,11 +26,7 @@ fn check_prefix(prefix: &str) -> anyhow::Result<String> {
 /// prints the candidates and fails without doing anything.
 pub async fn find_one(ctx: &Ctx, prefix: &str) -> anyhow::Result<FileDetails> {
     let p = check_prefix(prefix)?;
-    let found: Vec<FileDetails> = match ctx
-        .api
-        .authed_json::<(), _>(Method::GET, &format!("/api/files?id={p}"), None)
-        .await?
-    {
+    let found: Vec<FileDetails> = match ctx.api.authed(|c| c.details(&p)).await? {
         Ok(v) => v,
         Err(e) if e.status == StatusCode::NOT_FOUND => Vec::new(),
         Err(e) => return Err(e.into_user("file")),
@@ -69,11 +66,7 @@ pub async fn find_one(ctx: &Ctx, prefix: &str) -> anyhow::Result<FileDetails> {
 
 /// `files list`.
 pub async fn list(ctx: &Ctx) -> anyhow::Result<()> {
-    let files: Vec<FileSummary> = match ctx
-        .api
-        .authed_json::<(), _>(Method::GET, "/api/files/all", None)
-        .await?
-    {
+    let files: Vec<FileSummary> = match ctx.api.authed(|c| c.list_all()).await? {
         Ok(v) => v,
         Err(e) if e.status == StatusCode::NOT_FOUND => Vec::new(),
         Err(e) => return Err(e.into_user("files")),
@@ -215,16 +208,8 @@ pub async fn delete(ctx: &Ctx, prefix: &str, yes: bool) -> anyhow::Result<()> {
             "pass --yes to delete without a question",
         ));
     }
-    let resp = ctx
-        .api
-        .authed::<()>(
-            Method::DELETE,
-            &format!("/api/files?id={}", f.file_id),
-            None,
-        )
-        .await?;
-    if !resp.status().is_success() {
-        return Err(crate::api::HttpError::read(resp).await.into_user("file"));
+    if let Err(e) = ctx.api.authed(|c| c.delete_file(&f.file_id)).await? {
+        return Err(e.into_user("file"));
     }
     ctx.emit(
         format!("Deleted {} ({}).", f.file_name, f.file_id),

@@ -6,19 +6,12 @@ pub mod files;
 pub mod upload;
 pub mod vault;
 
-use hashdrop_wire::CliVersion;
-use reqwest::Method;
-
 use crate::Ctx;
 
 /// `hashdrop version`.
 pub async fn version(ctx: &Ctx) -> anyhow::Result<()> {
     let ours = env!("CARGO_PKG_VERSION");
-    let server = match ctx
-        .api
-        .public::<(), CliVersion>(Method::GET, "/api/cli/version", None)
-        .await
-    {
+    let server = match ctx.api.public(|c| c.cli_version()).await {
         Ok(Ok(v)) => Some(v.compatible_version),
         _ => None,
     };

@@ -4,13 +4,14 @@
 use std::path::Path;
 
 use futures_util::TryStreamExt;
+use hashdrop_client::HttpError;
 use hashdrop_crypto::{to_hex, AgeIdentity, Encryption, Passphrase, Recipients};
 use hashdrop_wire::{CompleteRequest, CompleteResponse, KeyMode, PresignRequest, PresignResponse};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::api::{transport_error, HttpError};
+use crate::api::{transport_error, Explain};
 use crate::error::{fail, from_crypto};
 use crate::secrets::{self, SecretKind};
 use crate::util::{human_bytes, progress, rfc3339_after};
@@ -158,7 +159,7 @@ pub async fn run(ctx: &Ctx, args: crate::cli::UploadArgs) -> anyhow::Result<()> 
     };
     let slot: PresignResponse = ctx
         .api
-        .authed_json(Method::POST, "/api/files/presign", Some(&presign))
+        .authed(|c| c.presign(&presign))
         .await?
         .map_err(|e| e.into_user("upload slot"))?;
     let file_id = slot.file_id.clone();
@@ -167,25 +168,19 @@ pub async fn run(ctx: &Ctx, args: crate::cli::UploadArgs) -> anyhow::Result<()> 
         Ok(hash) => hash,
         Err(e) => {
             // Release the reserved quota now rather than waiting for the server's sweeper.
-            let _ = ctx
-                .api
-                .authed::<()>(Method::DELETE, &format!("/api/files?id={file_id}"), None)
-                .await;
+            let _ = ctx.api.authed(|c| c.delete_file(&file_id)).await;
             return Err(e);
         }
     };
+    let complete = CompleteRequest {
+        file_id: file_id.clone(),
+        plaintext_hash: Some(to_hex(&plaintext_hash)),
+        plaintext_size_bytes: Some(size),
+        passphrase_salt: None,
+    };
     let done: CompleteResponse = ctx
         .api
-        .authed_json(
-            Method::POST,
-            "/api/files/complete",
-            Some(&CompleteRequest {
-                file_id: file_id.clone(),
-                plaintext_hash: Some(to_hex(&plaintext_hash)),
-                plaintext_size_bytes: Some(size),
-                passphrase_salt: None,
-            }),
-        )
+        .authed(|c| c.complete(&complete))
         .await?
         .map_err(|e| e.into_user("upload"))?;
 
@@ -299,11 +294,11 @@ async fn put_object(
         }
     };
     if !resp.status().is_success() {
-        let e = HttpError::read(resp).await;
+        let e = HttpError::from_response(resp).await;
         return Err(if e.status.as_u16() == 403 {
             fail(
                 "upload_refused",
-                format!("the storage refused the upload ({})", e.message),
+                format!("the storage refused the upload ({})", e.message()),
                 "the upload link may have expired: run the upload again",
             )
         } else {

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use hashdrop_client::{Answer, Call, Client};
 use hashdrop_server::{App, AppState, Config};
 use hashdrop_wire::*;
 use reqwest::StatusCode;
@@ -197,7 +198,10 @@ pub async fn observer(url: &str) -> sqlx::AnyPool {
 
 pub struct TestApp {
     pub base: String,
+    /// Raw HTTP (no redirects followed), for malformed requests and signed URLs.
     pub client: reqwest::Client,
+    /// The typed API client on the same connections, without a token.
+    pub api: Client,
     pub state: AppState,
     pub data_dir: PathBuf,
     pub backend: Backend,
@@ -271,12 +275,15 @@ impl TestApp {
         let handle = tokio::spawn(app.serve(listener, async move {
             let _ = rx.await;
         }));
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let base = format!("http://{addr}");
         TestApp {
-            base: format!("http://{addr}"),
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
+            api: Client::with_http(base.parse().expect("base URL"), client.clone()),
+            base,
+            client,
             state,
             data_dir,
             backend,
@@ -314,6 +321,11 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// The typed API client acting for the holder of `access_token`.
+    pub fn api_as(&self, access_token: &str) -> Client {
+        self.api.with_token(access_token)
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
@@ -356,13 +368,17 @@ impl TestApp {
         r.send().await.expect("request")
     }
 
+    /// Registers; the raw response, for tests of the refusals.
     pub async fn register(&self, email: &str, password: &str) -> reqwest::Response {
-        self.post(
-            "/api/user/register",
-            None,
-            json!({"email": email, "password": password}),
-        )
-        .await
+        let credentials = Credentials {
+            email: email.into(),
+            password: password.into(),
+        };
+        self.api
+            .register(&credentials)
+            .response()
+            .await
+            .expect("request")
     }
 
     /// Waits for the newest mail to `email` and returns its 6-digit code.
@@ -404,35 +420,33 @@ impl TestApp {
 
     /// Verifies `email` with `otp`, then logs in with `pw`; returns the tokens.
     pub async fn verify_and_login(&self, email: &str, otp: &str, pw: &str) -> LoginResponse {
-        let r = self
-            .send_json(
-                reqwest::Method::PATCH,
-                "/api/user/verify",
-                None,
-                json!({"email": email, "otp": otp}),
-            )
-            .await;
-        assert_eq!(r.status(), StatusCode::NO_CONTENT);
-        let r = self
-            .post(
-                "/api/user/login",
-                None,
-                json!({"email": email, "password": pw}),
-            )
-            .await;
-        assert_eq!(r.status(), StatusCode::OK);
-        r.json().await.expect("login json")
+        let verify = VerifyRequest {
+            email: email.into(),
+            otp: otp.into(),
+        };
+        expect(self.api.verify(&verify), StatusCode::NO_CONTENT, "verify").await;
+        let credentials = Credentials {
+            email: email.into(),
+            password: pw.into(),
+        };
+        expect(self.api.login(&credentials), StatusCode::OK, "login").await
     }
 
+    /// Presign with any JSON `body`, well-formed or not; the raw response.
     pub async fn presign(&self, token: &str, body: serde_json::Value) -> reqwest::Response {
         self.post("/api/files/presign", Some(token), body).await
     }
 
-    /// Presign that must succeed; returns its answer.
+    /// Presign that must succeed, with a well-formed `body`; returns its answer.
     pub async fn presigned(&self, token: &str, body: serde_json::Value) -> PresignResponse {
-        let r = self.presign(token, body).await;
-        assert_eq!(r.status(), StatusCode::OK, "presign");
-        r.json().await.expect("presign json")
+        let request: PresignRequest =
+            serde_json::from_value(body).expect("a well-formed presign body");
+        expect(
+            self.api_as(token).presign(&request),
+            StatusCode::OK,
+            "presign",
+        )
+        .await
     }
 
     /// GET an absolute URL (a signed blob URL) with a `Range` header.
@@ -463,23 +477,37 @@ impl TestApp {
         let p = self.presigned(token, body).await;
         let r = self.put_blob(&p.upload_resource.url, data.to_vec()).await;
         assert_eq!(r.status(), StatusCode::OK, "blob put");
-        let r = self
-            .post(
-                "/api/files/complete",
-                Some(token),
-                json!({"file_id": p.file_id, "plaintext_size_bytes": FIXTURE_PLAINTEXT_SIZE}),
-            )
-            .await;
-        assert_eq!(r.status(), StatusCode::OK, "complete");
+        let complete = CompleteRequest {
+            file_id: p.file_id.clone(),
+            plaintext_hash: None,
+            plaintext_size_bytes: Some(FIXTURE_PLAINTEXT_SIZE),
+            passphrase_salt: None,
+        };
+        expect(
+            self.api_as(token).complete(&complete),
+            StatusCode::OK,
+            "complete",
+        )
+        .await;
         p
     }
 
     pub async fn details(&self, token: &str, id: &str) -> FileDetails {
-        let r = self.get(&format!("/api/files?id={id}"), Some(token)).await;
-        assert_eq!(r.status(), StatusCode::OK);
-        let mut v: Vec<FileDetails> = r.json().await.expect("details json");
+        let mut v = expect(self.api_as(token).details(id), StatusCode::OK, "details").await;
         v.remove(0)
     }
+}
+
+/// Sends `call`, checks that it answered exactly `status`, and reads the answer.
+pub async fn expect<T: Answer>(call: Call<T>, status: StatusCode, what: &str) -> T {
+    let r = call
+        .response()
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(r.status(), status, "{what}");
+    hashdrop_client::read(r)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
 impl Drop for TestApp {
@@ -650,9 +678,9 @@ impl Drop for RedisProcess {
 
 /// Readiness body of `app`.
 pub async fn readiness(app: &TestApp) -> (StatusCode, Readiness) {
-    let r = app.get("/api/readyz", None).await;
+    let r = app.api.readyz().response().await.expect("request");
     let s = r.status();
-    (s, r.json().await.expect("readiness json"))
+    (s, hashdrop_client::read(r).await.expect("readiness json"))
 }
 
 /// Kills and reaps a child process on drop.

@@ -38,7 +38,7 @@ async fn every_response_names_its_instance() {
     }
     let named =
         TestApp::spawn_with(Backend::Sqlite, |c| c.instance_id = Some("web-7".into())).await;
-    let r = named.get("/api/healthz", None).await;
+    let r = named.api.healthz().response().await.unwrap();
     assert_eq!(instance_of(&r), "web-7");
 }
 
@@ -140,8 +140,8 @@ async fn replica_on_the_same_database_serves_reads() {
     .await;
     let t = app.user("replica@example.com").await;
     let p = app.upload(&t.access_token, b"replicated", json!({})).await;
-    let tok = Some(t.access_token.as_str());
-    let r = app.get("/api/files/all", tok).await;
+    let api = app.api_as(&t.access_token);
+    let r = api.list_all().response().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let list: Vec<hashdrop_wire::FileSummary> = r.json().await.unwrap();
     assert_eq!(list.len(), 1);
@@ -149,13 +149,9 @@ async fn replica_on_the_same_database_serves_reads() {
         app.details(&t.access_token, &p.file_id).await.status,
         "uploaded"
     );
-    let r = app
-        .get(&format!("/api/files/resolve?id={}", &p.file_id[..8]), tok)
-        .await;
+    let r = api.resolve(&p.file_id[..8]).response().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let r = app
-        .get(&format!("/api/files/hash?id={}", p.file_id), tok)
-        .await;
+    let r = api.file_hash(&p.file_id).response().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let (s, ready) = common::readiness(&app).await;
     assert_eq!((s, ready.checks.database.as_str()), (StatusCode::OK, "ok"));
@@ -201,16 +197,16 @@ async fn replica_outage_moves_reads_to_the_primary_and_back() {
     }
     let (app, replica) = app_with_separate_replica().await;
     let t = app.user("outage@example.com").await;
-    let tok = Some(t.access_token.as_str());
+    let api = app.api_as(&t.access_token);
     let p = app
         .upload(&t.access_token, b"on the primary", json!({}))
         .await;
-    let hash_path = format!("/api/files/hash?id={}", p.file_id);
+    let hash_status = || async { api.file_hash(&p.file_id).response().await.unwrap().status() };
 
     let (s, ready) = replica_reaches(&app, "ok").await;
     assert_eq!((s, ready.status.as_str()), (StatusCode::OK, "ready"));
     assert_eq!(
-        app.get(&hash_path, tok).await.status(),
+        hash_status().await,
         StatusCode::NOT_FOUND,
         "with the replica up, the read goes there"
     );
@@ -219,17 +215,19 @@ async fn replica_outage_moves_reads_to_the_primary_and_back() {
     let (s, ready) = replica_reaches(&app, "degraded").await;
     assert_eq!((s, ready.status.as_str()), (StatusCode::OK, "degraded"));
     assert_eq!(ready.checks.database, "ok");
-    let r = app.get(&hash_path, tok).await;
-    assert_eq!(r.status(), StatusCode::OK, "the read moved to the primary");
-    let list: Vec<hashdrop_wire::FileSummary> =
-        app.get("/api/files/all", tok).await.json().await.unwrap();
+    assert_eq!(
+        hash_status().await,
+        StatusCode::OK,
+        "the read moved to the primary"
+    );
+    let list: Vec<hashdrop_wire::FileSummary> = api.list_all().await.unwrap();
     assert_eq!(list.len(), 1);
 
     replica.allow_connections(true).await;
     let (s, ready) = replica_reaches(&app, "ok").await;
     assert_eq!((s, ready.status.as_str()), (StatusCode::OK, "ready"));
     assert_eq!(
-        app.get(&hash_path, tok).await.status(),
+        hash_status().await,
         StatusCode::NOT_FOUND,
         "back on the replica"
     );
@@ -246,7 +244,7 @@ async fn read_only_endpoints_read_the_replica_and_writes_the_primary() {
     }
     let (app, replica) = app_with_separate_replica().await;
     let t = app.user("routing@example.com").await;
-    let tok = Some(t.access_token.as_str());
+    let api = app.api_as(&t.access_token);
     let p = app
         .upload(&t.access_token, b"primary only", json!({}))
         .await;
@@ -282,47 +280,35 @@ async fn read_only_endpoints_read_the_replica_and_writes_the_primary() {
     c.close().await.unwrap();
     replica_reaches(&app, "ok").await;
 
-    let list: Vec<hashdrop_wire::FileSummary> =
-        app.get("/api/files/all", tok).await.json().await.unwrap();
+    let list: Vec<hashdrop_wire::FileSummary> = api.list_all().await.unwrap();
     let names: Vec<&str> = list.iter().map(|f| f.file_name.as_str()).collect();
     assert_eq!(names, ["marker.txt"], "list reads the replica");
     assert_eq!(
         app.details(&t.access_token, &marker).await.file_name,
         "marker.txt"
     );
-    let r = app
-        .get(&format!("/api/files/resolve?id={}", &marker[..8]), tok)
-        .await;
+    let r = api.resolve(&marker[..8]).response().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let h: hashdrop_wire::FileHash = app
-        .get(&format!("/api/files/hash?id={marker}"), tok)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let h: hashdrop_wire::FileHash = api.file_hash(&marker).await.unwrap();
     assert_eq!(h.hash, marker_hash);
-    let r = app
-        .get(&format!("/api/files/hash?id={}", p.file_id), tok)
-        .await;
+    let r = api.file_hash(&p.file_id).response().await.unwrap();
     assert_eq!(
         r.status(),
         StatusCode::NOT_FOUND,
         "hash reads the replica too"
     );
 
-    // The download counts on the primary, which has the uploaded file only.
-    let r = app
-        .get(&format!("/files/download/{}", p.object_key), None)
-        .await;
+    // The download counts on the primary, which has the uploaded file only. (Its
+    // URL is built from the object key: the details that carry it read the replica.)
+    let download = app.url(&format!("/files/download/{}", p.object_key));
+    let r = app.api.download(&download).response().await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let r = app.get(&format!("/api/share/{}", p.file_id), None).await;
+    let r = app.api.share_info(&p.file_id).response().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK, "public lookups use the primary");
     // Delete resolves its prefix on the primary, where the new file is.
-    let r = app
-        .delete(&format!("/api/files?id={}", p.file_id), tok)
-        .await;
+    let r = api.delete_file(&p.file_id).response().await.unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = app.delete(&format!("/api/files?id={marker}"), tok).await;
+    let r = api.delete_file(&marker).response().await.unwrap();
     assert_eq!(
         r.status(),
         StatusCode::NOT_FOUND,
