@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 mod decrypt;
+mod digest;
 mod encrypt;
 mod error;
 mod hashing;
@@ -27,6 +28,7 @@ mod vault;
 
 pub use decrypt::{decrypt, DecryptSummary, SeekableDecryptor};
 pub use encrypt::{encrypt, EncryptSummary, EncryptingBody, Encryption, SummaryHandle};
+pub use digest::{Digest32, DIGEST_KEY_LABEL};
 pub use error::{CryptoError, Result};
 pub use hashing::to_hex;
 pub use keys::{
