@@ -17,7 +17,9 @@
 //! under the same key; for a file of one part it is the file's digest. See
 //! `docs/FORMAT.md`.
 
-use blake3::hazmat::{merge_subtrees_non_root, merge_subtrees_root, ChainingValue, HasherExt, Mode};
+use blake3::hazmat::{
+    merge_subtrees_non_root, merge_subtrees_root, ChainingValue, HasherExt, Mode,
+};
 use hkdf::Hkdf;
 use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -211,5 +213,48 @@ mod tests {
             .expand(b"hashdrop.keyed-digest.v1", &mut expected)
             .unwrap();
         assert_eq!(key.0, expected);
+    }
+
+    /// The vector in docs/FORMAT.md ("Keyed digest"): file key 00 01 .. 0f, plaintext
+    /// byte i = i mod 251, 3 × 65536 + 1000 bytes, parts of 65536 bytes.
+    #[test]
+    fn documented_test_vector() {
+        let key = DigestKey::derive(&FileKeyBytes(core::array::from_fn(|i| i as u8)));
+        assert_eq!(
+            crate::to_hex(&key.0),
+            "1a13d9ffee0a3a9d9b80483613f2124f3acddca1ac1fd42a2abbebadd5a94cb4"
+        );
+        let data: Vec<u8> = (0..3 * 65536 + 1000).map(|i| (i % 251) as u8).collect();
+        let part_size = 65536;
+        let parts: Vec<Digest32> = data
+            .chunks(part_size)
+            .enumerate()
+            .map(|(i, part)| {
+                let mut h = key.part_hasher(4, (i * part_size) as u64);
+                h.update(part);
+                h.finish()
+            })
+            .collect();
+        let hex: Vec<String> = parts.iter().map(crate::to_hex).collect();
+        assert_eq!(
+            hex,
+            [
+                "9299dc2042b6c052a528d3d7bc9bc6459526bbc1ce99406e0e75ebda2c203932",
+                "02ad8158fa71d1316f6664d6faa7367b18f97823857bceb1aa70d898186cad20",
+                "dbb7330cf752ad70e9362f5153a3fc9308269affcdc93faa2a35568428967591",
+                "bf9adc97cd3b6e07307ba4f14a627c4074fdb1772a4d10c319a6194eb2950dc8",
+            ]
+        );
+        let file = key.merge(&parts, part_size as u64, data.len() as u64);
+        assert_eq!(
+            crate::to_hex(&file),
+            "a0391675664c6a3aa3ab17676bf536994022da73ae51edda200dc4edf99ea25e"
+        );
+        assert_eq!(file, *blake3::keyed_hash(&key.0, &data).as_bytes());
+        assert_eq!(
+            crate::to_hex(&key.part_hasher(1, 0).finish()),
+            "5e28190e653e40a41182e6bcb6aa1d5983d85a86b6431936d611ecb4152ab76f",
+            "the empty file"
+        );
     }
 }
