@@ -159,6 +159,16 @@ fn summarize(digest_key: &DigestKey, layout: PartLayout, parts: Vec<Digest32>) -
     }
 }
 
+fn merge_checked(key: &DigestKey, layout: &PartLayout, parts: &[Digest32]) -> Result<Digest32> {
+    if parts.len() as u64 != layout.part_count() {
+        return Err(CryptoError::BufferLength {
+            expected: layout.part_count(),
+            actual: parts.len() as u64,
+        });
+    }
+    Ok(key.merge(parts, layout.part_size, layout.plaintext_len))
+}
+
 impl Encryption {
     /// The layout of this file for a plaintext of `plaintext_len` bytes.
     pub fn part_layout(&self, plaintext_len: u64, part_size: u64) -> Result<PartLayout> {
@@ -240,6 +250,14 @@ impl Encryption {
         Ok(summarize(&self.digest_key, layout, digests))
     }
 
+    /// The file's keyed digest from its part digests (in order, one per part of
+    /// `layout`), for callers that seal the parts one at a time with
+    /// [`Self::seal_part`].
+    pub fn keyed_digest(&self, layout: &PartLayout, part_digests: &[Digest32]) -> Result<Digest32> {
+        self.check_layout(layout)?;
+        merge_checked(&self.digest_key, layout, part_digests)
+    }
+
     /// [`Self::encrypt_parts`] into a new buffer.
     pub fn encrypt_parts_to_vec(
         self,
@@ -305,6 +323,12 @@ impl PartDecryption {
     /// How the file is cut; `layout().plaintext_len()` is the size of the output.
     pub fn layout(&self) -> &PartLayout {
         &self.layout
+    }
+
+    /// The file's keyed digest from its part digests (in order, one per part), for
+    /// callers that open the parts one at a time with [`Self::open_part`].
+    pub fn keyed_digest(&self, part_digests: &[Digest32]) -> Result<Digest32> {
+        merge_checked(&self.digest_key, &self.layout, part_digests)
     }
 
     /// Authenticates and decrypts part `index` (`sealed`, header included for part 0)

@@ -270,9 +270,31 @@ fn parts_can_be_sealed_one_at_a_time_and_checked_before_a_resume() {
         digests.push(d);
     }
     digests.reverse();
-    let (plain, summary) = decrypt_parts(&sealed, &setup.keys(), PART as u64, None).unwrap();
+    let file_digest = enc.keyed_digest(&layout, &digests).unwrap();
+    assert!(enc.keyed_digest(&layout, &digests[1..]).is_err());
+    let (plain, summary) =
+        decrypt_parts(&sealed, &setup.keys(), PART as u64, Some(&file_digest)).unwrap();
     assert!(plain == data);
     assert_eq!(summary.part_digests, digests);
+
+    // And opened one part at a time, as a resumable download would.
+    let parts =
+        PartDecryption::new(&sealed, sealed.len() as u64, &setup.keys(), PART as u64).unwrap();
+    let mut opened = Vec::new();
+    let mut part_digests = Vec::new();
+    for index in 0..layout.part_count() {
+        let p = layout.plaintext_range(index);
+        let c = layout.ciphertext_range(index);
+        let mut out = vec![0u8; (p.end - p.start) as usize];
+        part_digests.push(
+            parts
+                .open_part(index, &sealed[c.start as usize..c.end as usize], &mut out)
+                .unwrap(),
+        );
+        opened.extend_from_slice(&out);
+    }
+    assert!(opened == data);
+    assert_eq!(parts.keyed_digest(&part_digests).unwrap(), file_digest);
 
     // A part whose plaintext changed no longer matches its digest.
     let mut changed = data[..PART].to_vec();
