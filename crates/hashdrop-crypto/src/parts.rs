@@ -283,6 +283,8 @@ impl Encryption {
 
 /// An age file being decrypted part by part: its header is open, its size known.
 pub struct PartDecryption {
+    /// The authenticated header (payload nonce included), which part 0 must start with.
+    header: Vec<u8>,
     payload_key: PayloadKey,
     digest_key: DigestKey,
     layout: PartLayout,
@@ -303,6 +305,7 @@ impl PartDecryption {
     pub fn new(prefix: &[u8], ciphertext_len: u64, keys: &Keys, part_size: u64) -> Result<Self> {
         check_part_size(part_size)?;
         let header = open_header(&mut &prefix[..], keys)?;
+        let header_bytes = prefix[..header.len as usize].to_vec();
         let payload = ciphertext_len
             .checked_sub(header.len)
             .ok_or(CryptoError::PayloadTruncated { chunk: 0 })?;
@@ -314,6 +317,7 @@ impl PartDecryption {
             }
         })?;
         Ok(Self {
+            header: header_bytes,
             layout: PartLayout::new(header.len, plain_len, part_size)?,
             payload_key: header.payload_key,
             digest_key: header.digest_key,
@@ -331,8 +335,9 @@ impl PartDecryption {
         merge_checked(&self.digest_key, &self.layout, part_digests)
     }
 
-    /// Authenticates and decrypts part `index` (`sealed`, header included for part 0)
-    /// into `plain`, and returns the part's digest. On failure `plain` is wiped.
+    /// Authenticates and decrypts part `index` (`sealed`, header included for part 0,
+    /// which must be the header given to [`Self::new`]) into `plain`, and returns the
+    /// part's digest. On failure `plain` is wiped.
     pub fn open_part(&self, index: u64, sealed: &[u8], plain: &mut [u8]) -> Result<Digest32> {
         self.layout.check_part(index, plain.len(), sealed.len())?;
         let result = self.open_part_unchecked(index, sealed, plain);
@@ -345,7 +350,12 @@ impl PartDecryption {
     fn open_part_unchecked(&self, index: u64, sealed: &[u8], plain: &mut [u8]) -> Result<Digest32> {
         let layout = &self.layout;
         let sealed = if index == 0 {
-            &sealed[layout.header_len as usize..]
+            let (header, rest) = sealed.split_at(layout.header_len as usize);
+            // The keys come from the header given to `new`; part 0 must carry that one.
+            if header != self.header.as_slice() {
+                return Err(CryptoError::HeaderDamaged);
+            }
+            rest
         } else {
             sealed
         };

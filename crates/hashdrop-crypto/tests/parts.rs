@@ -179,10 +179,19 @@ fn a_flipped_byte_in_any_part_fails_and_releases_nothing() {
                 .is_err());
         }
     }
-    // A flipped header byte fails the header.
+    // A flipped header byte fails the header, whether it reaches `new` or only part 0.
     let mut bad = sealed.clone();
     bad[30] ^= 1;
     assert!(decrypt_parts(&bad, &setup.keys(), PART as u64, None).is_err());
+    let first = layout.ciphertext_range(0);
+    let p = layout.plaintext_range(0);
+    let mut out = vec![0u8; (p.end - p.start) as usize];
+    assert!(matches!(
+        parts.open_part(0, &bad[..first.end as usize], &mut out),
+        Err(CryptoError::HeaderDamaged)
+    ));
+    let mut plain = vec![0u8; layout.plaintext_len() as usize];
+    assert!(parts.decrypt(&bad, &mut plain, None).is_err());
 }
 
 #[test]
