@@ -10,12 +10,14 @@ use bytes::Bytes;
 use futures_core::Stream;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::digest::DigestKey;
 use crate::error::{CryptoError, Result};
 use crate::hashing::{writable, HashWorker, SharedBuf};
 use crate::header::new_header;
 use crate::keys::Recipients;
 use crate::stream::{
-    payload_len, ChunkCipher, BATCH_PLAIN, BATCH_SEALED, CHUNK_SIZE, ENCRYPTED_CHUNK_SIZE, TAG_SIZE,
+    payload_len, ChunkCipher, PayloadKey, BATCH_PLAIN, BATCH_SEALED, CHUNK_SIZE,
+    ENCRYPTED_CHUNK_SIZE, TAG_SIZE,
 };
 
 /// What an encryption produced, besides the ciphertext.
@@ -32,9 +34,12 @@ pub struct EncryptSummary {
 /// An age file about to be written: its header is fixed (so its exact ciphertext length
 /// is known before a byte of plaintext is read, which the upload slot needs).
 pub struct Encryption {
-    header: Vec<u8>,
+    pub(crate) header: Vec<u8>,
     sealer: ChunkCipher,
-    expected_len: Option<u64>,
+    /// Kept for the parallel path, where every thread needs its own sealer.
+    pub(crate) payload_key: PayloadKey,
+    pub(crate) digest_key: DigestKey,
+    pub(crate) expected_len: Option<u64>,
 }
 
 impl std::fmt::Debug for Encryption {
@@ -53,7 +58,22 @@ impl Encryption {
         Ok(Self {
             sealer: ChunkCipher::sealer(&header.payload_key)?,
             header: header.bytes,
+            payload_key: header.payload_key,
+            digest_key: header.digest_key,
             expected_len: None,
+        })
+    }
+
+    /// A second encryption with the same header and keys, so tests can compare the
+    /// serial and the parallel output byte for byte.
+    #[cfg(test)]
+    pub(crate) fn duplicate(&self) -> Result<Self> {
+        Ok(Self {
+            header: self.header.clone(),
+            sealer: ChunkCipher::sealer(&self.payload_key)?,
+            payload_key: self.payload_key.clone(),
+            digest_key: self.digest_key.clone(),
+            expected_len: self.expected_len,
         })
     }
 
@@ -81,6 +101,7 @@ impl Encryption {
             header,
             sealer,
             expected_len,
+            ..
         } = self;
         let mut state = SealState::new(sealer, header.len() as u64, expected_len);
         let mut input = Lookahead::new(input);
@@ -115,6 +136,7 @@ impl Encryption {
             header,
             sealer,
             expected_len,
+            ..
         } = self;
         let state = BodyState {
             seal: Some(SealState::new(sealer, header.len() as u64, expected_len)),

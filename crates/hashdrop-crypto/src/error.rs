@@ -53,6 +53,25 @@ pub enum CryptoError {
         /// The number of bytes actually read.
         actual: u64,
     },
+    /// The plaintext decrypted and authenticated, but its keyed digest is not the one
+    /// expected: this is not the file that was announced.
+    #[error("the decrypted file does not match its keyed digest")]
+    DigestMismatch,
+    /// A part size that does not cut a file into whole BLAKE3 subtrees and STREAM
+    /// chunks.
+    #[error("part size {part_size} is not a power of two of at least 64 KiB")]
+    InvalidPartSize {
+        /// The part size asked for.
+        part_size: u64,
+    },
+    /// An output buffer of the wrong size was passed.
+    #[error("the output buffer is {actual} bytes, it must be exactly {expected}")]
+    BufferLength {
+        /// The size it must have.
+        expected: u64,
+        /// The size it has.
+        actual: u64,
+    },
     /// A key or recipient string could not be parsed.
     #[error("invalid key: {0}")]
     InvalidKey(&'static str),
@@ -89,6 +108,9 @@ impl CryptoError {
             Self::PayloadDamaged { .. } => "payload_damaged",
             Self::PayloadTruncated { .. } => "payload_truncated",
             Self::LengthMismatch { .. } => "length_mismatch",
+            Self::DigestMismatch => "digest_mismatch",
+            Self::InvalidPartSize { .. } => "invalid_part_size",
+            Self::BufferLength { .. } => "buffer_length",
             Self::InvalidKey(_) => "invalid_key",
             Self::VaultFormat(_) => "vault_format",
             Self::RangeOutOfBounds { .. } => "range_out_of_bounds",

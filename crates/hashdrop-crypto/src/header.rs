@@ -13,6 +13,7 @@ use std::io::{self, BufRead, Read};
 use age::secrecy::ExposeSecret;
 use age_core::format::{FileKey, Stanza};
 
+use crate::digest::DigestKey;
 use crate::error::{CryptoError, Result};
 use crate::keys::{Keys, Recipients};
 use crate::stream::{FileKeyBytes, PayloadKey, PAYLOAD_NONCE_SIZE};
@@ -72,6 +73,7 @@ impl age::Identity for CapturingIdentity<'_> {
 pub(crate) struct NewHeader {
     pub(crate) bytes: Vec<u8>,
     pub(crate) payload_key: PayloadKey,
+    pub(crate) digest_key: DigestKey,
 }
 
 pub(crate) fn new_header(recipients: Recipients<'_>) -> Result<NewHeader> {
@@ -111,6 +113,7 @@ pub(crate) fn new_header(recipients: Recipients<'_>) -> Result<NewHeader> {
     let nonce = trailing_nonce(&bytes);
     Ok(NewHeader {
         payload_key: PayloadKey::derive(&file_key, &nonce),
+        digest_key: DigestKey::derive(&file_key),
         bytes,
     })
 }
@@ -120,6 +123,7 @@ pub(crate) struct OpenedHeader {
     /// Bytes of header plus payload nonce: where the payload starts.
     pub(crate) len: u64,
     pub(crate) payload_key: PayloadKey,
+    pub(crate) digest_key: DigestKey,
 }
 
 /// Reads exactly the header and payload nonce from `input`, leaving it at the first
@@ -158,6 +162,7 @@ pub(crate) fn open_header<R: BufRead>(input: &mut R, keys: &Keys) -> Result<Open
     Ok(OpenedHeader {
         len: seen.len() as u64,
         payload_key: PayloadKey::derive(&file_key, &nonce),
+        digest_key: DigestKey::derive(&file_key),
     })
 }
 

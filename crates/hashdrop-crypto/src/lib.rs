@@ -10,28 +10,38 @@
 //! - [`encrypt`] / [`Encryption`]: any reader to any writer, or to an async
 //!   [`EncryptingBody`] usable as a streaming HTTP request body.
 //! - [`decrypt`]: any reader to any writer; [`SeekableDecryptor`]: byte ranges.
+//! - [`Encryption::encrypt_parts`] / [`decrypt_parts`] / [`PartDecryption`]: a plaintext
+//!   in memory cut into parts (whole STREAM chunks) sealed or opened on all cores, with
+//!   the keyed digest (keyed BLAKE3 under a key derived from the file key) computed in
+//!   the same pass, per part and for the file; [`Encryption::seal_part`] and
+//!   [`PartDecryption::open_part`] for one part at a time.
 //! - [`Vault`]: the user's keys, itself an age file under a passphrase.
 //!
-//! Memory stays at three buffers of 256 KiB whatever the input size.
+//! The streaming paths keep memory at three buffers of 256 KiB whatever the input size;
+//! the part-wise paths work on caller-held buffers.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod decrypt;
+mod digest;
 mod encrypt;
 mod error;
 mod hashing;
 mod header;
 mod keys;
+mod parts;
 mod stream;
 mod vault;
 
 pub use decrypt::{decrypt, DecryptSummary, SeekableDecryptor};
+pub use digest::{Digest32, DIGEST_KEY_LABEL};
 pub use encrypt::{encrypt, EncryptSummary, EncryptingBody, Encryption, SummaryHandle};
 pub use error::{CryptoError, Result};
 pub use hashing::to_hex;
 pub use keys::{
     AgeIdentity, AgeRecipient, Keys, Passphrase, Recipients, WorkFactor, DEFAULT_MAX_WORK_FACTOR,
 };
+pub use parts::{decrypt_parts, PartDecryption, PartLayout, PartsSummary, DEFAULT_PART_SIZE};
 pub use stream::{payload_len, plaintext_len, CHUNK_SIZE, ENCRYPTED_CHUNK_SIZE, TAG_SIZE};
 pub use vault::{MergeReport, Vault};
 

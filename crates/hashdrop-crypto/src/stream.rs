@@ -37,7 +37,7 @@ pub(crate) const BATCH_SEALED: usize = BATCH_CHUNKS * ENCRYPTED_CHUNK_SIZE;
 pub(crate) struct FileKeyBytes(pub(crate) [u8; 16]);
 
 /// The ChaCha20-Poly1305 key for the payload, wiped on drop.
-#[derive(Zeroize, ZeroizeOnDrop)]
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub(crate) struct PayloadKey([u8; 32]);
 
 impl PayloadKey {

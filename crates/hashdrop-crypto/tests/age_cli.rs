@@ -168,3 +168,42 @@ fn we_decrypt_what_age_encrypts_with_a_passphrase() {
     .unwrap();
     assert_eq!(decrypted, data);
 }
+
+#[test]
+fn age_decrypts_a_file_encrypted_in_parallel_parts() {
+    if !age_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let id = AgeIdentity::generate();
+    let account = AgeIdentity::generate();
+    write(
+        &dir.path().join("file.key"),
+        id.to_secret_string().expose_secret().as_bytes(),
+    );
+    // Parts of two chunks; lengths ending inside a chunk, on a chunk, on a part.
+    for len in [0, 1, CHUNK_SIZE, 5 * CHUNK_SIZE, 6 * CHUNK_SIZE + 77] {
+        let data = sample(len);
+        let (sealed, _) = hashdrop_crypto::Encryption::new(Recipients::Vault {
+            file: &id.to_recipient(),
+            account: &account.to_recipient(),
+        })
+        .unwrap()
+        .encrypt_parts_to_vec(&data, 2 * CHUNK_SIZE as u64)
+        .unwrap();
+        write(&dir.path().join("parts.age"), &sealed);
+        let out = Command::new("age")
+            .arg("-d")
+            .arg("-i")
+            .arg(dir.path().join("file.key"))
+            .arg(dir.path().join("parts.age"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "age -d failed on len {len}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.stdout == data, "len {len}");
+    }
+}
