@@ -196,31 +196,43 @@ pub async fn list(db: &Db, owner: &str) -> Result<Vec<Summary>, sqlx::Error> {
     sql!(db.lagging().await?.conn(), query_as fetch_all, SQL, owner)
 }
 
-/// The owner's listing built by the database itself: how many files, and the JSON
-/// array of `hashdrop_wire::FileSummary` for them, newest first. May lag (replica).
+/// The owner's listing: how many files, and the JSON array of
+/// `hashdrop_wire::FileSummary` for them, newest first. May lag (replica).
 ///
-/// `GET /api/files/all` answers this text as is. Building the array in SQL turns a
-/// row per file into one row per request, which on SQLite (where sqlx hands every
-/// row across a thread) is most of the request's cost; the creation time is stored
-/// as RFC 3339 text when the row is made (formatting 200 of them per request cost as
-/// much as the rest). The store suite checks that both databases build exactly what
-/// [`list`] rows map to.
+/// `GET /api/files/all` answers this text as is, so each backend builds it its
+/// fastest way, measured (docs/BENCHMARKS.md). SQLite builds the array itself
+/// (`json_group_array`): one row per request instead of a row per file crossing
+/// sqlx's connection thread. PostgreSQL sends rows, which serde encodes: its
+/// `json_agg` costs it more than the rows cost us. The creation time is stored as
+/// RFC 3339 text when the row is made. The store suite checks that both databases
+/// give exactly what [`list`] rows map to.
 pub async fn listing_json(db: &Db, owner: &str) -> Result<(i64, String), sqlx::Error> {
     const SQLITE: &str = "SELECT COUNT(*), json_group_array(json_object(\
          'file_id', id, 'file_name', file_name, 'encrypted_size_bytes', encrypted_size, \
          'status', status, 'key_management_mode', key_mode, \
          'created_at', created_at_rfc3339) ORDER BY created_at DESC, id) \
          FROM files WHERE user_id = $1";
-    const POSTGRES: &str = "SELECT COUNT(*), COALESCE(json_agg(json_build_object(\
-         'file_id', id, 'file_name', file_name, 'encrypted_size_bytes', encrypted_size, \
-         'status', status, 'key_management_mode', key_mode, \
-         'created_at', created_at_rfc3339) ORDER BY created_at DESC, id)::text, '[]') \
-         FROM files WHERE user_id = $1";
-    let statement = match db.backend() {
-        Backend::Sqlite => SQLITE,
-        Backend::Postgres => POSTGRES,
-    };
-    sql!(db.lagging().await?.conn(), query_as fetch_one, statement, owner)
+    const ROWS: &str = "SELECT id AS file_id, file_name, encrypted_size AS encrypted_size_bytes, \
+         status, key_mode AS key_management_mode, created_at_rfc3339 AS created_at \
+         FROM files WHERE user_id = $1 ORDER BY created_at DESC, id";
+    let mut c = db.lagging().await?;
+    if db.backend() == Backend::Sqlite {
+        return sql!(c.conn(), query_as fetch_one, SQLITE, owner);
+    }
+    let rows: Vec<ListedFile> = sql!(c.conn(), query_as fetch_all, ROWS, owner)?;
+    let json = serde_json::to_string(&rows).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    Ok((rows.len() as i64, json))
+}
+
+/// One element of the listing, named as the API names it.
+#[derive(Debug, serde::Serialize, sqlx::FromRow)]
+struct ListedFile {
+    file_id: String,
+    file_name: String,
+    encrypted_size_bytes: i64,
+    status: String,
+    key_management_mode: String,
+    created_at: String,
 }
 
 /// Everything the owner may see about one file.
