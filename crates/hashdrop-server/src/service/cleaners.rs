@@ -52,13 +52,6 @@ pub async fn run(state: &AppState, cleaner: Cleaner) -> anyhow::Result<u64> {
     })
 }
 
-/// Runs one cleaner by name (operators, tests).
-pub async fn run_named(state: &AppState, name: &str) -> anyhow::Result<u64> {
-    let cleaner =
-        Cleaner::parse(name).ok_or_else(|| anyhow::anyhow!("unknown cleaner {name:?}"))?;
-    run(state, cleaner).await
-}
-
 async fn end_each(state: &AppState, ids: Vec<String>, ending: Ending) -> anyhow::Result<u64> {
     let mut n = 0;
     for id in ids {

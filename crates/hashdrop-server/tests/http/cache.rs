@@ -186,9 +186,12 @@ async fn account_delete_and_cleaner_invalidate(b: Backend) {
         .get(&format!("/files/download/{}", e.object_key), None)
         .await;
     assert_eq!(r.status(), StatusCode::GONE);
-    let n = hashdrop_server::service::cleaners::run_named(&a.state, "expired_shares")
-        .await
-        .unwrap();
+    let n = hashdrop_server::service::cleaners::run(
+        &a.state,
+        hashdrop_server::domain::job::Cleaner::ExpiredShares,
+    )
+    .await
+    .unwrap();
     assert_eq!(n, 1);
     assert_eq!(
         redis_get(&url, &RedisFileCache::key(&prefix, &e.file_id))

@@ -652,9 +652,12 @@ async fn stale_pending_upload_cleaner_releases_quota(b: Backend) {
         StatusCode::FORBIDDEN
     );
     let swept = poll(Duration::from_secs(5), || async {
-        let n = hashdrop_server::service::cleaners::run_named(&app.state, "stale_pending_uploads")
-            .await
-            .unwrap();
+        let n = hashdrop_server::service::cleaners::run(
+            &app.state,
+            hashdrop_server::domain::job::Cleaner::StalePendingUploads,
+        )
+        .await
+        .unwrap();
         (n == 1).then_some(())
     })
     .await;

@@ -32,7 +32,8 @@ async fn concurrent_workers_run_each_job_once(b: Backend) {
 }
 
 async fn cleaners_remove_expired_rows(b: Backend) {
-    use hashdrop_server::service::cleaners::run_named as run_cleaner;
+    use hashdrop_server::domain::job::Cleaner;
+    use hashdrop_server::service::cleaners::run as run_cleaner;
     let app = TestApp::spawn_with(b, |c| {
         c.auth.refresh_token_ttl_secs = 0;
         c.auth.unverified_user_ttl_secs = 0;
@@ -56,14 +57,22 @@ async fn cleaners_remove_expired_rows(b: Backend) {
     };
     assert_eq!(count("SELECT COUNT(*) FROM refresh_tokens").await, 1);
     let expired = poll(Duration::from_secs(5), || async {
-        (run_cleaner(&app.state, "refresh_tokens").await.unwrap() == 1).then_some(())
+        (run_cleaner(&app.state, Cleaner::RefreshTokens)
+            .await
+            .unwrap()
+            == 1)
+            .then_some(())
     })
     .await;
     assert!(expired.is_some());
     assert_eq!(count("SELECT COUNT(*) FROM refresh_tokens").await, 0);
     // The unverified account goes (and its OTP with it); the verified one stays.
     let gone = poll(Duration::from_secs(5), || async {
-        (run_cleaner(&app.state, "unverified_users").await.unwrap() == 1).then_some(())
+        (run_cleaner(&app.state, Cleaner::UnverifiedUsers)
+            .await
+            .unwrap()
+            == 1)
+            .then_some(())
     })
     .await;
     assert!(gone.is_some());

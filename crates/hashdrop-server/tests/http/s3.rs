@@ -421,9 +421,12 @@ async fn store_outage_is_a_fast_503_and_writes_nothing(b: Backend) {
     // Once the store is back, the pending sweeper fails the file and its object goes.
     s3.restart().await;
     assert!(s3.object_path(&p.object_key).exists());
-    let n = hashdrop_server::service::cleaners::run_named(&app.state, "stale_pending_uploads")
-        .await
-        .unwrap();
+    let n = hashdrop_server::service::cleaners::run(
+        &app.state,
+        hashdrop_server::domain::job::Cleaner::StalePendingUploads,
+    )
+    .await
+    .unwrap();
     assert_eq!(n, 1);
     assert_eq!(app.details(tok, &p.file_id).await.status, "failed");
     let gone = poll(Duration::from_secs(10), || async {

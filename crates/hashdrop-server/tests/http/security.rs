@@ -659,9 +659,12 @@ async fn stale_part_files_are_swept() {
             .set_modified(two_hours_ago)
             .unwrap();
     }
-    let n = hashdrop_server::service::cleaners::run_named(&app.state, "stale_upload_parts")
-        .await
-        .expect("cleaner runs");
+    let n = hashdrop_server::service::cleaners::run(
+        &app.state,
+        hashdrop_server::domain::job::Cleaner::StaleUploadParts,
+    )
+    .await
+    .expect("cleaner runs");
     assert_eq!(n, 1);
     assert!(!stale.exists(), "stale part removed");
     assert!(fresh.exists(), "an upload in progress is kept");

@@ -123,9 +123,12 @@ async fn max_downloads_and_expiry(b: Backend) {
         StatusCode::GONE
     );
     // The expired-shares cleaner retires it and frees its object.
-    let n = hashdrop_server::service::cleaners::run_named(&app.state, "expired_shares")
-        .await
-        .unwrap();
+    let n = hashdrop_server::service::cleaners::run(
+        &app.state,
+        hashdrop_server::domain::job::Cleaner::ExpiredShares,
+    )
+    .await
+    .unwrap();
     assert_eq!(n, 1);
     assert_eq!(app.details(tok, &p.file_id).await.status, "deleted");
 }
