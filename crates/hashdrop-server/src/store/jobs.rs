@@ -96,7 +96,11 @@ pub struct Claimed {
     pub max_attempts: i64,
 }
 
-/// Claims the oldest due job (or one whose lease ran out).
+/// Claims the oldest due job (or one whose lease ran out). On SQLite this one write
+/// runs outside the writer slot, ordered by SQLite's busy timeout instead: the
+/// worker task queued behind request writes and then held the slot while the busy
+/// runtime got round to it, which tripled the download redirect's p99 (9 ms without,
+/// 20 to 26 ms with; docs/BENCHMARKS.md).
 pub async fn claim(db: &Db, now: i64) -> Result<Option<Claimed>, sqlx::Error> {
     let pick = match db.backend() {
         Backend::Postgres => "FOR UPDATE SKIP LOCKED",
@@ -110,7 +114,7 @@ pub async fn claim(db: &Db, now: i64) -> Result<Option<Claimed>, sqlx::Error> {
          RETURNING id, kind, payload, attempts, max_attempts"
     );
     let lease_end = now + LEASE_MS;
-    sql!(db.writer().await?.conn(), query_as fetch_optional, &statement, lease_end, now)
+    sql!(db.latest().await?.conn(), query_as fetch_optional, &statement, lease_end, now)
 }
 
 /// Records success. A sent mail's payload is dropped: it holds the OTP, and done

@@ -11,7 +11,7 @@
 //! primary for anything that decides a write or must see the caller's own write,
 //! the replica (when configured and answering) for listings that tolerate lag, the
 //! relaxed pool for counters a crash may forget, and on SQLite the single writer
-//! slot for every write. Functions that take `&mut Tx` run inside a caller's
+//! slot for every write but the job worker's claim (see `jobs::claim`). Functions that take `&mut Tx` run inside a caller's
 //! transaction: that is how a service makes several of them one change.
 
 pub mod accounts;
