@@ -18,14 +18,8 @@ use hashdrop_crypto::{
     decrypt, encrypt, AgeIdentity, Encryption, Keys, PartDecryption, Recipients,
 };
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    xs[xs.len() / 2]
-}
-
-fn mb_per_s(bytes: u64, secs: f64) -> f64 {
-    bytes as f64 / secs / 1e6
-}
+mod common;
+use common::{mb_per_s, median, time_command};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -86,18 +80,6 @@ fn cpu_seconds() -> f64 {
     };
     // Fields 14 and 15 of the file (utime, stime) are 11 and 12 after the name.
     (ticks(11) + ticks(12)) / 100.0
-}
-
-fn time_command(cmd: &mut Command, input: &std::path::Path) -> Option<f64> {
-    let file = std::fs::File::open(input).ok()?;
-    let start = Instant::now();
-    let status = cmd
-        .stdin(file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .ok()?;
-    status.success().then(|| start.elapsed().as_secs_f64())
 }
 
 fn main() {

@@ -35,19 +35,13 @@ impl Read for Source {
     }
 }
 
+mod common;
+use common::{mb_per_s, median, time_command};
+
 fn random_block() -> Vec<u8> {
     let mut block = vec![0u8; 1 << 20];
     openssl::rand::rand_bytes(&mut block).expect("random bytes");
     block
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    xs[xs.len() / 2]
-}
-
-fn mb_per_s(bytes: u64, secs: f64) -> f64 {
-    bytes as f64 / secs / 1e6
 }
 
 /// `openssl speed -evp ALGO -bytes 65536`, in MB/s; `label` is how openssl names it.
@@ -66,18 +60,6 @@ fn openssl_speed(algo: &str, label: &str) -> Option<f64> {
         .parse()
         .ok()?;
     Some(kbs * 1000.0 / 1e6)
-}
-
-fn time_command(cmd: &mut Command, input: &std::path::Path) -> Option<f64> {
-    let file = std::fs::File::open(input).ok()?;
-    let start = Instant::now();
-    let status = cmd
-        .stdin(file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .ok()?;
-    status.success().then(|| start.elapsed().as_secs_f64())
 }
 
 fn main() {
