@@ -721,18 +721,29 @@ fn sigkill_mid_upload(c: &Cluster) {
     let data = sample(48 << 20, 11);
     std::fs::write(&plain, &data).unwrap();
     let mut upload = bob.cmd(&["--json", "upload", plain.to_str().unwrap()]);
-    let upload = upload
+    let mut upload = upload
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Mid-upload: the pending record exists, the object is still on its way.
-    c.wait_until("the upload to start", Duration::from_secs(60), || {
-        c.sql(
-            "SELECT count(*) FROM files f JOIN users u ON u.id = f.user_id \
-               WHERE u.email = 'bob@fleet.test' AND f.status = 'pending'",
-        ) == "1"
-    });
+    // Mid-upload: the pending record exists, the object is still on its way. An
+    // upload that ends, or stalls, before we see it would make this story test
+    // nothing, so either ends the wait with what the CLI said.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pending = "SELECT count(*) FROM files f JOIN users u ON u.id = f.user_id \
+                   WHERE u.email = 'bob@fleet.test' AND f.status = 'pending'";
+    while c.sql(pending) != "1" {
+        let ended = upload.try_wait().unwrap();
+        if ended.is_some() || Instant::now() > deadline {
+            upload.kill().ok();
+            let out = upload.wait_with_output().unwrap();
+            panic!(
+                "the upload was never seen pending (exit: {ended:?}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     c.sh(&["kill-instance", "2"]);
     let out = upload.wait_with_output().unwrap();
     assert!(
