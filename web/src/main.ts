@@ -5,6 +5,7 @@
 
 import type { Secret } from "./crypto/decrypt";
 import { DamagedFileError, WrongKeyError, WrongPassphraseError } from "./crypto/decrypt";
+import { openMetadata } from "./crypto/metadata";
 import {
   bestSaveMethod,
   IN_MEMORY_CAP,
@@ -64,8 +65,18 @@ async function start(): Promise<void> {
   try {
     const info = await fetchShareInfo(fileId);
     if (info.key_management_mode === "vault" && !linkKey.startsWith("AGE-SECRET-KEY-")) {
-      setState({ kind: "failed", failure: { kind: "missing_key" }, info });
+      setState({ kind: "failed", failure: { kind: "missing_key" }, info: unnamed(info) });
       return;
+    }
+    // A sealed name opens with the link's key at once; a passphrase file's waits for
+    // the passphrase (the download form opens it first).
+    if (info.metadata && info.key_management_mode === "vault") {
+      try {
+        info.file_name = (await openMetadata(info.metadata, { identity: linkKey })).name;
+      } catch (e) {
+        setState({ kind: "failed", failure: failureOf(e), info: unnamed(info) });
+        return;
+      }
     }
     if (saveMethod(info) === "service-worker") prepareServiceWorker();
     setState({ kind: "ready", info });
@@ -87,11 +98,19 @@ async function download(info: ShareInfo, passphrase: string | null): Promise<voi
     return;
   }
   const secret: Secret = passphrase === null ? { identity: linkKey } : { passphrase };
+  if (info.metadata && !info.file_name) {
+    try {
+      info.file_name = (await openMetadata(info.metadata, secret)).name;
+    } catch (e) {
+      setState({ kind: "failed", failure: failureOf(e), info });
+      return;
+    }
+  }
   const startedAt = performance.now();
   const req: SaveRequest = {
     downloadUrl: info.download_url,
     secret,
-    fileName: info.file_name,
+    fileName: info.file_name || fileId,
     onProgress: (received) => {
       if (state.kind !== "fetching") return;
       state.received = received;
@@ -156,11 +175,11 @@ function render(): void {
       screen.append(facts(s.info), downloadForm(s.info, null));
       break;
     case "fetching":
-      screen.append(el("h1", {}, s.info.file_name), progress(s));
+      screen.append(el("h1", {}, title(s.info)), progress(s));
       break;
     case "done":
       screen.append(
-        el("h1", {}, s.info.file_name),
+        el("h1", {}, title(s.info)),
         el(
           "p",
           { class: "ok", role: "status" },
@@ -177,6 +196,17 @@ function render(): void {
   focus?.focus();
 }
 
+/** The heading: the file's name, or what stands for a name still sealed. */
+function title(info: ShareInfo): string {
+  if (info.file_name) return info.file_name;
+  return info.key_management_mode === "passphrase" ? "Passphrase-protected file" : "Encrypted file";
+}
+
+/** `info` with no name shown: a name that did not open is not shown either. */
+function unnamed(info: ShareInfo): ShareInfo {
+  return { ...info, file_name: "" };
+}
+
 function facts(info: ShareInfo): HTMLElement {
   const rows: [string, string][] = [
     ["Size", approximateSize(info.encrypted_size_bytes)],
@@ -190,7 +220,7 @@ function facts(info: ShareInfo): HTMLElement {
   ];
   const dl = el("dl", { class: "facts" });
   for (const [k, v] of rows) dl.append(el("dt", {}, k), el("dd", { "data-fact": k }, v));
-  return el("div", {}, el("h1", {}, info.file_name), dl);
+  return el("div", {}, el("h1", {}, title(info)), dl);
 }
 
 function downloadForm(info: ShareInfo, note: string | null): HTMLElement {
@@ -247,7 +277,7 @@ function progress(s: Extract<State, { kind: "fetching" }>): HTMLElement {
 
 function failedScreen(f: Failure, info: ShareInfo | null): HTMLElement[] {
   const out: HTMLElement[] = [];
-  if (info) out.push(el("h1", {}, info.file_name));
+  if (info) out.push(el("h1", {}, title(info)));
   if (f.kind === "wrong_passphrase" && info) {
     out.push(downloadForm(info, "That passphrase does not open this file. Check it and try again."));
     return out;

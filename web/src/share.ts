@@ -1,10 +1,17 @@
 // The server's share API as the page and the service worker see it, with every
 // refusal turned into one typed reason. No DOM access (used by the service worker).
 
+import type { SealedMetadata } from "./crypto/metadata";
+
 /** `GET /api/share/{id}` answer (hashdrop-wire ShareInfo). */
 export interface ShareInfo {
   file_id: string;
+  /** Empty when `metadata` carries the name sealed; the page fills it in once opened. */
   file_name: string;
+  /** The sealed name and type of newer uploads. */
+  metadata?: SealedMetadata | null;
+  /** The keyed digest of newer uploads (hex). */
+  keyed_digest?: string | null;
   encrypted_size_bytes: number;
   key_management_mode: "vault" | "passphrase";
   expires_at: string | null;

@@ -9,6 +9,7 @@ mod error;
 mod home;
 mod pipe;
 mod qr;
+mod sealed;
 mod secrets;
 mod util;
 mod vault_store;

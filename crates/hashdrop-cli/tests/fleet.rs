@@ -336,6 +336,8 @@ impl Api {
         let request = PresignRequest {
             file_name: "load.bin".into(),
             plaintext_hash: Some("ab".repeat(32)),
+            keyed_digest: None,
+            metadata: None,
             encrypted_size_bytes: size as u64,
             key_management_mode: KeyMode::Vault,
             mime_type: None,
@@ -349,6 +351,7 @@ impl Api {
         let request = CompleteRequest {
             file_id: file_id.into(),
             plaintext_hash: None,
+            keyed_digest: None,
             plaintext_size_bytes: Some(1),
             passphrase_salt: None,
         };

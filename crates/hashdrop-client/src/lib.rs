@@ -391,6 +391,8 @@ mod tests {
         let presign = PresignRequest {
             file_name: "a".into(),
             plaintext_hash: None,
+            keyed_digest: None,
+            metadata: None,
             encrypted_size_bytes: 5,
             key_management_mode: KeyMode::Vault,
             mime_type: None,
@@ -414,6 +416,7 @@ mod tests {
         let complete = CompleteRequest {
             file_id: "f".into(),
             plaintext_hash: None,
+            keyed_digest: None,
             plaintext_size_bytes: None,
             passphrase_salt: None,
         };

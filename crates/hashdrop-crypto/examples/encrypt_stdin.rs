@@ -16,9 +16,9 @@ fn main() -> Result<(), hashdrop_crypto::CryptoError> {
         },
     )?;
     eprintln!(
-        "{} plaintext bytes, sha256 {}",
+        "{} plaintext bytes, keyed digest {}",
         summary.plaintext_len,
-        to_hex(&summary.plaintext_sha256)
+        to_hex(&summary.keyed_digest)
     );
     Ok(())
 }

@@ -7,23 +7,35 @@
 
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 
+use crate::digest::Digest32;
 use crate::encrypt::Lookahead;
 use crate::error::{CryptoError, Result};
-use crate::hashing::{writable, HashWorker};
+use crate::hashing::{writable, HashWorker, PlainHasher};
 use crate::header::open_header;
 use crate::keys::Keys;
 use crate::stream::{
     plaintext_len, ChunkCipher, ChunkKind, BATCH_PLAIN, BATCH_SEALED, CHUNK_SIZE,
     ENCRYPTED_CHUNK_SIZE, TAG_SIZE,
 };
+use sha2::{Digest, Sha256};
 
 const ARMOR_BEGIN: &[u8] = b"-----BEGIN AGE ENCRYPTED FILE-----";
+
+/// Which digest of the plaintext a decryption computes on the way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PlainDigest {
+    /// The keyed BLAKE3 digest new uploads record (`docs/FORMAT.md`).
+    #[default]
+    Keyed,
+    /// SHA-256, what uploads before the keyed digest recorded.
+    Sha256,
+}
 
 /// What a decryption produced, besides the plaintext.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecryptSummary {
-    /// SHA-256 of the plaintext.
-    pub plaintext_sha256: [u8; 32],
+    /// The digest of the plaintext asked for ([`PlainDigest`]).
+    pub plaintext_digest: Digest32,
     /// Plaintext bytes written.
     pub plaintext_len: u64,
 }
@@ -32,13 +44,24 @@ pub struct DecryptSummary {
 ///
 /// Plaintext reaches `output` only in authenticated chunks; on error, what was written
 /// is a prefix of the true plaintext and the error says where it stopped.
+/// The summary carries the keyed digest; [`decrypt_with`] picks another.
 pub fn decrypt<R: Read, W: Write>(input: R, output: W, keys: &Keys) -> Result<DecryptSummary> {
+    decrypt_with(input, output, keys, PlainDigest::Keyed)
+}
+
+/// [`decrypt`], computing the `digest` asked for.
+pub fn decrypt_with<R: Read, W: Write>(
+    input: R,
+    output: W,
+    keys: &Keys,
+    digest: PlainDigest,
+) -> Result<DecryptSummary> {
     let mut input = BufReader::with_capacity(16 * 1024, input);
     if skip_to_armor(&mut input)? {
         let mut dearmored = age::armor::ArmoredReader::new(input);
-        decrypt_binary(&mut dearmored, output, keys).map_err(armor_error)
+        decrypt_binary(&mut dearmored, output, keys, digest).map_err(armor_error)
     } else {
-        decrypt_binary(&mut input, output, keys)
+        decrypt_binary(&mut input, output, keys, digest)
     }
 }
 
@@ -68,11 +91,16 @@ fn decrypt_binary<R: BufRead, W: Write>(
     input: &mut R,
     mut output: W,
     keys: &Keys,
+    digest: PlainDigest,
 ) -> Result<DecryptSummary> {
     let header = open_header(input, keys)?;
     let mut opener = ChunkCipher::opener(&header.payload_key)?;
     let mut input = Lookahead::new(input);
-    let mut hasher = HashWorker::start(2, BATCH_PLAIN);
+    let digest = match digest {
+        PlainDigest::Keyed => header.digest_key.whole_file(),
+        PlainDigest::Sha256 => PlainHasher::Sha256(Sha256::new()),
+    };
+    let mut hasher = HashWorker::start(digest, 2, BATCH_PLAIN);
     let mut sealed = vec![0u8; BATCH_SEALED];
     let mut counter = 0u64;
     loop {
@@ -113,7 +141,7 @@ fn decrypt_binary<R: BufRead, W: Write>(
     output.flush()?;
     let plaintext_len = hasher.hashed();
     Ok(DecryptSummary {
-        plaintext_sha256: hasher.finish(),
+        plaintext_digest: hasher.finish(),
         plaintext_len,
     })
 }

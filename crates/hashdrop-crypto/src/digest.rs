@@ -25,6 +25,7 @@ use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::error::{CryptoError, Result};
+use crate::hashing::PlainHasher;
 use crate::stream::FileKeyBytes;
 
 /// The HKDF-SHA-256 `info` that turns an age file key into the keyed-digest key.
@@ -45,6 +46,11 @@ impl DigestKey {
             .expand(DIGEST_KEY_LABEL, &mut key)
             .expect("32 bytes is a valid HKDF-SHA-256 output length");
         Self(key)
+    }
+
+    /// The whole-file digest as one running hash, for the streaming paths.
+    pub(crate) fn whole_file(&self) -> PlainHasher {
+        PlainHasher::Keyed(Box::new(blake3::Hasher::new_keyed(&self.0)))
     }
 
     /// A hasher for the part at plaintext offset `offset` of a file of `parts` parts.

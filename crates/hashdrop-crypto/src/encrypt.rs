@@ -10,9 +10,10 @@ use bytes::Bytes;
 use futures_core::Stream;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::digest::Digest32;
 use crate::digest::DigestKey;
 use crate::error::{CryptoError, Result};
-use crate::hashing::{writable, HashWorker, SharedBuf};
+use crate::hashing::{writable, HashWorker, PlainHasher, SharedBuf};
 use crate::header::new_header;
 use crate::keys::Recipients;
 use crate::stream::{
@@ -23,8 +24,9 @@ use crate::stream::{
 /// What an encryption produced, besides the ciphertext.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EncryptSummary {
-    /// SHA-256 of the plaintext.
-    pub plaintext_sha256: [u8; 32],
+    /// The keyed BLAKE3 digest of the plaintext (`docs/FORMAT.md`), what `--verify`
+    /// checks for new uploads.
+    pub keyed_digest: Digest32,
     /// Plaintext bytes read.
     pub plaintext_len: u64,
     /// Ciphertext bytes written (header included).
@@ -39,6 +41,7 @@ pub struct Encryption {
     /// Kept for the parallel path, where every thread needs its own sealer.
     pub(crate) payload_key: PayloadKey,
     pub(crate) digest_key: DigestKey,
+    pub(crate) metadata_key: PayloadKey,
     pub(crate) expected_len: Option<u64>,
 }
 
@@ -60,6 +63,7 @@ impl Encryption {
             header: header.bytes,
             payload_key: header.payload_key,
             digest_key: header.digest_key,
+            metadata_key: header.metadata_key,
             expected_len: None,
         })
     }
@@ -73,6 +77,7 @@ impl Encryption {
             sealer: ChunkCipher::sealer(&self.payload_key)?,
             payload_key: self.payload_key.clone(),
             digest_key: self.digest_key.clone(),
+            metadata_key: self.metadata_key.clone(),
             expected_len: self.expected_len,
         })
     }
@@ -100,10 +105,16 @@ impl Encryption {
         let Self {
             header,
             sealer,
+            digest_key,
             expected_len,
             ..
         } = self;
-        let mut state = SealState::new(sealer, header.len() as u64, expected_len);
+        let mut state = SealState::new(
+            sealer,
+            digest_key.whole_file(),
+            header.len() as u64,
+            expected_len,
+        );
         let mut input = Lookahead::new(input);
         output.write_all(&header)?;
         loop {
@@ -135,11 +146,17 @@ impl Encryption {
         let Self {
             header,
             sealer,
+            digest_key,
             expected_len,
             ..
         } = self;
         let state = BodyState {
-            seal: Some(SealState::new(sealer, header.len() as u64, expected_len)),
+            seal: Some(SealState::new(
+                sealer,
+                digest_key.whole_file(),
+                header.len() as u64,
+                expected_len,
+            )),
             input,
             lookahead: None,
             header: Some(Bytes::from(header)),
@@ -179,10 +196,15 @@ struct SealState {
 }
 
 impl SealState {
-    fn new(sealer: ChunkCipher, header_len: u64, expected_len: Option<u64>) -> Self {
+    fn new(
+        sealer: ChunkCipher,
+        digest: PlainHasher,
+        header_len: u64,
+        expected_len: Option<u64>,
+    ) -> Self {
         Self {
             sealer,
-            hasher: HashWorker::start(2, BATCH_PLAIN),
+            hasher: HashWorker::start(digest, 2, BATCH_PLAIN),
             sealed: Vec::with_capacity(BATCH_SEALED),
             counter: 0,
             written: header_len,
@@ -223,7 +245,7 @@ impl SealState {
     fn finish(self) -> Result<EncryptSummary> {
         let plaintext_len = self.hasher.hashed();
         Ok(EncryptSummary {
-            plaintext_sha256: self.hasher.finish(),
+            keyed_digest: self.hasher.finish(),
             plaintext_len,
             ciphertext_len: self.written,
         })

@@ -57,6 +57,10 @@ pub enum CryptoError {
     /// expected: this is not the file that was announced.
     #[error("the decrypted file does not match its keyed digest")]
     DigestMismatch,
+    /// Sealed metadata (a file's name and type) failed authentication: altered, or
+    /// sealed for another file.
+    #[error("the file's sealed name and type are damaged or belong to another file")]
+    MetadataDamaged,
     /// A part size that does not cut a file into whole BLAKE3 subtrees and STREAM
     /// chunks.
     #[error("part size {part_size} is not a power of two of at least 64 KiB")]
@@ -109,6 +113,7 @@ impl CryptoError {
             Self::PayloadTruncated { .. } => "payload_truncated",
             Self::LengthMismatch { .. } => "length_mismatch",
             Self::DigestMismatch => "digest_mismatch",
+            Self::MetadataDamaged => "metadata_damaged",
             Self::InvalidPartSize { .. } => "invalid_part_size",
             Self::BufferLength { .. } => "buffer_length",
             Self::InvalidKey(_) => "invalid_key",

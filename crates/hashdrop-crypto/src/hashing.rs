@@ -1,7 +1,8 @@
-//! SHA-256 of the plaintext on a second core.
+//! The plaintext's digest on a second core: the keyed BLAKE3 digest of new uploads, or
+//! the SHA-256 that older uploads recorded.
 //!
-//! Hashing (about 1.7 GB/s with SHA-NI) is slower than the AEAD (3+ GB/s with AVX-512),
-//! so doing both on one core would halve throughput. Buffers are shared with a worker
+//! Hashing (SHA-256 about 1.7 GB/s with SHA-NI) is as costly as the AEAD (3+ GB/s with
+//! AVX-512), so doing both on one core would halve throughput. Buffers are shared with a worker
 //! thread (an `Arc` each: the worker hashes while the caller encrypts from, or writes
 //! out, the same bytes) and come back once hashed; the caller keeps a small fixed pool
 //! of them, which is also what bounds memory.
@@ -19,7 +20,33 @@ pub(crate) fn writable(buf: &mut SharedBuf) -> &mut [u8] {
     Arc::get_mut(buf).expect("a buffer comes back from the worker with no other owner")
 }
 
-/// A SHA-256 running on its own thread, fed whole buffers in order.
+/// Which digest a [`HashWorker`] computes.
+pub(crate) enum PlainHasher {
+    /// SHA-256, what uploads before the keyed digest recorded.
+    Sha256(Sha256),
+    /// Keyed BLAKE3 of the whole plaintext (see `digest.rs`).
+    Keyed(Box<blake3::Hasher>),
+}
+
+impl PlainHasher {
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Self::Sha256(h) => h.update(bytes),
+            Self::Keyed(h) => {
+                h.update(bytes);
+            }
+        }
+    }
+
+    fn finish(self) -> [u8; 32] {
+        match self {
+            Self::Sha256(h) => h.finalize().into(),
+            Self::Keyed(h) => *h.finalize().as_bytes(),
+        }
+    }
+}
+
+/// A digest running on its own thread, fed whole buffers in order.
 pub(crate) struct HashWorker {
     jobs: Option<mpsc::SyncSender<(SharedBuf, usize)>>,
     free: mpsc::Receiver<SharedBuf>,
@@ -29,7 +56,7 @@ pub(crate) struct HashWorker {
 
 impl HashWorker {
     /// Starts the worker with `buffers` buffers of `size` bytes in circulation.
-    pub(crate) fn start(buffers: usize, size: usize) -> Self {
+    pub(crate) fn start(mut hasher: PlainHasher, buffers: usize, size: usize) -> Self {
         let (jobs_tx, jobs_rx) = mpsc::sync_channel::<(SharedBuf, usize)>(buffers);
         let (free_tx, free_rx) = mpsc::sync_channel::<SharedBuf>(buffers);
         for _ in 0..buffers {
@@ -38,15 +65,14 @@ impl HashWorker {
                 .expect("the channel holds every buffer");
         }
         let thread = thread::Builder::new()
-            .name("hashdrop-sha256".into())
+            .name("hashdrop-digest".into())
             .spawn(move || {
-                let mut hasher = Sha256::new();
                 for (buf, len) in jobs_rx {
                     hasher.update(&buf[..len]);
                     // The owner may already be gone after an error; that is fine.
                     let _ = free_tx.send(buf);
                 }
-                hasher.finalize().into()
+                hasher.finish()
             })
             .expect("spawning the hashing thread");
         Self {
@@ -113,17 +139,31 @@ pub fn to_hex(digest: &[u8; 32]) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn worker_digest_equals_one_shot_digest() {
-        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-        let mut worker = HashWorker::start(2, 100_000);
+    fn through_worker(hasher: PlainHasher, data: &[u8]) -> [u8; 32] {
+        let mut worker = HashWorker::start(hasher, 2, 100_000);
         for piece in data.chunks(100_000) {
             let mut buf = worker.buffer();
             writable(&mut buf)[..piece.len()].copy_from_slice(piece);
             worker.submit(&buf, piece.len());
         }
-        assert_eq!(worker.hashed(), 300_000);
-        let expected: [u8; 32] = Sha256::digest(&data).into();
-        assert_eq!(worker.finish(), expected);
+        assert_eq!(worker.hashed(), data.len() as u64);
+        worker.finish()
+    }
+
+    #[test]
+    fn worker_digests_equal_one_shot_digests() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let sha: [u8; 32] = Sha256::digest(&data).into();
+        assert_eq!(
+            through_worker(PlainHasher::Sha256(Sha256::new()), &data),
+            sha
+        );
+
+        let key = [7u8; 32];
+        let keyed = PlainHasher::Keyed(Box::new(blake3::Hasher::new_keyed(&key)));
+        assert_eq!(
+            through_worker(keyed, &data),
+            *blake3::keyed_hash(&key, &data).as_bytes()
+        );
     }
 }

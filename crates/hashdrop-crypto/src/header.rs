@@ -74,6 +74,7 @@ pub(crate) struct NewHeader {
     pub(crate) bytes: Vec<u8>,
     pub(crate) payload_key: PayloadKey,
     pub(crate) digest_key: DigestKey,
+    pub(crate) metadata_key: PayloadKey,
 }
 
 pub(crate) fn new_header(recipients: Recipients<'_>) -> Result<NewHeader> {
@@ -81,6 +82,7 @@ pub(crate) fn new_header(recipients: Recipients<'_>) -> Result<NewHeader> {
         Recipients::Vault { file, account } => {
             vec![Box::new(file.0.clone()), Box::new(account.0.clone())]
         }
+        Recipients::Account(account) => vec![Box::new(account.0.clone())],
         Recipients::Passphrase {
             passphrase,
             work_factor,
@@ -114,6 +116,7 @@ pub(crate) fn new_header(recipients: Recipients<'_>) -> Result<NewHeader> {
     Ok(NewHeader {
         payload_key: PayloadKey::derive(&file_key, &nonce),
         digest_key: DigestKey::derive(&file_key),
+        metadata_key: PayloadKey::for_metadata(&file_key),
         bytes,
     })
 }
@@ -124,6 +127,7 @@ pub(crate) struct OpenedHeader {
     pub(crate) len: u64,
     pub(crate) payload_key: PayloadKey,
     pub(crate) digest_key: DigestKey,
+    pub(crate) metadata_key: PayloadKey,
 }
 
 /// Reads exactly the header and payload nonce from `input`, leaving it at the first
@@ -163,6 +167,7 @@ pub(crate) fn open_header<R: BufRead>(input: &mut R, keys: &Keys) -> Result<Open
         len: seen.len() as u64,
         payload_key: PayloadKey::derive(&file_key, &nonce),
         digest_key: DigestKey::derive(&file_key),
+        metadata_key: PayloadKey::for_metadata(&file_key),
     })
 }
 

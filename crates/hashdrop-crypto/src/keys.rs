@@ -119,6 +119,9 @@ pub enum Recipients<'a> {
         /// log2 of the scrypt work factor; `None` lets age calibrate (~1 s).
         work_factor: WorkFactor,
     },
+    /// One X25519 recipient alone: the owner's copy of a file's sealed name and type,
+    /// to the account identity.
+    Account(&'a AgeRecipient),
 }
 
 /// What to try when opening a file.

@@ -29,11 +29,12 @@ mod error;
 mod hashing;
 mod header;
 mod keys;
+mod metadata;
 mod parts;
 mod stream;
 mod vault;
 
-pub use decrypt::{decrypt, DecryptSummary, SeekableDecryptor};
+pub use decrypt::{decrypt, decrypt_with, DecryptSummary, PlainDigest, SeekableDecryptor};
 pub use digest::{Digest32, DIGEST_KEY_LABEL};
 pub use encrypt::{encrypt, EncryptSummary, EncryptingBody, Encryption, SummaryHandle};
 pub use error::{CryptoError, Result};
@@ -41,6 +42,7 @@ pub use hashing::to_hex;
 pub use keys::{
     AgeIdentity, AgeRecipient, Keys, Passphrase, Recipients, WorkFactor, DEFAULT_MAX_WORK_FACTOR,
 };
+pub use metadata::{open_metadata, METADATA_KEY_LABEL};
 pub use parts::{decrypt_parts, PartDecryption, PartLayout, PartsSummary, DEFAULT_PART_SIZE};
 pub use stream::{payload_len, plaintext_len, CHUNK_SIZE, ENCRYPTED_CHUNK_SIZE, TAG_SIZE};
 pub use vault::{MergeReport, Vault};

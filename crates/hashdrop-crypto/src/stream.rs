@@ -49,6 +49,16 @@ impl PayloadKey {
             .expect("32 bytes is a valid HKDF-SHA-256 output length");
         Self(key)
     }
+
+    /// `HKDF-SHA-256(ikm = file key, salt = none, info = METADATA_KEY_LABEL)`: the key
+    /// of the sealed metadata (`metadata.rs`), a one-chunk STREAM of its own.
+    pub(crate) fn for_metadata(file_key: &FileKeyBytes) -> Self {
+        let mut key = [0u8; 32];
+        Hkdf::<Sha256>::new(None, &file_key.0)
+            .expand(crate::metadata::METADATA_KEY_LABEL, &mut key)
+            .expect("32 bytes is a valid HKDF-SHA-256 output length");
+        Self(key)
+    }
 }
 
 /// Plaintext length → payload length (every chunk carries a tag; an empty plaintext is

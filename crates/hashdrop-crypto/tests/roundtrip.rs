@@ -3,8 +3,8 @@
 use std::io::Cursor;
 
 use hashdrop_crypto::{
-    decrypt, encrypt, AgeIdentity, CryptoError, Encryption, Keys, Passphrase, Recipients,
-    SeekableDecryptor, CHUNK_SIZE,
+    decrypt, decrypt_with, encrypt, AgeIdentity, CryptoError, Encryption, Keys, Passphrase,
+    PlainDigest, Recipients, SeekableDecryptor, CHUNK_SIZE,
 };
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
@@ -63,16 +63,25 @@ fn vault_mode_roundtrips_at_chunk_and_batch_boundaries_with_either_key() {
     for &len in BOUNDARY_SIZES {
         let data = plaintext(len, 1);
         let sealed = keys.seal(&data);
+        let mut digests = Vec::new();
         for key in [&keys.file, &keys.account] {
             let mut out = Vec::new();
             let summary = decrypt(&sealed[..], &mut out, &Keys::identity(key.clone())).unwrap();
             assert_eq!(out, data, "len {len}");
             assert_eq!(summary.plaintext_len, len as u64);
+            digests.push(summary.plaintext_digest);
+
+            // Older uploads recorded SHA-256, which a decryption can still compute.
+            let mut out = Vec::new();
+            let keys = Keys::identity(key.clone());
+            let legacy = decrypt_with(&sealed[..], &mut out, &keys, PlainDigest::Sha256).unwrap();
             assert_eq!(
-                summary.plaintext_sha256,
+                legacy.plaintext_digest,
                 <[u8; 32]>::from(Sha256::digest(&data))
             );
         }
+        // Both keys open the same file key, so they derive the same keyed digest.
+        assert_eq!(digests[0], digests[1], "len {len}");
     }
 }
 
@@ -93,9 +102,18 @@ fn encrypt_reports_hash_and_exact_predicted_length() {
         assert_eq!(out.len() as u64, predicted, "len {len}");
         assert_eq!(summary.ciphertext_len, predicted);
         assert_eq!(summary.plaintext_len, len as u64);
-        assert_eq!(
-            summary.plaintext_sha256,
-            <[u8; 32]>::from(Sha256::digest(&data))
+        // The digest the upload records is the one a recipient recomputes.
+        let opened = decrypt(
+            &out[..],
+            std::io::sink(),
+            &Keys::identity(keys.file.clone()),
+        )
+        .unwrap();
+        assert_eq!(summary.keyed_digest, opened.plaintext_digest, "len {len}");
+        assert_ne!(
+            summary.keyed_digest,
+            <[u8; 32]>::from(Sha256::digest(&data)),
+            "not the plaintext SHA-256"
         );
     }
 }
@@ -288,13 +306,10 @@ async fn the_async_body_streams_a_decryptable_file_and_reports_its_hash() {
     assert!(pieces > 2, "the body streams in pieces, not one buffer");
     assert_eq!(sealed.len() as u64, predicted);
     let summary = handle.get().expect("summary after the end");
-    assert_eq!(
-        summary.plaintext_sha256,
-        <[u8; 32]>::from(Sha256::digest(&data))
-    );
     let mut out = Vec::new();
-    decrypt(&sealed[..], &mut out, &Keys::identity(keys.file.clone())).unwrap();
+    let opened = decrypt(&sealed[..], &mut out, &Keys::identity(keys.file.clone())).unwrap();
     assert_eq!(out, data);
+    assert_eq!(summary.keyed_digest, opened.plaintext_digest);
 }
 
 #[tokio::test]

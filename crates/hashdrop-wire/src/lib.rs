@@ -139,16 +139,26 @@ pub struct RefreshResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PresignRequest {
-    /// Display name shown to recipients.
+    /// Display name in clear, as older clients send it; empty when `metadata` carries
+    /// the name sealed (exactly one of the two).
+    #[serde(default)]
     pub file_name: String,
-    /// SHA-256 of the plaintext, lowercase hex; if absent, complete must carry it.
+    /// Addition: the name and media type sealed on the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<SealedMetadata>,
+    /// SHA-256 of the plaintext, lowercase hex, as older clients send it; if neither
+    /// digest is here, complete must carry one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plaintext_hash: Option<String>,
+    /// Addition: the keyed BLAKE3 digest of the plaintext (lowercase hex,
+    /// `docs/FORMAT.md`), which only key holders can compute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyed_digest: Option<String>,
     /// Exact size of the age ciphertext that will be uploaded.
     pub encrypted_size_bytes: u64,
     /// `"vault"` or `"passphrase"`.
     pub key_management_mode: KeyMode,
-    /// Optional MIME type (kept for compatibility with the reference).
+    /// Optional MIME type in clear (older clients; new ones seal it in `metadata`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mime_type: Option<String>,
     /// Optional RFC 3339 time after which downloads are refused.
@@ -194,9 +204,13 @@ pub struct PresignResponse {
 pub struct CompleteRequest {
     /// File id from presign.
     pub file_id: String,
-    /// Plaintext SHA-256 (hex): required if presign had none, else checked against it.
+    /// Plaintext SHA-256 (hex): required if presign had no digest and
+    /// `keyed_digest` is absent, else checked against presign's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plaintext_hash: Option<String>,
+    /// Addition: the keyed digest (hex), the same rules as `plaintext_hash`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyed_digest: Option<String>,
     /// Optional plaintext size in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plaintext_size_bytes: Option<u64>,
@@ -222,8 +236,11 @@ pub struct CompleteResponse {
 pub struct FileSummary {
     /// File id (UUID).
     pub file_id: String,
-    /// Display name.
+    /// Display name in clear (empty when `metadata` carries it).
     pub file_name: String,
+    /// Addition: the sealed name and media type, with the owner's copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<SealedMetadata>,
     /// Ciphertext size.
     pub encrypted_size_bytes: u64,
     /// `pending`, `uploaded`, `failed` or `deleted`.
@@ -238,8 +255,11 @@ pub struct FileSummary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileMatch {
-    /// Display name.
+    /// Display name in clear (empty when `metadata` carries it).
     pub file_name: String,
+    /// Addition: the sealed name and media type, with the owner's copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<SealedMetadata>,
     /// Full file id.
     pub file_id: String,
 }
@@ -250,8 +270,11 @@ pub struct FileMatch {
 pub struct FileDetails {
     /// File id (UUID).
     pub file_id: String,
-    /// Display name.
+    /// Display name in clear (empty when `metadata` carries it).
     pub file_name: String,
+    /// Addition: the sealed name and media type, with the owner's copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<SealedMetadata>,
     /// `pending`, `uploaded`, `failed` or `deleted`.
     pub status: String,
     /// Plaintext size given at complete (0 if unknown).
@@ -262,8 +285,11 @@ pub struct FileDetails {
     pub s3_key: String,
     /// `"vault"` or `"passphrase"`.
     pub key_management_mode: KeyMode,
-    /// Plaintext SHA-256, hex.
+    /// Plaintext SHA-256, hex (empty for uploads that recorded a keyed digest).
     pub plaintext_hash: String,
+    /// Addition: the keyed digest, hex, for uploads that recorded one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyed_digest: Option<String>,
     /// Addition: RFC 3339 expiry set by the owner, if any.
     #[serde(default)]
     pub expires_at: Option<String>,
@@ -285,8 +311,11 @@ pub struct FileDetails {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileHash {
-    /// Plaintext SHA-256, hex.
+    /// Plaintext SHA-256, hex (empty for uploads that recorded a keyed digest).
     pub hash: String,
+    /// Addition: the keyed digest, hex, for uploads that recorded one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyed_digest: Option<String>,
 }
 
 /// Answer of `GET /api/files/salt?id=UUID` in the reference (`{"salt": "hex"}`).
@@ -311,8 +340,15 @@ pub struct PassphraseSalt {
 pub struct ShareInfo {
     /// File id (UUID).
     pub file_id: String,
-    /// Display name.
+    /// Display name in clear (empty when `metadata` carries it).
     pub file_name: String,
+    /// Addition: the sealed name and media type (never the owner's copy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<SealedMetadata>,
+    /// Addition: the keyed digest (hex) the upload recorded, which `--verify`
+    /// recomputes while decrypting; useless to anyone without the file key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyed_digest: Option<String>,
     /// Ciphertext size.
     pub encrypted_size_bytes: u64,
     /// `"vault"` or `"passphrase"`.
@@ -325,6 +361,35 @@ pub struct ShareInfo {
     pub downloads_left: Option<u64>,
     /// Public download URL answering 303 to a signed blob URL.
     pub download_url: String,
+}
+
+/// A file's name and media type sealed on the client (addition; `docs/FORMAT.md`).
+///
+/// The server stores these strings and hands them back; it cannot open them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SealedMetadata {
+    /// Base64 of the file's age header (the bytes its object starts with): with the
+    /// link's key or the passphrase it gives the file key, hence the key of `sealed`,
+    /// before a byte of the object is downloaded.
+    pub age_header: String,
+    /// Base64 of the [`FileMetadata`] JSON sealed with ChaCha20-Poly1305 under
+    /// `HKDF-SHA-256(file key, info = "hashdrop.metadata.v1")`.
+    pub sealed: String,
+    /// Base64 of an age file to the owner's account key holding the same JSON, so
+    /// the owner's listing opens every name with the vault alone. Owner answers only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_copy: Option<String>,
+}
+
+/// What [`SealedMetadata`] holds: `{"name": "report.pdf", "type": "application/pdf"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMetadata {
+    /// The file's name.
+    pub name: String,
+    /// Its media type, if known.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
 }
 
 /// `200 OK` answer of `GET /api/cli/version`: `{"compatible_version": "0.1.0"}`.

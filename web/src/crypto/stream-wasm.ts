@@ -91,6 +91,20 @@ export async function openHeader(ciphertext: ReadableStream<Uint8Array>, secret:
   }
 }
 
+/**
+ * The file key of an age header given whole (header and payload nonce, as the share
+ * API hands it out with a sealed name), opened with `secret`. Rejects like openHeader.
+ */
+export async function fileKeyOf(headerAndNonce: Uint8Array, secret: Secret): Promise<Uint8Array> {
+  const decrypter = await decrypterFor(secret);
+  const header = await new PrefixedReader(singleChunk(headerAndNonce).getReader()).readHeader();
+  try {
+    return await decrypter.decryptHeader(header);
+  } catch (e) {
+    throw headerError(e, secret);
+  }
+}
+
 async function decrypterFor(secret: Secret): Promise<Decrypter> {
   const decrypter = new Decrypter();
   if ("passphrase" in secret) {

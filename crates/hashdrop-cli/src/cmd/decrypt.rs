@@ -1,13 +1,14 @@
 //! `hashdrop decrypt LINK [DEST]`: download, decrypt into a temporary file next to the
 //! destination, and rename it into place only once the whole stream authenticated
-//! (and, with `--verify`, the plaintext hash matched). Any failure leaves no output.
+//! (and, with `--verify`, the keyed digest, or an older upload's SHA-256, matched).
+//! Any failure leaves no output.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use futures_util::TryStreamExt;
 use hashdrop_client::HttpError;
-use hashdrop_crypto::{decrypt, to_hex, AgeIdentity, Keys, Passphrase};
+use hashdrop_crypto::{decrypt_with, to_hex, AgeIdentity, Keys, Passphrase, PlainDigest};
 use hashdrop_wire::{FileHash, KeyMode, ShareInfo};
 use reqwest::Method;
 use serde_json::json;
@@ -19,7 +20,7 @@ use crate::error::{fail, from_crypto};
 use crate::pipe::{ChannelReader, ThreadedWriter};
 use crate::secrets::{self, SecretKind};
 use crate::util::{human_bytes, progress};
-use crate::{vault_store, Ctx};
+use crate::{sealed, vault_store, Ctx};
 
 /// What a link points at.
 #[derive(Debug)]
@@ -237,28 +238,29 @@ pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
     if let Ok(origin) = Url::parse(&target.origin) {
         ctx.api.check_transport(&origin, "the link")?;
     }
-    let info = share_info(ctx, &target).await?;
+    let mut info = share_info(ctx, &target).await?;
     let keys = keys_for(ctx, &args, &target, &info)?;
-    let expected = if args.verify {
-        match ctx.api.session() {
-            Ok(_) => {}
-            Err(_) => {
-                return Err(fail(
-                    "verify_needs_login",
-                    "--verify compares with the hash the owner's upload recorded, which needs the owner's login",
-                    "log in as the owner (`hashdrop auth login`) or drop --verify",
-                ))
-            }
-        }
-        let h: FileHash = ctx
-            .api
-            .authed(|c| c.file_hash(&target.file_id))
-            .await?
-            .map_err(|e| e.into_user("file hash"))?;
-        Some(h.hash.to_ascii_lowercase())
+    // New uploads record a keyed digest that whoever holds the key can check; older
+    // ones a SHA-256 that only the owner may read back.
+    let digest_kind = if info.keyed_digest.is_some() {
+        PlainDigest::Keyed
     } else {
-        None
+        PlainDigest::Sha256
     };
+    let expected = match (&info.keyed_digest, args.verify) {
+        (_, false) => None,
+        (Some(keyed), true) => Some(keyed.to_ascii_lowercase()),
+        (None, true) => Some(owner_recorded_sha256(ctx, &target.file_id).await?),
+    };
+    // A sealed name is opened with the file's key, before anything is downloaded: a
+    // wrong key or passphrase fails here.
+    if let Some(meta) = &info.metadata {
+        let opened = {
+            let (meta, keys) = (meta.clone(), keys.clone());
+            tokio::task::spawn_blocking(move || sealed::open_for_recipient(&meta, &keys)).await?
+        };
+        info.file_name = opened.map_err(|e| from_crypto(e, "the shared file"))?.name;
+    }
     let name = safe_name(&info.file_name, &target.file_id);
     let dest = destination(args.dest.as_deref(), &name, args.force)?;
     let dir = dest
@@ -295,7 +297,7 @@ pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
     let tmp_path = tmp.path().to_path_buf();
     let work = tokio::task::spawn_blocking(move || {
         let mut out = ThreadedWriter::new(out_file);
-        let result = decrypt(reader, &mut out, &keys);
+        let result = decrypt_with(reader, &mut out, &keys, digest_kind);
         let finished = out.finish();
         let result = match (result, finished) {
             (Ok(s), Ok(())) => Ok(s),
@@ -332,13 +334,17 @@ pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
             return Err(from_crypto(e, "the downloaded file"));
         }
     };
-    let actual = to_hex(&summary.plaintext_sha256);
+    let actual = to_hex(&summary.plaintext_digest);
+    let what = match digest_kind {
+        PlainDigest::Keyed => "keyed digest",
+        PlainDigest::Sha256 => "SHA-256",
+    };
     if let Some(expected) = &expected {
         if expected != &actual {
             drop(tmp);
             return Err(fail(
                 "hash_mismatch",
-                format!("the decrypted file's SHA-256 {actual} differs from the uploaded one {expected}; no output was written"),
+                format!("the decrypted file's {what} {actual} differs from the uploaded one {expected}; no output was written"),
                 "the file on the server is not the one uploaded: ask the owner to upload it again",
             ));
         }
@@ -358,24 +364,54 @@ pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
     })?;
     crate::home::sync_dir(&dir);
     let verified = expected.is_some();
+    let mut report = json!({
+        "file_id": target.file_id,
+        "file_name": info.file_name,
+        "path": dest,
+        "plaintext_size_bytes": summary.plaintext_len,
+        "verified": verified,
+    });
+    report[digest_field(digest_kind)] = json!(actual);
     ctx.emit(
         format!(
             "Decrypted {} ({}) to {}{}",
             info.file_name,
             human_bytes(summary.plaintext_len),
             dest.display(),
-            if verified { ", SHA-256 verified" } else { "" }
+            if verified {
+                format!(", {what} verified")
+            } else {
+                String::new()
+            }
         ),
-        json!({
-            "file_id": target.file_id,
-            "file_name": info.file_name,
-            "path": dest,
-            "plaintext_size_bytes": summary.plaintext_len,
-            "plaintext_hash": actual,
-            "verified": verified,
-        }),
+        report,
     );
     Ok(())
+}
+
+/// The JSON field a digest of this kind is reported in, as upload and the API name it.
+fn digest_field(kind: PlainDigest) -> &'static str {
+    match kind {
+        PlainDigest::Keyed => "keyed_digest",
+        PlainDigest::Sha256 => "plaintext_hash",
+    }
+}
+
+/// The SHA-256 an older upload recorded, which only its owner may read back.
+async fn owner_recorded_sha256(ctx: &Ctx, file_id: &str) -> anyhow::Result<String> {
+    if ctx.api.session().is_err() {
+        return Err(fail(
+            "verify_needs_login",
+            "--verify on a file uploaded before keyed digests compares with the SHA-256 its upload recorded, which needs the owner's login",
+            "log in as the owner (`hashdrop auth login`) or drop --verify",
+        ));
+    }
+    let h: FileHash = ctx
+        .api
+        .authed(|c| c.file_hash(file_id))
+        .await?
+        .map_err(|e| e.into_user("file hash"))?;
+    Ok(h.hash.to_ascii_lowercase())
 }
 
 /// Resolves on Ctrl-C (and SIGTERM on Unix); never, if the handlers cannot be set up.

@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::api::Explain;
 use crate::error::{fail, Fail};
 use crate::util::{human_bytes, printable};
-use crate::{secrets, vault_store, Ctx};
+use crate::{sealed, secrets, vault_store, Ctx};
 
 fn check_prefix(prefix: &str) -> anyhow::Result<String> {
     let p = prefix.trim().to_ascii_lowercase();
@@ -22,15 +22,22 @@ fn check_prefix(prefix: &str) -> anyhow::Result<String> {
     Ok(p)
 }
 
-/// The one file of the user's whose id starts with `prefix`. An ambiguous prefix
-/// prints the candidates and fails without doing anything.
+/// The one file of the user's whose id starts with `prefix`, its name opened if it
+/// is sealed. An ambiguous prefix prints the candidates and fails without doing
+/// anything.
 pub async fn find_one(ctx: &Ctx, prefix: &str) -> anyhow::Result<FileDetails> {
     let p = check_prefix(prefix)?;
-    let found: Vec<FileDetails> = match ctx.api.authed(|c| c.details(&p)).await? {
+    let mut found: Vec<FileDetails> = match ctx.api.authed(|c| c.details(&p)).await? {
         Ok(v) => v,
         Err(e) if e.status == StatusCode::NOT_FOUND => Vec::new(),
         Err(e) => return Err(e.into_user("file")),
     };
+    sealed::reveal_owner_names(
+        ctx,
+        found
+            .iter_mut()
+            .map(|f| (f.file_id.as_str(), f.metadata.as_ref(), &mut f.file_name)),
+    )?;
     if let Some(exact) = found.iter().find(|f| f.file_id == p) {
         return Ok(exact.clone());
     }
@@ -66,11 +73,17 @@ pub async fn find_one(ctx: &Ctx, prefix: &str) -> anyhow::Result<FileDetails> {
 
 /// `files list`.
 pub async fn list(ctx: &Ctx) -> anyhow::Result<()> {
-    let files: Vec<FileSummary> = match ctx.api.authed(|c| c.list_all()).await? {
+    let mut files: Vec<FileSummary> = match ctx.api.authed(|c| c.list_all()).await? {
         Ok(v) => v,
         Err(e) if e.status == StatusCode::NOT_FOUND => Vec::new(),
         Err(e) => return Err(e.into_user("files")),
     };
+    sealed::reveal_owner_names(
+        ctx,
+        files
+            .iter_mut()
+            .map(|f| (f.file_id.as_str(), f.metadata.as_ref(), &mut f.file_name)),
+    )?;
     if ctx.json {
         println!("{}", serde_json::to_string(&files)?);
         return Ok(());
@@ -133,7 +146,7 @@ pub async fn show(ctx: &Ctx, prefix: &str, reveal_key: bool) -> anyhow::Result<(
     };
     let mut human = format!(
         "File id:        {}\nName:           {}\nStatus:         {}\nKey mode:       {}\n\
-         Plaintext size: {} ({} bytes)\nEncrypted size: {} bytes\nSHA-256:        {}\n\
+         Plaintext size: {} ({} bytes)\nEncrypted size: {} bytes\n{}\n\
          Downloads:      {}{}\nExpires:        {}\nDownload URL:   {}\nShare page:     {}",
         // Server text, one line per field: a newline in a name must not forge a line.
         printable(&f.file_id, false),
@@ -143,7 +156,10 @@ pub async fn show(ctx: &Ctx, prefix: &str, reveal_key: bool) -> anyhow::Result<(
         human_bytes(f.plaintext_size_bytes),
         f.plaintext_size_bytes,
         f.encrypted_size_bytes,
-        printable(&f.plaintext_hash, false),
+        match &f.keyed_digest {
+            Some(d) => format!("Keyed digest:   {}", printable(d, false)),
+            None => format!("SHA-256:        {}", printable(&f.plaintext_hash, false)),
+        },
         f.download_count,
         f.max_downloads
             .map(|m| format!(" of {m}"))

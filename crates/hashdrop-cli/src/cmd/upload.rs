@@ -1,12 +1,15 @@
-//! `hashdrop upload`: size check, then one read of the file that hashes and encrypts
-//! while uploading, complete (which carries the hash), vault.
+//! `hashdrop upload`: size check, then one read of the file that digests and encrypts
+//! while uploading, complete (which carries the keyed digest), vault. The name goes
+//! to the server sealed (`crate::sealed`), never in clear.
 
 use std::path::Path;
 
 use futures_util::TryStreamExt;
 use hashdrop_client::HttpError;
 use hashdrop_crypto::{to_hex, AgeIdentity, Encryption, Passphrase, Recipients};
-use hashdrop_wire::{CompleteRequest, CompleteResponse, KeyMode, PresignRequest, PresignResponse};
+use hashdrop_wire::{
+    CompleteRequest, CompleteResponse, FileMetadata, KeyMode, PresignRequest, PresignResponse,
+};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::Method;
 use serde_json::json;
@@ -143,11 +146,36 @@ pub async fn run(ctx: &Ctx, args: crate::cli::UploadArgs) -> anyhow::Result<()> 
         return Err(too_large(path, ciphertext_len, limit));
     }
 
-    // The file is read once: the hash comes out of the same pass that encrypts into
+    // The owner's copy of the name goes to the account key: the vault's, or for a
+    // passphrase file the one the vault's public metadata names (no unlock needed).
+    let owner = match &plan {
+        KeyPlan::Vault { account, .. } => Some(account.clone()),
+        KeyPlan::Passphrase(_) => home
+            .vault_meta()?
+            .and_then(|m| m.account_recipient.parse().ok()),
+    };
+    if owner.is_none() {
+        ctx.note(
+            "There is no vault on this machine, so `hashdrop files list` will not be able to \
+             show this file's name; its recipients (with the passphrase) still see it.",
+        );
+    }
+    let metadata = crate::sealed::seal(
+        &encryption,
+        owner.as_ref(),
+        &FileMetadata {
+            name: name.clone(),
+            media_type: None,
+        },
+    )?;
+
+    // The file is read once: the digest comes out of the same pass that encrypts into
     // the upload, so the slot is asked for without it and complete carries it.
     let presign = PresignRequest {
-        file_name: name.clone(),
+        file_name: String::new(),
+        metadata: Some(metadata),
         plaintext_hash: None,
+        keyed_digest: None,
         encrypted_size_bytes: ciphertext_len,
         key_management_mode: match plan {
             KeyPlan::Vault { .. } => KeyMode::Vault,
@@ -164,8 +192,8 @@ pub async fn run(ctx: &Ctx, args: crate::cli::UploadArgs) -> anyhow::Result<()> 
         .map_err(|e| e.into_user("upload slot"))?;
     let file_id = slot.file_id.clone();
 
-    let plaintext_hash = match put_object(ctx, path, &slot, encryption, ciphertext_len).await {
-        Ok(hash) => hash,
+    let keyed_digest = match put_object(ctx, path, &slot, encryption, ciphertext_len).await {
+        Ok(digest) => digest,
         Err(e) => {
             // Release the reserved quota now rather than waiting for the server's sweeper.
             let _ = ctx.api.authed(|c| c.delete_file(&file_id)).await;
@@ -174,7 +202,8 @@ pub async fn run(ctx: &Ctx, args: crate::cli::UploadArgs) -> anyhow::Result<()> 
     };
     let complete = CompleteRequest {
         file_id: file_id.clone(),
-        plaintext_hash: Some(to_hex(&plaintext_hash)),
+        plaintext_hash: None,
+        keyed_digest: Some(to_hex(&keyed_digest)),
         plaintext_size_bytes: Some(size),
         passphrase_salt: None,
     };
@@ -226,7 +255,7 @@ pub async fn run(ctx: &Ctx, args: crate::cli::UploadArgs) -> anyhow::Result<()> 
             "plaintext_size_bytes": size,
             "encrypted_size_bytes": done.uploaded_file_size,
             "key_management_mode": mode,
-            "plaintext_hash": to_hex(&plaintext_hash),
+            "keyed_digest": to_hex(&keyed_digest),
             "share_link": link,
         }),
     );
@@ -246,8 +275,8 @@ fn too_large(path: &Path, len: u64, limit: u64) -> anyhow::Error {
     )
 }
 
-/// Streams the encryption of `path` into the signed upload URL; returns the SHA-256 of
-/// the plaintext, computed from the same read.
+/// Streams the encryption of `path` into the signed upload URL; returns the keyed
+/// digest of the plaintext, computed from the same read.
 async fn put_object(
     ctx: &Ctx,
     path: &Path,
@@ -306,7 +335,7 @@ async fn put_object(
         });
     }
     match summary.get() {
-        Some(s) => Ok(s.plaintext_sha256),
+        Some(s) => Ok(s.keyed_digest),
         None => Err(fail(
             "upload_failed",
             "the upload ended before the whole file was encrypted",

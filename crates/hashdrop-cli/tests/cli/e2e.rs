@@ -163,19 +163,25 @@ fn full_flow_register_upload_share_decrypt_delete() {
         .run(&["decrypt", &link_v, o1.to_str().unwrap(), "--force"])
         .ok();
 
-    // A second user can decrypt the share link, but cannot --verify someone else's file.
+    // A second user, not logged in, decrypts the share link and checks it against the
+    // keyed digest, which only key holders can compute.
     let bob = Client::new(&server.url, "bob@example.com");
     let ob = out.path().join("bob.bin");
     bob.run(&["decrypt", &link_v, ob.to_str().unwrap()]).ok();
     assert_eq!(std::fs::read(&ob).unwrap(), data);
-    bob.run(&[
-        "decrypt",
-        &link_v,
-        ob.to_str().unwrap(),
-        "--verify",
-        "--force",
-    ])
-    .fails_with("log in");
+    let verified = bob
+        .run(&[
+            "decrypt",
+            &link_v,
+            ob.to_str().unwrap(),
+            "--verify",
+            "--force",
+        ])
+        .ok();
+    assert!(
+        verified.stdout.contains("keyed digest verified"),
+        "{verified:#?}"
+    );
 
     // Without DEST the file lands in the Downloads directory.
     let fake_home = tempfile::tempdir().unwrap();
@@ -581,4 +587,130 @@ fn interactive_upload_confirms_a_new_vault_passphrase() {
         &[("HASHDROP_VAULT_PASSWORD", "zebra quartz 71")],
     )
     .ok();
+}
+
+/// Every file under `dir` (database, its journal, objects, mail spool), read raw.
+fn every_stored_byte(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                out.push((p, bytes));
+            }
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Issue 12: the server keeps no file name and no plaintext hash for new uploads, yet
+/// the owner lists the names and a recipient gets the name and can verify the file.
+#[test]
+fn the_server_stores_no_name_and_no_plaintext_hash_for_new_uploads() {
+    use sha2::{Digest, Sha256};
+    let server = Server::start(|_| {});
+    let alice = Client::signed_up(&server, "private@example.com");
+    let work = tempfile::tempdir().unwrap();
+    let data = sample(2 * 65536 + 17, 12);
+    let sha256 = Sha256::digest(&data);
+    let vault_name = "Quarterly-Layoffs-DRAFT.xlsx";
+    let pass_name = "Merger-Terms-Confidential.pdf";
+    let src = work.path().join("src.bin");
+    write(&src, &data);
+    let up_v = alice.upload(&src, &["--name", vault_name]);
+    let up_p = alice.upload(&src, &["-N", "--name", pass_name]);
+    assert!(up_v["keyed_digest"].is_string() && up_v.get("plaintext_hash").is_none());
+
+    // What the server stored, raw: the SQLite database and its journal, every object,
+    // the mail spool. Nothing holds either name or the plaintext's SHA-256.
+    let hex = sha256
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    let stored = every_stored_byte(server.data.path());
+    assert!(
+        stored
+            .iter()
+            .any(|(p, _)| p.to_string_lossy().contains("hashdrop.db")),
+        "{stored:?}"
+    );
+    for (path, bytes) in &stored {
+        for (what, needle) in [
+            ("the vault file's name", vault_name.as_bytes()),
+            ("the passphrase file's name", pass_name.as_bytes()),
+            ("the plaintext SHA-256 (hex)", hex.as_bytes()),
+            ("the plaintext SHA-256", &sha256[..]),
+        ] {
+            assert!(!contains(bytes, needle), "{} holds {what}", path.display());
+        }
+    }
+
+    // The owner still sees both names (the passphrase file's through the vault's
+    // account key, without its passphrase).
+    let list = alice.run(&["files", "list"]).ok();
+    assert!(
+        list.stdout.contains(vault_name) && list.stdout.contains(pass_name),
+        "{list:#?}"
+    );
+    let show = alice
+        .run(&["--json", "files", "show", &field(&up_p, "file_id")])
+        .ok()
+        .json();
+    assert_eq!(show["file_name"], pass_name);
+    assert_eq!(show["plaintext_hash"], "");
+
+    // A recipient who is nobody's user gets the name from the link and verifies the
+    // keyed digest, with no login.
+    let bob = Client::new(&server.url, "bob@example.com");
+    let out = tempfile::tempdir().unwrap();
+    let r = bob
+        .run(&[
+            "--json",
+            "decrypt",
+            &field(&up_v, "share_link"),
+            out.path().to_str().unwrap(),
+            "--verify",
+        ])
+        .ok()
+        .json();
+    assert_eq!(r["verified"], true);
+    assert_eq!(r["keyed_digest"], up_v["keyed_digest"]);
+    assert_eq!(std::fs::read(out.path().join(vault_name)).unwrap(), data);
+    let r = bob
+        .run(&[
+            "--json",
+            "decrypt",
+            &field(&up_p, "share_link"),
+            out.path().to_str().unwrap(),
+            "--verify",
+        ])
+        .ok()
+        .json();
+    assert_eq!(r["file_name"], pass_name);
+    assert_eq!(std::fs::read(out.path().join(pass_name)).unwrap(), data);
+
+    // Another file's key fails on the sealed name, before anything is downloaded or
+    // written.
+    let other = alice.upload(&src, &["--name", "other.bin"]);
+    let (_, other_key) = field(&other, "share_link")
+        .split_once('#')
+        .map(|(b, k)| (b.to_string(), k.to_string()))
+        .unwrap();
+    let link = field(&up_v, "share_link");
+    let (base, _) = link.split_once('#').unwrap();
+    let before = std::fs::read_dir(out.path()).unwrap().count();
+    bob.run(&[
+        "decrypt",
+        &format!("{base}#{other_key}"),
+        out.path().to_str().unwrap(),
+    ])
+    .fails_with("key");
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), before);
 }

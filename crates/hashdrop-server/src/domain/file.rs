@@ -22,6 +22,13 @@ pub struct FileFacts {
     pub expires_at: Option<i64>,
     /// Owner-set total download cap.
     pub max_downloads: Option<i64>,
+    /// The keyed digest a recipient's `--verify` checks (empty for older uploads).
+    #[serde(default)]
+    pub keyed_digest: String,
+    /// The sealed name and type (empty for older uploads).
+    #[serde(default)]
+    #[sqlx(flatten)]
+    pub meta: SealedMeta,
 }
 
 /// Where a file is in its life.
@@ -147,15 +154,150 @@ pub fn parse_mime_type(m: Option<&str>) -> Result<Option<String>> {
     Ok(Some(m.to_ascii_lowercase()))
 }
 
-/// A SHA-256 in hex, lowercased.
-pub fn parse_plaintext_hash(h: &str) -> Result<String> {
+/// The check an upload recorded over its plaintext, in lowercase hex. A file has at
+/// most one; an empty stored column means "not this kind".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlainDigest {
+    /// SHA-256, sent by older clients: anyone can test a guess of the file against it.
+    Sha256(String),
+    /// Keyed BLAKE3 under a key derived from the file key: only key holders can.
+    Keyed(String),
+}
+
+impl PlainDigest {
+    /// From the two stored columns (at most one non-empty).
+    pub fn from_columns(plaintext_hash: &str, keyed_digest: &str) -> Option<Self> {
+        if !keyed_digest.is_empty() {
+            Some(Self::Keyed(keyed_digest.to_owned()))
+        } else if !plaintext_hash.is_empty() {
+            Some(Self::Sha256(plaintext_hash.to_owned()))
+        } else {
+            None
+        }
+    }
+
+    /// The two stored columns: (plaintext_hash, keyed_digest).
+    pub fn columns(&self) -> (&str, &str) {
+        match self {
+            Self::Sha256(h) => (h.as_str(), ""),
+            Self::Keyed(h) => ("", h.as_str()),
+        }
+    }
+}
+
+/// The digest a request carries, if any: `plaintext_hash` (SHA-256) or
+/// `keyed_digest`, never both; empty strings count as absent.
+pub fn parse_digest(
+    plaintext_hash: Option<&str>,
+    keyed_digest: Option<&str>,
+) -> Result<Option<PlainDigest>> {
+    fn given(v: Option<&str>) -> Option<&str> {
+        v.filter(|h| !h.is_empty())
+    }
+    match (given(plaintext_hash), given(keyed_digest)) {
+        (Some(_), Some(_)) => Err(Error::Invalid(
+            "send plaintext_hash or keyed_digest, not both".into(),
+        )),
+        (Some(h), None) => Ok(Some(PlainDigest::Sha256(hex32("plaintext_hash", h)?))),
+        (None, Some(h)) => Ok(Some(PlainDigest::Keyed(hex32("keyed_digest", h)?))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// 32 bytes in hex, lowercased.
+fn hex32(field: &str, h: &str) -> Result<String> {
     if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(h.to_ascii_lowercase())
     } else {
-        Err(Error::Invalid(
-            "plaintext_hash must be 64 hex characters".into(),
-        ))
+        Err(Error::Invalid(format!("{field} must be 64 hex characters")))
     }
+}
+
+/// A name and media type sealed on the client, as stored: base64 strings the server
+/// cannot open, checked for shape and size only.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct SealedMeta {
+    /// The file's age header.
+    #[serde(default)]
+    pub meta_header: String,
+    /// The metadata under a key derived from the file key.
+    #[serde(default)]
+    pub meta_sealed: String,
+}
+
+impl SealedMeta {
+    /// Whether the file has sealed metadata (older rows have none).
+    pub fn is_present(&self) -> bool {
+        !self.meta_sealed.is_empty()
+    }
+}
+
+/// Largest base64 age header accepted: two X25519 stanzas or one scrypt stanza take
+/// about 400 characters; this leaves room for other recipient types.
+const MAX_HEADER_B64: usize = 4096;
+/// Largest sealed metadata: a 255-character name and a 255-byte type in JSON, as
+/// UTF-8 (up to 4 bytes a character), sealed and in base64, fit well inside.
+const MAX_SEALED_B64: usize = 4096;
+/// Largest owner copy: the same JSON as a small age file to one X25519 key.
+const MAX_OWNER_COPY_B64: usize = 8192;
+
+/// Sealed metadata as a presign brings it: what recipients get, and the owner's copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSealedMeta {
+    /// For link holders.
+    pub public: SealedMeta,
+    /// For the owner's listing.
+    pub owner_copy: String,
+}
+
+/// Checks sealed metadata: standard base64 of the sizes above, the header an age v1
+/// header, the sealed part at least an AEAD tag, the owner copy (optional) an age file.
+pub fn parse_sealed_meta(
+    age_header: &str,
+    sealed: &str,
+    owner_copy: &str,
+) -> Result<NewSealedMeta> {
+    use base64::Engine as _;
+    let decode = |field: &str, v: &str, max: usize| -> Result<Vec<u8>> {
+        let bad = || {
+            Error::Invalid(format!(
+                "metadata.{field} must be base64 of at most {max} characters"
+            ))
+        };
+        if v.is_empty() || v.len() > max {
+            return Err(bad());
+        }
+        base64::engine::general_purpose::STANDARD
+            .decode(v)
+            .map_err(|_| bad())
+    };
+    let header = decode("age_header", age_header, MAX_HEADER_B64)?;
+    if !header.starts_with(b"age-encryption.org/v1\n") {
+        return Err(Error::Invalid(
+            "metadata.age_header is not an age header".into(),
+        ));
+    }
+    if decode("sealed", sealed, MAX_SEALED_B64)?.len() < 16 {
+        return Err(Error::Invalid(
+            "metadata.sealed is too short to be sealed".into(),
+        ));
+    }
+    // A client without the owner's account key (no vault) sends no owner copy.
+    if !owner_copy.is_empty()
+        && !decode("owner_copy", owner_copy, MAX_OWNER_COPY_B64)?
+            .starts_with(b"age-encryption.org/v1\n")
+    {
+        return Err(Error::Invalid(
+            "metadata.owner_copy is not an age file".into(),
+        ));
+    }
+    Ok(NewSealedMeta {
+        public: SealedMeta {
+            meta_header: age_header.to_owned(),
+            meta_sealed: sealed.to_owned(),
+        },
+        owner_copy: owner_copy.to_owned(),
+    })
 }
 
 /// A positive total download cap that fits the database.
@@ -223,8 +365,18 @@ mod tests {
         assert_eq!(parse_file_name("  a.txt ").unwrap(), "a.txt");
         assert!(parse_file_name("a\nb").is_err());
         assert!(parse_file_name(&"x".repeat(256)).is_err());
-        assert!(parse_plaintext_hash(&"A".repeat(64)).is_ok());
-        assert!(parse_plaintext_hash(&"g".repeat(64)).is_err());
+        assert_eq!(
+            parse_digest(Some(&"A".repeat(64)), None).unwrap(),
+            Some(PlainDigest::Sha256("a".repeat(64)))
+        );
+        assert!(parse_digest(Some(&"g".repeat(64)), None).is_err());
+        assert_eq!(
+            parse_digest(Some(""), Some(&"b".repeat(64))).unwrap(),
+            Some(PlainDigest::Keyed("b".repeat(64)))
+        );
+        assert!(parse_digest(None, Some("abc")).is_err());
+        assert!(parse_digest(Some(&"a".repeat(64)), Some(&"b".repeat(64))).is_err());
+        assert_eq!(parse_digest(None, Some("")).unwrap(), None);
         assert_eq!(parse_max_downloads(Some(0)).ok(), None);
         assert_eq!(parse_max_downloads(Some(3)).unwrap(), Some(3));
     }

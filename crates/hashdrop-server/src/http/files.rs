@@ -6,10 +6,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hashdrop_wire::{
     CompleteRequest, CompleteResponse, FileDetails, FileHash, FileMatch, KeyMode, PresignRequest,
-    PresignResponse, UploadResource,
+    PresignResponse, SealedMetadata, UploadResource,
 };
 
 use super::extract::{ApiJson, ApiQuery, AuthUser, IdQuery};
+use crate::domain::file::SealedMeta;
 use crate::domain::time::rfc3339;
 use crate::domain::{Error, Result};
 use crate::service::files;
@@ -17,6 +18,24 @@ use crate::state::AppState;
 
 fn key_mode(s: &str) -> KeyMode {
     KeyMode::parse(s).unwrap_or(KeyMode::Vault)
+}
+
+/// The sealed name and type as the API spells them; `owner_copy` only in answers to
+/// the owner.
+pub(super) fn sealed_metadata(
+    meta: SealedMeta,
+    owner_copy: Option<String>,
+) -> Option<SealedMetadata> {
+    meta.is_present().then(|| SealedMetadata {
+        age_header: meta.meta_header,
+        sealed: meta.meta_sealed,
+        owner_copy: owner_copy.filter(|c| !c.is_empty()),
+    })
+}
+
+/// A non-empty stored digest column.
+pub(super) fn present(column: String) -> Option<String> {
+    (!column.is_empty()).then_some(column)
 }
 
 /// A JSON array of `rows`, each translated by `to_wire`.
@@ -72,6 +91,7 @@ pub async fn resolve(
 ) -> Result<Json<Vec<FileMatch>>> {
     let rows = files::find(&state, &user_id, q.id.as_deref()).await?;
     Ok(json_list(rows, |f| FileMatch {
+        metadata: sealed_metadata(f.meta, Some(f.meta_owner)),
         file_id: f.id,
         file_name: f.file_name,
     }))
@@ -88,6 +108,8 @@ pub async fn details(
         download_url: files::download_url(&state, &user_id, &f.id),
         share_url: files::share_url(&state, &f.id),
         key_management_mode: key_mode(&f.key_mode),
+        metadata: sealed_metadata(f.meta, Some(f.meta_owner)),
+        keyed_digest: present(f.keyed_digest),
         file_id: f.id,
         file_name: f.file_name,
         status: f.status,
@@ -107,8 +129,11 @@ pub async fn hash(
     AuthUser(user_id): AuthUser,
     ApiQuery(q): ApiQuery<IdQuery>,
 ) -> Result<Json<FileHash>> {
-    let hash = files::plaintext_hash(&state, &user_id, q.id.as_deref()).await?;
-    Ok(Json(FileHash { hash }))
+    let (hash, keyed_digest) = files::digests(&state, &user_id, q.id.as_deref()).await?;
+    Ok(Json(FileHash {
+        hash,
+        keyed_digest: present(keyed_digest),
+    }))
 }
 
 /// `GET /api/files/salt?id=UUID`: kept for reference clients. age passphrase files

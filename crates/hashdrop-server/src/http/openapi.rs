@@ -403,6 +403,7 @@ pub fn document_json() -> String {
         .schema_from::<w::PresignRequest>()
         .schema_from::<w::UploadResource>()
         .schema_from::<w::PresignResponse>()
+        .schema_from::<w::SealedMetadata>()
         .schema_from::<w::CompleteRequest>()
         .schema_from::<w::CompleteResponse>()
         .schema_from::<w::FileSummary>()

@@ -56,6 +56,8 @@ pub async fn share_info(
         download_url: files::download_url(&state, &s.facts.user_id, &s.file_id),
         file_id: s.file_id,
         file_name: s.facts.file_name,
+        metadata: super::files::sealed_metadata(s.facts.meta, None),
+        keyed_digest: super::files::present(s.facts.keyed_digest),
         encrypted_size_bytes: s.facts.encrypted_size as u64,
         key_management_mode: KeyMode::parse(&s.facts.key_mode).unwrap_or(KeyMode::Vault),
         expires_at: s.facts.expires_at.map(rfc3339),

@@ -96,9 +96,11 @@ impl RedisFileCache {
         })
     }
 
-    /// The Redis key of `file_id`'s entry.
+    /// The Redis key of `file_id`'s entry. `file2`: entries gained the sealed name
+    /// and keyed digest, and an instance must not read an older instance's entry
+    /// (which lacks them) during a rolling upgrade.
     pub fn key(prefix: &str, file_id: &str) -> String {
-        format!("{prefix}:file:{file_id}")
+        format!("{prefix}:file2:{file_id}")
     }
 
     fn miss(&self) {

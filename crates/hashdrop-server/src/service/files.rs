@@ -34,13 +34,27 @@ pub struct Presigned {
 /// transaction, then signs an upload URL for exactly the declared size.
 pub async fn presign(state: &AppState, user_id: &str, req: &PresignRequest) -> Result<Presigned> {
     let limits = &state.cfg.limits;
-    let file_name = file::parse_file_name(&req.file_name)?;
-    let mime_type = file::parse_mime_type(req.mime_type.as_deref())?;
-    // An empty stored hash means "not known yet": complete must then supply it.
-    let plaintext_hash = match &req.plaintext_hash {
-        Some(h) => file::parse_plaintext_hash(h)?,
-        None => String::new(),
+    // A name in clear (older clients) or sealed (new ones), never both: a client
+    // that seals must not leak what it seals.
+    let (file_name, mime_type, meta) = match &req.metadata {
+        None => (
+            file::parse_file_name(&req.file_name)?,
+            file::parse_mime_type(req.mime_type.as_deref())?,
+            None,
+        ),
+        Some(m) => {
+            if !req.file_name.is_empty() || req.mime_type.is_some() {
+                return Err(Error::Invalid(
+                    "file_name and mime_type must be absent when metadata seals them".into(),
+                ));
+            }
+            let owner_copy = m.owner_copy.as_deref().unwrap_or_default();
+            let meta = file::parse_sealed_meta(&m.age_header, &m.sealed, owner_copy)?;
+            ("", None, Some(meta))
+        }
     };
+    // No digest yet means "complete will carry it".
+    let digest = file::parse_digest(req.plaintext_hash.as_deref(), req.keyed_digest.as_deref())?;
     if req.encrypted_size_bytes == 0 {
         return Err(Error::Invalid(
             "encrypted_size_bytes must be positive".into(),
@@ -84,7 +98,8 @@ pub async fn presign(state: &AppState, user_id: &str, req: &PresignRequest) -> R
             object_key: &object_key,
             file_name,
             mime_type: mime_type.as_deref(),
-            plaintext_hash: &plaintext_hash,
+            digest: digest.as_ref(),
+            meta: meta.as_ref(),
             encrypted_size: req.encrypted_size_bytes as i64,
             key_mode: req.key_management_mode.as_str(),
             expires_at,
@@ -136,11 +151,12 @@ pub async fn complete(state: &AppState, user_id: &str, req: &CompleteRequest) ->
     let row = rows::upload_state(&state.db, &file_id, user_id)
         .await?
         .ok_or(FILE_NOT_FOUND)?;
-    let given = req.plaintext_hash.as_deref().filter(|h| !h.is_empty());
-    if let Some(h) = given {
-        if !row.plaintext_hash.is_empty() && !h.eq_ignore_ascii_case(&row.plaintext_hash) {
+    let given = file::parse_digest(req.plaintext_hash.as_deref(), req.keyed_digest.as_deref())?;
+    let presigned = row.digest();
+    if let (Some(given), Some(presigned)) = (&given, &presigned) {
+        if given != presigned {
             return Err(Error::Invalid(
-                "plaintext_hash differs from the one given at presign".into(),
+                "the digest differs from the one given at presign".into(),
             ));
         }
     }
@@ -154,15 +170,12 @@ pub async fn complete(state: &AppState, user_id: &str, req: &CompleteRequest) ->
         Some(FileStatus::Pending) => {}
         _ => return Err(FILE_NOT_FOUND),
     }
-    // A client that hashed while uploading sends the hash only now.
-    let hash = match given {
-        _ if !row.plaintext_hash.is_empty() => row.plaintext_hash,
-        Some(h) => file::parse_plaintext_hash(h)?,
-        None => {
-            return Err(Error::Invalid(
-                "plaintext_hash is required here because presign did not carry it".into(),
-            ))
-        }
+    // A client that hashed while uploading sends the digest only now.
+    let Some(digest) = presigned.or(given) else {
+        return Err(Error::Invalid(
+            "keyed_digest (or plaintext_hash) is required here because presign did not carry one"
+                .into(),
+        ));
     };
     // An unreachable store is a 503 and the file stays `pending`: the client may
     // retry complete, and the pending sweeper cleans up if it never does.
@@ -190,7 +203,7 @@ pub async fn complete(state: &AppState, user_id: &str, req: &CompleteRequest) ->
         &file_id,
         user_id,
         plaintext_size,
-        &hash,
+        &digest,
         now_ms(),
     )
     .await?
@@ -337,10 +350,11 @@ pub async fn find(state: &AppState, owner: &str, prefix: Option<&str>) -> Result
     Ok(files)
 }
 
-/// The stored plaintext hash of the owner's file `id`.
-pub async fn plaintext_hash(state: &AppState, owner: &str, id: Option<&str>) -> Result<String> {
+/// The stored digest columns of the owner's file `id`: (plaintext SHA-256, keyed
+/// digest), either empty when the upload recorded the other kind (or none yet).
+pub async fn digests(state: &AppState, owner: &str, id: Option<&str>) -> Result<(String, String)> {
     let id = exact_id(id)?;
-    rows::plaintext_hash(&state.db, &id, owner)
+    rows::digests(&state.db, &id, owner)
         .await?
         .ok_or(FILE_NOT_FOUND)
 }

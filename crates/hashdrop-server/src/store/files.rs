@@ -2,7 +2,7 @@
 //! conditional statements that make each transition happen once.
 
 use super::{sql, write_one, Backend, Db, Tx};
-use crate::domain::file::{FileFacts, FileStatus};
+use crate::domain::file::{FileFacts, FileStatus, NewSealedMeta, PlainDigest, SealedMeta};
 use crate::domain::time::{rfc3339, DAY_MS};
 
 /// A file about to be presigned.
@@ -14,12 +14,14 @@ pub struct NewFile<'a> {
     pub user_id: &'a str,
     /// `{user_hash}/{file_id}`.
     pub object_key: &'a str,
-    /// Display name.
+    /// Display name in clear (empty when `meta` carries it).
     pub file_name: &'a str,
-    /// Media type, if given.
+    /// Media type in clear, if given.
     pub mime_type: Option<&'a str>,
-    /// The plaintext SHA-256, or empty when complete will carry it.
-    pub plaintext_hash: &'a str,
+    /// The digest, or `None` when complete will carry it.
+    pub digest: Option<&'a PlainDigest>,
+    /// The sealed name and type, from clients that keep them private.
+    pub meta: Option<&'a NewSealedMeta>,
     /// Declared ciphertext size.
     pub encrypted_size: i64,
     /// `vault` or `passphrase`.
@@ -36,8 +38,15 @@ pub struct NewFile<'a> {
 pub async fn insert_pending(tx: &mut Tx, f: &NewFile<'_>) -> Result<(), sqlx::Error> {
     const SQL: &str = "INSERT INTO files (id, user_id, object_key, file_name, mime_type, \
          plaintext_hash, encrypted_size, key_mode, status, expires_at, max_downloads, \
-         created_at, updated_at, created_at_rfc3339) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $11, $11, $12)";
+         created_at, updated_at, created_at_rfc3339, keyed_digest, meta_header, meta_sealed, \
+         meta_owner) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $11, $11, $12, $13, $14, \
+         $15, $16)";
+    let (plaintext_hash, keyed_digest) = f.digest.map_or(("", ""), PlainDigest::columns);
+    let (meta, owner_copy) = match f.meta {
+        Some(m) => (&m.public, m.owner_copy.as_str()),
+        None => (&NO_META, ""),
+    };
     sql!(
         tx.conn(),
         execute,
@@ -47,16 +56,26 @@ pub async fn insert_pending(tx: &mut Tx, f: &NewFile<'_>) -> Result<(), sqlx::Er
         f.object_key,
         f.file_name,
         f.mime_type,
-        f.plaintext_hash,
+        plaintext_hash,
         f.encrypted_size,
         f.key_mode,
         f.expires_at,
         f.max_downloads,
         f.now,
-        rfc3339(f.now)
+        rfc3339(f.now),
+        keyed_digest,
+        &meta.meta_header,
+        &meta.meta_sealed,
+        owner_copy
     )?;
     Ok(())
 }
+
+/// The stored form of "no sealed metadata".
+static NO_META: SealedMeta = SealedMeta {
+    meta_header: String::new(),
+    meta_sealed: String::new(),
+};
 
 /// What completing an upload needs to know about the owner's file.
 #[derive(Debug, sqlx::FromRow)]
@@ -67,14 +86,21 @@ pub struct UploadState {
     status: String,
     /// Declared ciphertext size.
     pub encrypted_size: i64,
-    /// The plaintext SHA-256, or empty if presign did not carry it.
-    pub plaintext_hash: String,
+    /// The plaintext SHA-256, or empty.
+    plaintext_hash: String,
+    /// The keyed digest, or empty.
+    keyed_digest: String,
 }
 
 impl UploadState {
     /// The file's state.
     pub fn status(&self) -> Option<FileStatus> {
         FileStatus::parse(&self.status)
+    }
+
+    /// The digest presign carried, if any.
+    pub fn digest(&self) -> Option<PlainDigest> {
+        PlainDigest::from_columns(&self.plaintext_hash, &self.keyed_digest)
     }
 }
 
@@ -84,8 +110,8 @@ pub async fn upload_state(
     id: &str,
     owner: &str,
 ) -> Result<Option<UploadState>, sqlx::Error> {
-    const SQL: &str = "SELECT object_key, status, encrypted_size, plaintext_hash FROM files \
-         WHERE id = $1 AND user_id = $2";
+    const SQL: &str = "SELECT object_key, status, encrypted_size, plaintext_hash, keyed_digest \
+         FROM files WHERE id = $1 AND user_id = $2";
     sql!(db.latest().await?.conn(), query_as fetch_optional, SQL, id, owner)
 }
 
@@ -95,12 +121,13 @@ pub async fn mark_uploaded(
     id: &str,
     owner: &str,
     plaintext_size: i64,
-    plaintext_hash: &str,
+    digest: &PlainDigest,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
     const SQL: &str = "UPDATE files SET status = 'uploaded', plaintext_size = $1, \
-         updated_at = $2, plaintext_hash = $5 \
+         updated_at = $2, plaintext_hash = $5, keyed_digest = $6 \
          WHERE id = $3 AND user_id = $4 AND status = 'pending'";
+    let (plaintext_hash, keyed_digest) = digest.columns();
     let n = sql!(
         db.writer().await?.conn(),
         execute,
@@ -109,7 +136,8 @@ pub async fn mark_uploaded(
         now,
         id,
         owner,
-        plaintext_hash
+        plaintext_hash,
+        keyed_digest
     )?;
     Ok(n == 1)
 }
@@ -177,8 +205,13 @@ pub async fn remove_every(tx: &mut Tx) -> Result<Vec<EndedFile>, sqlx::Error> {
 pub struct Summary {
     /// Id.
     pub id: String,
-    /// Display name.
+    /// Display name in clear (empty when sealed).
     pub file_name: String,
+    /// The sealed name and type.
+    #[sqlx(flatten)]
+    pub meta: SealedMeta,
+    /// The owner's copy of them.
+    pub meta_owner: String,
     /// Ciphertext bytes.
     pub encrypted_size: i64,
     /// Status spelling.
@@ -191,7 +224,8 @@ pub struct Summary {
 
 /// Every file of `owner`, newest first. May lag (replica).
 pub async fn list(db: &Db, owner: &str) -> Result<Vec<Summary>, sqlx::Error> {
-    const SQL: &str = "SELECT id, file_name, encrypted_size, status, key_mode, created_at \
+    const SQL: &str = "SELECT id, file_name, meta_header, meta_sealed, meta_owner, \
+         encrypted_size, status, key_mode, created_at \
          FROM files WHERE user_id = $1 ORDER BY created_at DESC, id";
     sql!(db.lagging().await?.conn(), query_as fetch_all, SQL, owner)
 }
@@ -211,7 +245,9 @@ pub async fn listing_json(db: &Db, owner: &str) -> Result<(i64, String), sqlx::E
     const SQLITE: &str = "SELECT COUNT(*), json_group_array(json_object(\
          'file_id', id, 'file_name', file_name, 'encrypted_size_bytes', encrypted_size, \
          'status', status, 'key_management_mode', key_mode, \
-         'created_at', created_at_rfc3339) ORDER BY created_at DESC, id) \
+         'created_at', created_at_rfc3339, 'metadata', json(CASE WHEN meta_sealed = '' \
+         THEN NULL ELSE json_object('age_header', meta_header, 'sealed', meta_sealed, \
+         'owner_copy', meta_owner) END)) ORDER BY created_at DESC, id) \
          FROM files WHERE user_id = $1";
     if db.backend() == Backend::Sqlite {
         return sql!(db.lagging().await?.conn(), query_as fetch_one, SQLITE, owner);
@@ -231,11 +267,25 @@ struct Listed<'a> {
     status: &'a str,
     key_management_mode: &'a str,
     created_at: String,
+    metadata: Option<ListedMeta<'a>>,
+}
+
+/// `hashdrop_wire::SealedMetadata`, named as the API names it.
+#[derive(Debug, serde::Serialize)]
+struct ListedMeta<'a> {
+    age_header: &'a str,
+    sealed: &'a str,
+    owner_copy: &'a str,
 }
 
 impl<'a> From<&'a Summary> for Listed<'a> {
     fn from(f: &'a Summary) -> Self {
         Listed {
+            metadata: f.meta.is_present().then(|| ListedMeta {
+                age_header: &f.meta.meta_header,
+                sealed: &f.meta.meta_sealed,
+                owner_copy: &f.meta_owner,
+            }),
             file_id: &f.id,
             file_name: &f.file_name,
             encrypted_size_bytes: f.encrypted_size,
@@ -263,8 +313,15 @@ pub struct Details {
     pub object_key: String,
     /// `vault` or `passphrase`.
     pub key_mode: String,
-    /// The plaintext SHA-256 (empty until known).
+    /// The plaintext SHA-256 (empty until known, or when a keyed digest is).
     pub plaintext_hash: String,
+    /// The keyed digest (empty until known, or for older uploads).
+    pub keyed_digest: String,
+    /// The sealed name and type.
+    #[sqlx(flatten)]
+    pub meta: SealedMeta,
+    /// The owner's copy of them.
+    pub meta_owner: String,
     /// Owner-set expiry (unix ms).
     pub expires_at: Option<i64>,
     /// Owner-set total download cap.
@@ -291,7 +348,8 @@ pub async fn by_prefix(
     freshness: Freshness,
 ) -> Result<Vec<Details>, sqlx::Error> {
     const SQL: &str = "SELECT id, file_name, status, plaintext_size, encrypted_size, \
-         object_key, key_mode, plaintext_hash, expires_at, max_downloads, download_count \
+         object_key, key_mode, plaintext_hash, keyed_digest, meta_header, meta_sealed, \
+         meta_owner, expires_at, max_downloads, download_count \
          FROM files WHERE user_id = $1 AND id LIKE $2 ORDER BY created_at DESC LIMIT 100";
     let mut c = match freshness {
         Freshness::Latest => db.latest().await?,
@@ -300,10 +358,16 @@ pub async fn by_prefix(
     sql!(c.conn(), query_as fetch_all, SQL, owner, format!("{prefix}%"))
 }
 
-/// The stored plaintext hash of the owner's file. May lag.
-pub async fn plaintext_hash(db: &Db, id: &str, owner: &str) -> Result<Option<String>, sqlx::Error> {
-    const SQL: &str = "SELECT plaintext_hash FROM files WHERE id = $1 AND user_id = $2";
-    sql!(db.lagging().await?.conn(), query_scalar fetch_optional, SQL, id, owner)
+/// The stored digest columns of the owner's file, as (plaintext SHA-256, keyed
+/// digest), either empty when not of that kind. May lag.
+pub async fn digests(
+    db: &Db,
+    id: &str,
+    owner: &str,
+) -> Result<Option<(String, String)>, sqlx::Error> {
+    const SQL: &str =
+        "SELECT plaintext_hash, keyed_digest FROM files WHERE id = $1 AND user_id = $2";
+    sql!(db.lagging().await?.conn(), query_as fetch_optional, SQL, id, owner)
 }
 
 /// Whether a `pending` file owns `object_key`.
@@ -339,8 +403,8 @@ impl PublicFile {
     }
 }
 
-const FACT_COLUMNS: &str =
-    "user_id, object_key, file_name, encrypted_size, key_mode, expires_at, max_downloads";
+const FACT_COLUMNS: &str = "user_id, object_key, file_name, encrypted_size, key_mode, \
+     expires_at, max_downloads, keyed_digest, meta_header, meta_sealed";
 
 /// The `uploaded` file `id`, from the primary: used where the answer must match
 /// what the download UPDATE decides.

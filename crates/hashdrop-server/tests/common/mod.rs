@@ -480,6 +480,7 @@ impl TestApp {
         let complete = CompleteRequest {
             file_id: p.file_id.clone(),
             plaintext_hash: None,
+            keyed_digest: None,
             plaintext_size_bytes: Some(FIXTURE_PLAINTEXT_SIZE),
             passphrase_salt: None,
         };

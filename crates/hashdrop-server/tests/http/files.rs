@@ -61,6 +61,7 @@ async fn upload_list_download_share_delete(b: Backend) {
         m,
         vec![FileMatch {
             file_name: "report.pdf".into(),
+            metadata: None,
             file_id: p.file_id.clone()
         }]
     );

@@ -10,6 +10,7 @@ mod files;
 mod jobs;
 mod mail;
 mod ops;
+mod privacy;
 mod ratelimit;
 mod s3;
 mod security;

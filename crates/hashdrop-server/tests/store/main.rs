@@ -9,14 +9,14 @@ mod common;
 use std::sync::Arc;
 
 use common::{fresh_store, Backend};
-use hashdrop_server::domain::file::FileStatus;
+use hashdrop_server::domain::file::{self, FileStatus, NewSealedMeta, PlainDigest};
 use hashdrop_server::domain::job::{Cleaner, Job};
 use hashdrop_server::domain::time::rfc3339;
 use hashdrop_server::store::accounts::{self, CodeOutcome, Guess, NewCode, Rotation};
 use hashdrop_server::store::files::{self, Freshness, NewFile};
 use hashdrop_server::store::quota::{self, QuotaError, QuotaLimits};
 use hashdrop_server::store::{jobs, Db};
-use hashdrop_wire::{FileSummary, KeyMode};
+use hashdrop_wire::{FileSummary, KeyMode, SealedMetadata};
 
 const NOW: i64 = 1_800_000_000_000;
 const LIMITS: QuotaLimits = QuotaLimits {
@@ -24,6 +24,27 @@ const LIMITS: QuotaLimits = QuotaLimits {
     user_bytes: 600,
     user_files: 3,
 };
+
+/// A keyed digest, for files whose digest the story does not look at.
+fn any_digest() -> PlainDigest {
+    PlainDigest::Keyed("cd".repeat(32))
+}
+
+/// Stand-ins for a client's sealed metadata (the store checks no cryptography).
+fn wire_meta(tag: &str) -> SealedMetadata {
+    use base64::Engine as _;
+    let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
+    SealedMetadata {
+        age_header: b64(format!("age-encryption.org/v1\nheader of {tag}")),
+        sealed: b64(format!("sealed {tag}")),
+        owner_copy: Some(b64(format!("age-encryption.org/v1\nowner copy of {tag}"))),
+    }
+}
+
+fn sealed_meta(tag: &str) -> NewSealedMeta {
+    let m = wire_meta(tag);
+    file::parse_sealed_meta(&m.age_header, &m.sealed, m.owner_copy.as_deref().unwrap()).unwrap()
+}
 
 async fn verified_user(db: &Db, id: &str) {
     let mut tx = db.begin().await.unwrap();
@@ -47,7 +68,8 @@ async fn pending_file(db: &Db, owner: &str, id: &str, size: i64) -> Result<(), Q
             object_key: &key,
             file_name: "notes.txt",
             mime_type: Some("text/plain"),
-            plaintext_hash: "",
+            digest: None,
+            meta: None,
             encrypted_size: size,
             key_mode: "vault",
             expires_at: None,
@@ -79,11 +101,12 @@ async fn file_rows_read_back_as_written(b: Backend) {
         .is_none());
 
     let hash = "ab".repeat(32);
-    assert!(files::mark_uploaded(&db, &id, "ann", 42, &hash, NOW)
+    let digest = PlainDigest::Keyed(hash.clone());
+    assert!(files::mark_uploaded(&db, &id, "ann", 42, &digest, NOW)
         .await
         .unwrap());
     assert!(
-        !files::mark_uploaded(&db, &id, "ann", 42, &hash, NOW)
+        !files::mark_uploaded(&db, &id, "ann", 42, &digest, NOW)
             .await
             .unwrap(),
         "only a pending file completes"
@@ -101,11 +124,9 @@ async fn file_rows_read_back_as_written(b: Backend) {
     assert_eq!(found[0].max_downloads, Some(2));
     assert_eq!(found[0].expires_at, None);
     assert_eq!(
-        files::plaintext_hash(&db, &id, "ann")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some(hash.as_str())
+        files::digests(&db, &id, "ann").await.unwrap(),
+        Some((String::new(), hash.clone())),
+        "a keyed digest, and no plaintext hash"
     );
     let public = files::uploaded(&db, &id).await.unwrap().unwrap();
     assert_eq!(public.facts.file_name, "notes.txt");
@@ -208,7 +229,7 @@ async fn downloads_are_counted_only_within_the_caps(b: Backend) {
             .is_none(),
         "a pending file is not downloadable"
     );
-    files::mark_uploaded(&db, &id, "ann", 1, "", NOW)
+    files::mark_uploaded(&db, &id, "ann", 1, &any_digest(), NOW)
         .await
         .unwrap();
     assert!(
@@ -403,7 +424,7 @@ async fn jobs_are_claimed_once_and_deduplicated(b: Backend) {
 
 /// The listing the database builds as JSON is exactly what the typed rows map to:
 /// the same files, fields, order and RFC 3339 times, names with quotes, backslashes,
-/// control-free Unicode and all.
+/// control-free Unicode and all, and a sealed name's three strings.
 async fn the_database_built_listing_matches_the_typed_rows(b: Backend) {
     let (db, _guard) = fresh_store(b).await;
     verified_user(&db, "ann").await;
@@ -412,6 +433,9 @@ async fn the_database_built_listing_matches_the_typed_rows(b: Backend) {
     let names = ["plain.txt", "quote\"back\\slash.bin", "Ünïcødé 文件 🎉.pdf"];
     for (i, name) in names.iter().enumerate() {
         let id = file_id(i as u8 + 1);
+        // The first file's name is sealed, as new clients send it.
+        let sealed = (i == 0).then(|| sealed_meta(name));
+        let name = if sealed.is_some() { "" } else { *name };
         let mut tx = db.begin().await.unwrap();
         files::insert_pending(
             &mut tx,
@@ -421,7 +445,8 @@ async fn the_database_built_listing_matches_the_typed_rows(b: Backend) {
                 object_key: &format!("usrh-ann/{id}"),
                 file_name: name,
                 mime_type: None,
-                plaintext_hash: "",
+                digest: None,
+                meta: sealed.as_ref(),
                 encrypted_size: 1000 + i as i64,
                 key_mode: if i == 1 { "passphrase" } else { "vault" },
                 expires_at: None,
@@ -434,7 +459,7 @@ async fn the_database_built_listing_matches_the_typed_rows(b: Backend) {
         .unwrap();
         tx.commit().await.unwrap();
     }
-    files::mark_uploaded(&db, &file_id(1), "ann", 1, "", NOW)
+    files::mark_uploaded(&db, &file_id(1), "ann", 1, &any_digest(), NOW)
         .await
         .unwrap();
     let expected: Vec<FileSummary> = files::list(&db, "ann")
@@ -442,6 +467,11 @@ async fn the_database_built_listing_matches_the_typed_rows(b: Backend) {
         .unwrap()
         .into_iter()
         .map(|f| FileSummary {
+            metadata: f.meta.is_present().then(|| SealedMetadata {
+                age_header: f.meta.meta_header.clone(),
+                sealed: f.meta.meta_sealed.clone(),
+                owner_copy: Some(f.meta_owner.clone()),
+            }),
             file_id: f.id,
             file_name: f.file_name,
             encrypted_size_bytes: f.encrypted_size as u64,
@@ -456,6 +486,9 @@ async fn the_database_built_listing_matches_the_typed_rows(b: Backend) {
     assert_eq!(built, expected);
     assert_eq!(built[0].file_name, names[2], "newest first");
     assert_eq!(built[0].created_at, "2027-01-15T08:00:01Z");
+    let sealed = built.iter().find(|f| f.metadata.is_some()).unwrap();
+    assert_eq!(sealed.file_name, "", "no name in clear");
+    assert_eq!(sealed.metadata, Some(wire_meta(names[0])));
     assert!(
         files::listing_json(&db, "bob").await.unwrap().0 == 0,
         "only the owner's files"

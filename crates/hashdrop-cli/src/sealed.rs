@@ -1,0 +1,93 @@
+//! A file's name and media type sealed on the client (docs/FORMAT.md, "Sealed name and
+//! media type"): sealed at upload, opened by recipients with the link's key or the
+//! passphrase, and by the owner with the vault's account identity.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use hashdrop_crypto::{
+    decrypt, encrypt, open_metadata, AgeRecipient, CryptoError, Encryption, Keys, Recipients, Vault,
+};
+use hashdrop_wire::{FileMetadata, SealedMetadata};
+
+use crate::error::from_crypto;
+use crate::{vault_store, Ctx};
+
+/// Seals `meta` for whoever can open `encryption`'s file, and for the owner's account
+/// key (`owner`) when there is one.
+pub fn seal(
+    encryption: &Encryption,
+    owner: Option<&AgeRecipient>,
+    meta: &FileMetadata,
+) -> anyhow::Result<SealedMetadata> {
+    let json = serde_json::to_vec(meta)?;
+    let sealed = encryption
+        .seal_metadata(&json)
+        .map_err(|e| from_crypto(e, "the file name"))?;
+    let owner_copy = match owner {
+        Some(account) => {
+            let mut copy = Vec::new();
+            encrypt(&json[..], &mut copy, Recipients::Account(account))
+                .map_err(|e| from_crypto(e, "the file name"))?;
+            Some(B64.encode(copy))
+        }
+        None => None,
+    };
+    Ok(SealedMetadata {
+        age_header: B64.encode(encryption.header()),
+        sealed: B64.encode(sealed),
+        owner_copy,
+    })
+}
+
+/// Opens the recipients' copy with a key that opens the file.
+pub fn open_for_recipient(meta: &SealedMetadata, keys: &Keys) -> Result<FileMetadata, CryptoError> {
+    let header = B64
+        .decode(&meta.age_header)
+        .map_err(|_| CryptoError::HeaderDamaged)?;
+    let sealed = B64
+        .decode(&meta.sealed)
+        .map_err(|_| CryptoError::MetadataDamaged)?;
+    let json = open_metadata(&header, keys, &sealed)?;
+    serde_json::from_slice(&json).map_err(|_| CryptoError::MetadataDamaged)
+}
+
+/// Opens the owner's copy with the vault's keys (the account identity, and the file's
+/// own and the spare identities for good measure); `None` when nothing opens it.
+fn open_for_owner(meta: &SealedMetadata, vault: &Vault, file_id: &str) -> Option<FileMetadata> {
+    let copy = B64.decode(meta.owner_copy.as_deref()?).ok()?;
+    let mut json = Vec::new();
+    decrypt(&copy[..], &mut json, &vault.keys_for(file_id)).ok()?;
+    serde_json::from_slice(&json).ok()
+}
+
+/// What the owner's commands show for a sealed name they cannot open.
+pub const UNREADABLE: &str = "(sealed name: not in this vault)";
+
+/// Fills in the clear `name` of each sealed file of the owner's from its owner copy.
+/// The vault is opened (asking for its passphrase) only when some name is sealed.
+pub fn reveal_owner_names<'a>(
+    ctx: &Ctx,
+    files: impl IntoIterator<Item = (&'a str, Option<&'a SealedMetadata>, &'a mut String)>,
+) -> anyhow::Result<()> {
+    let sealed: Vec<_> = files
+        .into_iter()
+        .filter_map(|(id, meta, name)| meta.map(|m| (id, m, name)))
+        .collect();
+    if sealed.is_empty() {
+        return Ok(());
+    }
+    let home = ctx.home();
+    let vault = if vault_store::exists(home) {
+        let pass = vault_store::passphrase(home)?;
+        Some(vault_store::open(home, &pass)?)
+    } else {
+        None
+    };
+    for (id, meta, name) in sealed {
+        *name = vault
+            .as_ref()
+            .and_then(|v| open_for_owner(meta, v, id))
+            .map_or_else(|| UNREADABLE.to_string(), |m| m.name);
+    }
+    Ok(())
+}
