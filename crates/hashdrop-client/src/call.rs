@@ -7,7 +7,7 @@ use std::pin::Pin;
 
 use hashdrop_wire::{
     CliVersion, CompleteResponse, FileDetails, FileHash, FileMatch, FileSummary, LoginResponse,
-    PresignResponse, Readiness, RefreshResponse, ShareInfo, UserResponse,
+    PassphraseSalt, PresignResponse, Readiness, RefreshResponse, ShareInfo, UserResponse,
 };
 use reqwest::header::LOCATION;
 use reqwest::{Method, Request, RequestBuilder, Response, StatusCode, Url};
@@ -126,8 +126,9 @@ pub async fn read<T: Answer>(resp: Response) -> Result<T, Error> {
 }
 
 /// What an endpoint answers on success: the wire types, `()` for the 204s, the plain
-/// text of the health check, and [`Url`] for the download redirect. Implemented here
-/// for exactly those; the API has no other answers.
+/// text of the health check and metrics, JSON for the OpenAPI document, and [`Url`]
+/// for the download redirect. Implemented here for exactly those; the API has no
+/// other answers.
 pub trait Answer: sealed::Sealed {}
 
 mod sealed {
@@ -180,6 +181,9 @@ json_answers!(
     FileHash,
     ShareInfo,
     CliVersion,
+    PassphraseSalt,
+    // The OpenAPI document, whose shape is not this API's.
+    serde_json::Value,
 );
 
 impl sealed::Sealed for Readiness {

@@ -30,8 +30,8 @@ mod error;
 
 use hashdrop_wire::{
     CliVersion, CompleteRequest, CompleteResponse, Credentials, FileDetails, FileHash, FileMatch,
-    FileSummary, LoginResponse, PresignRequest, PresignResponse, Readiness, RefreshRequest,
-    RefreshResponse, ShareInfo, UserResponse, VerifyRequest,
+    FileSummary, LoginResponse, PassphraseSalt, PresignRequest, PresignResponse, Readiness,
+    RefreshRequest, RefreshResponse, ShareInfo, UserResponse, VerifyRequest,
 };
 use reqwest::{Method, RequestBuilder};
 
@@ -269,6 +269,16 @@ impl Client {
         )
     }
 
+    /// `GET /api/files/salt?id=UUID`, kept from the reference. This server always
+    /// answers 404 for an id it knows: age keeps the scrypt salt in the file header.
+    pub fn salt(&self, file_id: &str) -> Call<PassphraseSalt> {
+        Call::new(
+            &self.http,
+            self.account(Method::GET, "/api/files/salt")
+                .query(&[("id", file_id)]),
+        )
+    }
+
     /// `DELETE /api/files?id=PREFIX`: refused (409) unless the prefix names exactly one
     /// file, so a short id never deletes the wrong one.
     pub fn delete_file(&self, id_prefix: &str) -> Call<()> {
@@ -318,6 +328,30 @@ impl Client {
     pub fn healthz(&self) -> Call<String> {
         Call::new(&self.http, self.public(Method::GET, "/api/healthz"))
     }
+
+    /// `GET /metrics`: Prometheus text. A server with `metrics_token` set wants it
+    /// as `Authorization: Bearer`; it is not an account's access token, so it is
+    /// given here rather than taken from [`Client::with_token`].
+    pub fn metrics(&self, scrape_token: Option<&str>) -> Call<String> {
+        let rb = self.public(Method::GET, "/metrics");
+        let rb = match scrape_token {
+            Some(token) => rb.bearer_auth(token),
+            None => rb,
+        };
+        Call::new(&self.http, rb)
+    }
+
+    /// `GET /api/openapi.json`: the OpenAPI document of the server's routes, read as
+    /// plain JSON (its shape is the OpenAPI specification's, not this API's).
+    pub fn openapi(&self) -> Call<serde_json::Value> {
+        Call::new(&self.http, self.public(Method::GET, "/api/openapi.json"))
+    }
+
+    /// `DELETE /admin/reset`: empties every account and file of a server in
+    /// `dev_mode`; any other server refuses it (403).
+    pub fn admin_reset(&self) -> Call<()> {
+        Call::new(&self.http, self.public(Method::DELETE, "/admin/reset"))
+    }
 }
 
 #[cfg(test)]
@@ -348,6 +382,25 @@ mod tests {
             url_of(&client("https://h").cli_version()),
             "https://h/api/cli/version"
         );
+    }
+
+    #[test]
+    fn operations_paths() {
+        let c = client("http://h/p").with_token("T");
+        assert_eq!(url_of(&c.metrics(None)), "http://h/p/metrics");
+        assert_eq!(url_of(&c.openapi()), "http://h/p/api/openapi.json");
+        assert_eq!(url_of(&c.admin_reset()), "http://h/p/admin/reset");
+        assert_eq!(url_of(&c.salt("ab")), "http://h/p/api/files/salt?id=ab");
+        let auth = |call: &Call<String>| {
+            call.request()
+                .unwrap()
+                .headers()
+                .get(reqwest::header::AUTHORIZATION)
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        // The scrape token, never the account's.
+        assert_eq!(auth(&c.metrics(None)), None);
+        assert_eq!(auth(&c.metrics(Some("S"))).as_deref(), Some("Bearer S"));
     }
 
     #[test]

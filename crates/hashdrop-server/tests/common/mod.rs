@@ -5,11 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hashdrop_client::{Answer, Call, Client};
+use hashdrop_client::{Answer, Call, Client, HttpError};
 use hashdrop_server::{App, AppState, Config};
 use hashdrop_wire::*;
 use reqwest::StatusCode;
-use serde_json::json;
 use sqlx::Connection;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -328,54 +327,25 @@ impl TestApp {
         self.api.with_token(access_token)
     }
 
-    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
-        let mut r = self.client.get(self.url(path));
-        if let Some(t) = token {
-            r = r.bearer_auth(t);
-        }
-        r.send().await.expect("request")
-    }
-
-    pub async fn send_json(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: Option<&str>,
-        body: serde_json::Value,
-    ) -> reqwest::Response {
-        let mut r = self.client.request(method, self.url(path)).json(&body);
-        if let Some(t) = token {
-            r = r.bearer_auth(t);
-        }
-        r.send().await.expect("request")
-    }
-
-    pub async fn post(
-        &self,
-        path: &str,
-        token: Option<&str>,
-        body: serde_json::Value,
-    ) -> reqwest::Response {
-        self.send_json(reqwest::Method::POST, path, token, body)
+    /// GET of a path no client method names: web pages and assets, a link built by
+    /// hand for one instance, an unknown route.
+    pub async fn page(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
             .await
+            .expect("request")
     }
 
-    pub async fn delete(&self, path: &str, token: Option<&str>) -> reqwest::Response {
-        let mut r = self.client.delete(self.url(path));
-        if let Some(t) = token {
-            r = r.bearer_auth(t);
-        }
-        r.send().await.expect("request")
+    /// Sends a request the test built or altered itself (malformed on purpose).
+    pub async fn send(&self, request: reqwest::Request) -> reqwest::Response {
+        self.client.execute(request).await.expect("request")
     }
 
     /// Registers; the raw response, for tests of the refusals.
     pub async fn register(&self, email: &str, password: &str) -> reqwest::Response {
-        let credentials = Credentials {
-            email: email.into(),
-            password: password.into(),
-        };
         self.api
-            .register(&credentials)
+            .register(&credentials(email, password))
             .response()
             .await
             .expect("request")
@@ -420,29 +390,16 @@ impl TestApp {
 
     /// Verifies `email` with `otp`, then logs in with `pw`; returns the tokens.
     pub async fn verify_and_login(&self, email: &str, otp: &str, pw: &str) -> LoginResponse {
-        let verify = VerifyRequest {
-            email: email.into(),
-            otp: otp.into(),
-        };
+        let verify = verify_request(email, otp);
         expect(self.api.verify(&verify), StatusCode::NO_CONTENT, "verify").await;
-        let credentials = Credentials {
-            email: email.into(),
-            password: pw.into(),
-        };
-        expect(self.api.login(&credentials), StatusCode::OK, "login").await
+        let login = credentials(email, pw);
+        expect(self.api.login(&login), StatusCode::OK, "login").await
     }
 
-    /// Presign with any JSON `body`, well-formed or not; the raw response.
-    pub async fn presign(&self, token: &str, body: serde_json::Value) -> reqwest::Response {
-        self.post("/api/files/presign", Some(token), body).await
-    }
-
-    /// Presign that must succeed, with a well-formed `body`; returns its answer.
-    pub async fn presigned(&self, token: &str, body: serde_json::Value) -> PresignResponse {
-        let request: PresignRequest =
-            serde_json::from_value(body).expect("a well-formed presign body");
+    /// Presign that must succeed; returns its answer.
+    pub async fn presigned(&self, token: &str, request: &PresignRequest) -> PresignResponse {
         expect(
-            self.api_as(token).presign(&request),
+            self.api_as(token).presign(request),
             StatusCode::OK,
             "presign",
         )
@@ -460,29 +417,27 @@ impl TestApp {
         self.client.put(url).body(body).send().await.expect("put")
     }
 
-    /// Presign + PUT + complete (reporting [`FIXTURE_PLAINTEXT_SIZE`]); returns the
-    /// presign answer.
-    pub async fn upload(
+    /// Presign ([`presign_request`] for `data`) + PUT + complete (reporting
+    /// [`FIXTURE_PLAINTEXT_SIZE`]); returns the presign answer.
+    pub async fn upload(&self, token: &str, data: &[u8]) -> PresignResponse {
+        self.upload_with(token, data, |_| {}).await
+    }
+
+    /// [`TestApp::upload`] after `tweak` sets the owner's choices in the presign.
+    pub async fn upload_with(
         &self,
         token: &str,
         data: &[u8],
-        extra: serde_json::Value,
+        tweak: impl FnOnce(&mut PresignRequest),
     ) -> PresignResponse {
-        let mut body = presign_body(data.len() as u64);
-        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-            for (k, v) in e {
-                b.insert(k.clone(), v.clone());
-            }
-        }
-        let p = self.presigned(token, body).await;
+        let mut request = presign_request(data.len() as u64);
+        tweak(&mut request);
+        let p = self.presigned(token, &request).await;
         let r = self.put_blob(&p.upload_resource.url, data.to_vec()).await;
         assert_eq!(r.status(), StatusCode::OK, "blob put");
         let complete = CompleteRequest {
-            file_id: p.file_id.clone(),
-            plaintext_hash: None,
-            keyed_digest: None,
             plaintext_size_bytes: Some(FIXTURE_PLAINTEXT_SIZE),
-            passphrase_salt: None,
+            ..complete_request(&p.file_id)
         };
         expect(
             self.api_as(token).complete(&complete),
@@ -511,6 +466,48 @@ pub async fn expect<T: Answer>(call: Call<T>, status: StatusCode, what: &str) ->
         .unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
+/// Sends `call` and answers the status, whatever it is.
+pub async fn status<T: Answer>(call: Call<T>) -> StatusCode {
+    call.response().await.expect("request").status()
+}
+
+/// Sends `call`, checks that it was refused with exactly `status`, and reads the
+/// refusal (its `code()` is `""` when the answer had no error body).
+pub async fn refused<T: Answer>(call: Call<T>, status: StatusCode, what: &str) -> HttpError {
+    let r = call
+        .response()
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(r.status(), status, "{what}");
+    HttpError::from_response(r).await
+}
+
+/// The request `call` would send, with its JSON body replaced by `body`: the
+/// client's method, path and headers around input that is malformed on purpose.
+pub fn with_body<T: Answer>(call: Call<T>, body: impl Into<reqwest::Body>) -> reqwest::Request {
+    let mut request = call.into_request().expect("request builds");
+    *request.body_mut() = Some(body.into());
+    request
+}
+
+/// The request `call` would send without its query string: an id left out.
+pub fn without_query<T: Answer>(call: Call<T>) -> reqwest::Request {
+    let mut request = call.into_request().expect("request builds");
+    request.url_mut().set_query(None);
+    request
+}
+
+/// The request `call` would send with an `X-Forwarded-For` line per entry of
+/// `lines` added: what a client or proxy in front of the server claims.
+pub fn forwarded_for<T: Answer>(call: Call<T>, lines: &[&str]) -> reqwest::Request {
+    let mut request = call.into_request().expect("request builds");
+    for line in lines {
+        let value = line.parse().expect("header value");
+        request.headers_mut().append("x-forwarded-for", value);
+    }
+    request
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.begin_shutdown();
@@ -525,13 +522,47 @@ impl Drop for TestApp {
 /// whatever the client says.
 pub const FIXTURE_PLAINTEXT_SIZE: u64 = 3;
 
-pub fn presign_body(size: u64) -> serde_json::Value {
-    json!({
-        "file_name": "report.pdf",
-        "plaintext_hash": "ab".repeat(32),
-        "encrypted_size_bytes": size,
-        "key_management_mode": "vault",
-    })
+/// A well-formed presign of `size` ciphertext bytes: `report.pdf`, vault mode, with
+/// a plaintext hash of `ab` repeated.
+pub fn presign_request(size: u64) -> PresignRequest {
+    PresignRequest {
+        file_name: "report.pdf".into(),
+        plaintext_hash: Some("ab".repeat(32)),
+        keyed_digest: None,
+        metadata: None,
+        encrypted_size_bytes: size,
+        key_management_mode: KeyMode::Vault,
+        mime_type: None,
+        expires_at: None,
+        max_downloads: None,
+    }
+}
+
+/// Login, registration and account-deletion body.
+pub fn credentials(email: &str, password: &str) -> Credentials {
+    Credentials {
+        email: email.into(),
+        password: password.into(),
+    }
+}
+
+/// Verification body.
+pub fn verify_request(email: &str, otp: &str) -> VerifyRequest {
+    VerifyRequest {
+        email: email.into(),
+        otp: otp.into(),
+    }
+}
+
+/// Complete of `file_id` with nothing else: no hash, no plaintext size.
+pub fn complete_request(file_id: &str) -> CompleteRequest {
+    CompleteRequest {
+        file_id: file_id.into(),
+        plaintext_hash: None,
+        keyed_digest: None,
+        plaintext_size_bytes: None,
+        passphrase_salt: None,
+    }
 }
 
 /// Polls `f` every 20 ms until it yields `Some` or `timeout` passes.

@@ -11,7 +11,6 @@ use common::{poll, Backend, TestApp};
 use hashdrop_server::domain::job::{Cleaner, KIND_CLEANUP, KIND_SEND_MAIL};
 use hashdrop_server::store::jobs;
 use reqwest::StatusCode;
-use serde_json::json;
 use sqlx::Connection;
 
 fn instance_of(r: &reqwest::Response) -> String {
@@ -31,9 +30,13 @@ async fn every_response_names_its_instance() {
         .collect();
     assert_eq!(ids.len(), 2, "generated ids differ: {ids:?}");
     for app in [&a, &b] {
-        for path in ["/api/healthz", "/no/such/route", "/api/files/all"] {
-            let r = app.get(path, None).await;
-            assert_eq!(instance_of(&r), *app.state.instance_id, "{path}");
+        // A probe, an unknown route and a refusal (no token) alike.
+        for (what, r) in [
+            ("healthz", app.api.healthz().response().await.unwrap()),
+            ("unknown route", app.page("/no/such/route").await),
+            ("list", app.api.list_all().response().await.unwrap()),
+        ] {
+            assert_eq!(instance_of(&r), *app.state.instance_id, "{what}");
         }
     }
     let named =
@@ -139,7 +142,7 @@ async fn replica_on_the_same_database_serves_reads() {
     })
     .await;
     let t = app.user("replica@example.com").await;
-    let p = app.upload(&t.access_token, b"replicated", json!({})).await;
+    let p = app.upload(&t.access_token, b"replicated").await;
     let api = app.api_as(&t.access_token);
     let r = api.list_all().response().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
@@ -198,9 +201,7 @@ async fn replica_outage_moves_reads_to_the_primary_and_back() {
     let (app, replica) = app_with_separate_replica().await;
     let t = app.user("outage@example.com").await;
     let api = app.api_as(&t.access_token);
-    let p = app
-        .upload(&t.access_token, b"on the primary", json!({}))
-        .await;
+    let p = app.upload(&t.access_token, b"on the primary").await;
     let hash_status = || async { api.file_hash(&p.file_id).response().await.unwrap().status() };
 
     let (s, ready) = replica_reaches(&app, "ok").await;
@@ -245,9 +246,7 @@ async fn read_only_endpoints_read_the_replica_and_writes_the_primary() {
     let (app, replica) = app_with_separate_replica().await;
     let t = app.user("routing@example.com").await;
     let api = app.api_as(&t.access_token);
-    let p = app
-        .upload(&t.access_token, b"primary only", json!({}))
-        .await;
+    let p = app.upload(&t.access_token, b"primary only").await;
     let (user_id,): (String,) = sqlx::query_as("SELECT id FROM users WHERE email = $1")
         .bind("routing@example.com")
         .fetch_one(&app.sql().await)

@@ -13,14 +13,10 @@ crate::both_backends!(
 async fn register_verify_login_errors(b: Backend) {
     let app = TestApp::spawn(b).await;
     // Malformed JSON and bad input are JSON 400s.
-    let r = app
-        .client
-        .post(app.url("/api/user/register"))
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
+    let register = app
+        .api
+        .register(&credentials("a@example.com", "long enough pw"));
+    let r = app.send(with_body(register, "{not json")).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(error_code(r).await, "bad_request");
     assert_eq!(
@@ -41,62 +37,56 @@ async fn register_verify_login_errors(b: Backend) {
     assert!(uuid::Uuid::parse_str(&u.id).is_ok());
 
     // Unverified accounts cannot log in.
-    let login = json!({"email": "a@example.com", "password": "long enough pw"});
-    let r = app.post("/api/user/login", None, login.clone()).await;
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let login = credentials("a@example.com", "long enough pw");
+    assert_eq!(
+        status(app.api.login(&login)).await,
+        StatusCode::UNAUTHORIZED
+    );
 
     let otp = app.otp_for("a@example.com").await;
     let wrong = if otp == "000000" { "111111" } else { "000000" };
-    let verify = |code: &str| json!({"email": "a@example.com", "otp": code});
-    let r = app
-        .send_json(Method::PATCH, "/api/user/verify", None, verify(wrong))
-        .await;
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = app
-        .send_json(
-            Method::PATCH,
-            "/api/user/verify",
-            None,
-            json!({"email": "nobody@example.com", "otp": otp}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = app
-        .send_json(Method::PATCH, "/api/user/verify", None, verify(&otp))
-        .await;
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let verify = |code: &str| verify_request("a@example.com", code);
+    assert_eq!(
+        status(app.api.verify(&verify(wrong))).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let nobody = verify_request("nobody@example.com", &otp);
+    assert_eq!(
+        status(app.api.verify(&nobody)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    expect(
+        app.api.verify(&verify(&otp)),
+        StatusCode::NO_CONTENT,
+        "verify",
+    )
+    .await;
 
     // A verified email cannot be registered again.
     let r = app.register("A@example.com", "another password").await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
 
-    let r = app
-        .post(
-            "/api/user/login",
-            None,
-            json!({"email": "a@example.com", "password": "wrong password"}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(error_code(r).await, "unauthorized", "wrong credentials");
-    let r = app.post("/api/user/login", None, login).await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let t: LoginResponse = r.json().await.unwrap();
+    let wrong_password = credentials("a@example.com", "wrong password");
+    let e = refused(
+        app.api.login(&wrong_password),
+        StatusCode::UNAUTHORIZED,
+        "wrong credentials",
+    )
+    .await;
+    assert_eq!(e.code(), "unauthorized", "wrong credentials");
+    let t = expect(app.api.login(&login), StatusCode::OK, "login").await;
     assert_eq!(t.access_token.split('.').count(), 3);
     assert!(t.refresh_token.len() >= 32);
 
     // Bearer checks: a missing or bad access token has its own code, so a client
     // knows that refreshing may help.
-    for token in [None, Some("garbage")] {
-        let r = app.get("/api/files/all", token).await;
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(error_code(r).await, "invalid_token");
+    for api in [app.api.clone(), app.api_as("garbage")] {
+        let e = refused(api.list_all(), StatusCode::UNAUTHORIZED, "bearer").await;
+        assert_eq!(e.code(), "invalid_token");
     }
     // Fresh account: the reference answers 404 for an empty list.
     assert_eq!(
-        app.get("/api/files/all", Some(&t.access_token))
-            .await
-            .status(),
+        status(app.api_as(&t.access_token).list_all()).await,
         StatusCode::NOT_FOUND
     );
 }
@@ -120,36 +110,29 @@ async fn otp_brute_force_is_capped(b: Backend) {
         .take(8)
         .collect();
     // Parallel guesses: at most 3 are even evaluated.
-    let futs = guesses.iter().map(|g| {
-        app.send_json(
-            Method::PATCH,
-            "/api/user/verify",
-            None,
-            json!({"email": "b@example.com", "otp": g}),
-        )
-    });
+    let futs = guesses
+        .iter()
+        .map(|g| status(app.api.verify(&verify_request("b@example.com", g))));
     let results = futures_util::future::join_all(futs).await;
     let unauthorized = results
         .iter()
-        .filter(|r| r.status() == StatusCode::UNAUTHORIZED)
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
         .count();
     let capped = results
         .iter()
-        .filter(|r| r.status() == StatusCode::TOO_MANY_REQUESTS)
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
         .count();
     assert_eq!(unauthorized, 3);
     assert_eq!(capped, 5);
     // Even the right code is refused now.
-    let r = app
-        .send_json(
-            Method::PATCH,
-            "/api/user/verify",
-            None,
-            json!({"email": "b@example.com", "otp": otp}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(error_code(r).await, "otp_attempts_exceeded");
+    let right = verify_request("b@example.com", &otp);
+    let e = refused(
+        app.api.verify(&right),
+        StatusCode::TOO_MANY_REQUESTS,
+        "right code after the cap",
+    )
+    .await;
+    assert_eq!(e.code(), "otp_attempts_exceeded");
     // Registering again does not hand out new guesses while the burned code lives.
     let r = app.register("b@example.com", "long enough pw").await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -168,92 +151,50 @@ async fn otp_brute_force_is_capped(b: Backend) {
     })
     .await
     .expect("second code");
-    let r = app
-        .send_json(
-            Method::PATCH,
-            "/api/user/verify",
-            None,
-            json!({"email": "b@example.com", "otp": otp2}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let fresh = verify_request("b@example.com", &otp2);
+    expect(app.api.verify(&fresh), StatusCode::NO_CONTENT, "fresh code").await;
 }
 
 async fn refresh_rotation_reuse_and_revoke(b: Backend) {
     let app = TestApp::spawn(b).await;
     let t = app.user("c@example.com").await;
-    let r = app
-        .post(
-            "/api/token/refresh",
-            None,
-            json!({"refresh_token": t.refresh_token}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let r1: RefreshResponse = r.json().await.unwrap();
+    let r1 = expect(app.api.refresh(&t.refresh_token), StatusCode::OK, "refresh").await;
     assert_ne!(r1.refresh_token, t.refresh_token);
     assert_eq!(
-        app.get("/api/files/all", Some(&r1.access_token))
-            .await
-            .status(),
+        status(app.api_as(&r1.access_token).list_all()).await,
         StatusCode::NOT_FOUND
     );
 
     // Reusing the rotated token fails and kills the whole family.
-    let r = app
-        .post(
-            "/api/token/refresh",
-            None,
-            json!({"refresh_token": t.refresh_token}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = app
-        .post(
-            "/api/token/refresh",
-            None,
-            json!({"refresh_token": r1.refresh_token}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(app.api.refresh(&t.refresh_token)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(app.api.refresh(&r1.refresh_token)).await,
+        StatusCode::UNAUTHORIZED
+    );
 
     // Revoke: a fresh login's token stops working.
-    let t2: LoginResponse = app
-        .post(
-            "/api/user/login",
-            None,
-            json!({"email": "c@example.com", "password": "correct horse battery"}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let login = credentials("c@example.com", "correct horse battery");
+    let t2 = app.api.login(&login).await.expect("login");
+    expect(
+        app.api.revoke(&t2.refresh_token),
+        StatusCode::NO_CONTENT,
+        "revoke",
+    )
+    .await;
+    assert_eq!(
+        status(app.api.refresh(&t2.refresh_token)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(app.api.refresh("nonsense")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // A body without the token field.
     let r = app
-        .post(
-            "/api/token/revoke",
-            None,
-            json!({"refresh_token": t2.refresh_token}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = app
-        .post(
-            "/api/token/refresh",
-            None,
-            json!({"refresh_token": t2.refresh_token}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = app
-        .post(
-            "/api/token/refresh",
-            None,
-            json!({"refresh_token": "nonsense"}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = app
-        .post("/api/token/revoke", None, json!({"nope": 1}))
+        .send(with_body(app.api.revoke("x"), r#"{"nope": 1}"#))
         .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
@@ -261,40 +202,34 @@ async fn refresh_rotation_reuse_and_revoke(b: Backend) {
 async fn delete_account_removes_rows_and_blobs(b: Backend) {
     let app = TestApp::spawn(b).await;
     let t = app.user("del@example.com").await;
-    let p = app.upload(&t.access_token, b"bye", json!({})).await;
-    let creds = json!({"email": "del@example.com", "password": "correct horse battery"});
-    let r = app
-        .send_json(Method::DELETE, "/api/user", None, creds.clone())
-        .await;
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let wrong = json!({"email": "del@example.com", "password": "wrong password"});
-    let r = app
-        .send_json(Method::DELETE, "/api/user", Some(&t.access_token), wrong)
-        .await;
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = app
-        .send_json(
-            Method::DELETE,
-            "/api/user",
-            Some(&t.access_token),
-            creds.clone(),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = app.post("/api/user/login", None, creds).await;
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = app
-        .post(
-            "/api/token/refresh",
-            None,
-            json!({"refresh_token": t.refresh_token}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let p = app.upload(&t.access_token, b"bye").await;
+    let creds = credentials("del@example.com", "correct horse battery");
+    let owner = app.api_as(&t.access_token);
     assert_eq!(
-        app.get(&format!("/api/share/{}", p.file_id), None)
-            .await
-            .status(),
+        status(app.api.delete_account(&creds)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let wrong = credentials("del@example.com", "wrong password");
+    assert_eq!(
+        status(owner.delete_account(&wrong)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    expect(
+        owner.delete_account(&creds),
+        StatusCode::NO_CONTENT,
+        "delete account",
+    )
+    .await;
+    assert_eq!(
+        status(app.api.login(&creds)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(app.api.refresh(&t.refresh_token)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(app.api.share_info(&p.file_id)).await,
         StatusCode::NOT_FOUND
     );
     let blob = app.state.blobs.clone();
@@ -325,24 +260,15 @@ async fn expired_otp_and_refresh_token(b: Backend) {
         StatusCode::CREATED
     );
     let otp = app.otp_for("e@example.com").await;
-    let r = app
-        .send_json(
-            Method::PATCH,
-            "/api/user/verify",
-            None,
-            json!({"email": "e@example.com", "otp": otp}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        status(app.api.verify(&verify_request("e@example.com", &otp))).await,
+        StatusCode::BAD_REQUEST
+    );
 
     let app = TestApp::spawn_with(b, |c| c.auth.refresh_token_ttl_secs = 0).await;
     let t = app.user("e2@example.com").await;
-    let r = app
-        .post(
-            "/api/token/refresh",
-            None,
-            json!({"refresh_token": t.refresh_token}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(app.api.refresh(&t.refresh_token)).await,
+        StatusCode::UNAUTHORIZED
+    );
 }

@@ -7,7 +7,6 @@ use std::time::Duration;
 use crate::prelude::*;
 use hashdrop_server::infra::cache::{CacheStats, FileFacts, RedisFileCache};
 use reqwest::StatusCode;
-use serde_json::json;
 
 fn stats(app: &TestApp) -> CacheStats {
     app.state.cache.stats()
@@ -36,6 +35,12 @@ async fn redis_set(url: &str, key: &str, value: &str) {
         .unwrap();
 }
 
+/// The download link of `p` as `app` would hand it out: on that instance, where the
+/// server's own links name the instance that built them.
+fn download_link(app: &TestApp, p: &PresignResponse) -> String {
+    app.url(&format!("/files/download/{}", p.object_key))
+}
+
 async fn cached_pair(url: &str, b: Backend) -> (TestApp, TestApp, String) {
     let prefix = format!("hashdrop-test-{}", uuid::Uuid::new_v4().simple());
     let a = TestApp::spawn_with(b, |c| {
@@ -53,14 +58,14 @@ async fn cache_hits_misses_and_invalidation_across_instances(b: Backend) {
     };
     let (a, other, prefix) = cached_pair(&url, b).await;
     let t = a.user("cache@example.com").await;
-    let p = a.upload(&t.access_token, b"0123456789", json!({})).await;
+    let p = a.upload(&t.access_token, b"0123456789").await;
     let key = RedisFileCache::key(&prefix, &p.file_id);
-    let share = format!("/api/share/{}", p.file_id);
-    let download = format!("/files/download/{}", p.object_key);
+    let share = |app: &TestApp| status(app.api.share_info(&p.file_id));
+    let download = download_link(&other, &p);
 
     assert_eq!(redis_get(&url, &key).await, None);
     let before = stats(&a);
-    assert_eq!(a.get(&share, None).await.status(), StatusCode::OK);
+    assert_eq!(share(&a).await, StatusCode::OK);
     assert_eq!(stats(&a).misses, before.misses + 1, "first lookup misses");
     let entry = redis_get(&url, &key).await.expect("filled on miss");
     let facts: FileFacts = serde_json::from_str(&entry).unwrap();
@@ -68,38 +73,34 @@ async fn cache_hits_misses_and_invalidation_across_instances(b: Backend) {
 
     // The other instance is answered by the entry a put there.
     let before = stats(&other);
-    assert_eq!(other.get(&share, None).await.status(), StatusCode::OK);
-    let r = other.get(&download, None).await;
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(share(&other).await, StatusCode::OK);
+    let s = status(other.api.download(&download)).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
     assert_eq!(stats(&other).hits, before.hits + 2, "share + download hit");
     let details = a.details(&t.access_token, &p.file_id).await;
     assert_eq!(details.download_count, 1, "the count is a DB write");
 
     // Delete on a; b must not serve the file from the cache afterwards.
-    let r = a
-        .delete(
-            &format!("/api/files?id={}", p.file_id),
-            Some(&t.access_token),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    expect(
+        a.api_as(&t.access_token).delete_file(&p.file_id),
+        StatusCode::NO_CONTENT,
+        "delete",
+    )
+    .await;
     assert_eq!(redis_get(&url, &key).await.as_deref(), Some("-"));
+    assert_eq!(share(&other).await, StatusCode::NOT_FOUND);
     assert_eq!(
-        other.get(&share, None).await.status(),
+        other.page(&format!("/d/{}", p.file_id)).await.status(),
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        other.get(&format!("/d/{}", p.file_id), None).await.status(),
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        other.get(&download, None).await.status(),
+        status(other.api.download(&download)).await,
         StatusCode::NOT_FOUND
     );
     // A miss on a deleted file does not put the record back.
     assert_eq!(redis_get(&url, &key).await.as_deref(), Some("-"));
 
-    let metrics = a.get("/metrics", None).await.text().await.unwrap();
+    let metrics = expect(a.api.metrics(None), StatusCode::OK, "metrics").await;
     assert!(metrics.contains("hashdrop_cache_hits_total"), "{metrics}");
     assert!(metrics.contains("hashdrop_cache_misses_total"));
 }
@@ -115,45 +116,45 @@ async fn stale_entry_never_admits_a_download(b: Backend) {
     let t = a.user("stale@example.com").await;
 
     let capped = a
-        .upload(&t.access_token, b"capped", json!({"max_downloads": 1}))
+        .upload_with(&t.access_token, b"capped", |p| p.max_downloads = Some(1))
         .await;
-    let share = format!("/api/share/{}", capped.file_id);
-    assert_eq!(a.get(&share, None).await.status(), StatusCode::OK);
-    let download = format!("/files/download/{}", capped.object_key);
+    let share = |app: &TestApp| status(app.api.share_info(&capped.file_id));
+    assert_eq!(share(&a).await, StatusCode::OK);
+    let download = download_link(&other, &capped);
     assert_eq!(
-        other.get(&download, None).await.status(),
+        status(other.api.download(&download)).await,
         StatusCode::SEE_OTHER
     );
     // Still cached, but the cap is read from the database.
     let hits = stats(&other).hits;
-    assert_eq!(other.get(&download, None).await.status(), StatusCode::GONE);
-    assert_eq!(other.get(&share, None).await.status(), StatusCode::GONE);
+    assert_eq!(
+        status(other.api.download(&download)).await,
+        StatusCode::GONE
+    );
+    assert_eq!(share(&other).await, StatusCode::GONE);
     assert!(stats(&other).hits > hits, "answered with a cached entry");
 
-    let gone = a.upload(&t.access_token, b"gone", json!({})).await;
+    let gone = a.upload(&t.access_token, b"gone").await;
     let entry = {
         assert_eq!(
-            a.get(&format!("/api/share/{}", gone.file_id), None)
-                .await
-                .status(),
+            status(a.api.share_info(&gone.file_id)).await,
             StatusCode::OK
         );
         redis_get(&url, &RedisFileCache::key(&prefix, &gone.file_id))
             .await
             .expect("cached")
     };
-    let r = a
-        .delete(
-            &format!("/api/files?id={}", gone.file_id),
-            Some(&t.access_token),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    expect(
+        a.api_as(&t.access_token).delete_file(&gone.file_id),
+        StatusCode::NO_CONTENT,
+        "delete",
+    )
+    .await;
     // Simulate the lost invalidation: the live record is back in Redis.
     redis_set(&url, &RedisFileCache::key(&prefix, &gone.file_id), &entry).await;
-    let download = format!("/files/download/{}", gone.object_key);
+    let download = download_link(&other, &gone);
     assert_eq!(
-        other.get(&download, None).await.status(),
+        status(other.api.download(&download)).await,
         StatusCode::NOT_FOUND
     );
 }
@@ -165,27 +166,26 @@ async fn account_delete_and_cleaner_invalidate(b: Backend) {
     };
     let (a, _other, prefix) = cached_pair(&url, b).await;
     let t = a.user("acct@example.com").await;
-    let p = a.upload(&t.access_token, b"acct", json!({})).await;
+    let p = a.upload(&t.access_token, b"acct").await;
     let expiring_at =
         hashdrop_server::domain::time::rfc3339(hashdrop_server::domain::time::now_ms() + 3000);
     let e = a
-        .upload(&t.access_token, b"exp", json!({"expires_at": expiring_at}))
+        .upload_with(&t.access_token, b"exp", |p| {
+            p.expires_at = Some(expiring_at)
+        })
         .await;
     for id in [&p.file_id, &e.file_id] {
-        assert_eq!(
-            a.get(&format!("/api/share/{id}"), None).await.status(),
-            StatusCode::OK
-        );
+        assert_eq!(status(a.api.share_info(id)).await, StatusCode::OK);
         assert!(redis_get(&url, &RedisFileCache::key(&prefix, id))
             .await
             .is_some_and(|v| v != "-"));
     }
     // Past its expiry the cached entry alone answers 410.
     tokio::time::sleep(Duration::from_millis(3100)).await;
-    let r = a
-        .get(&format!("/files/download/{}", e.object_key), None)
-        .await;
-    assert_eq!(r.status(), StatusCode::GONE);
+    assert_eq!(
+        status(a.api.download(&download_link(&a, &e))).await,
+        StatusCode::GONE
+    );
     let n = hashdrop_server::service::cleaners::run(
         &a.state,
         hashdrop_server::domain::job::Cleaner::ExpiredShares,
@@ -200,15 +200,13 @@ async fn account_delete_and_cleaner_invalidate(b: Backend) {
         Some("-")
     );
 
-    let r = a
-        .send_json(
-            reqwest::Method::DELETE,
-            "/api/user",
-            Some(&t.access_token),
-            json!({"email": "acct@example.com", "password": "correct horse battery"}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let creds = credentials("acct@example.com", "correct horse battery");
+    expect(
+        a.api_as(&t.access_token).delete_account(&creds),
+        StatusCode::NO_CONTENT,
+        "delete account",
+    )
+    .await;
     assert_eq!(
         redis_get(&url, &RedisFileCache::key(&prefix, &p.file_id))
             .await
@@ -234,11 +232,11 @@ async fn redis_outage_bypasses_the_cache_and_recovers() {
     let url = redis.url();
     let app = TestApp::spawn_with(Backend::Sqlite, |c| c.cache.backend = url.clone()).await;
     let t = app.user("outage@example.com").await;
-    let p = app.upload(&t.access_token, b"outage", json!({})).await;
-    let share = format!("/api/share/{}", p.file_id);
-    let download = format!("/files/download/{}", p.object_key);
-    assert_eq!(app.get(&share, None).await.status(), StatusCode::OK);
-    assert_eq!(app.get(&share, None).await.status(), StatusCode::OK);
+    let p = app.upload(&t.access_token, b"outage").await;
+    let share = || status(app.api.share_info(&p.file_id));
+    let download = download_link(&app, &p);
+    assert_eq!(share().await, StatusCode::OK);
+    assert_eq!(share().await, StatusCode::OK);
     assert_eq!(stats(&app).hits, 1);
     let (s, ready) = crate::common::readiness(&app).await;
     assert_eq!((s, ready.status.as_str()), (StatusCode::OK, "ready"));
@@ -248,9 +246,9 @@ async fn redis_outage_bypasses_the_cache_and_recovers() {
     redis.kill();
     let hits = stats(&app).hits;
     for _ in 0..3 {
-        assert_eq!(app.get(&share, None).await.status(), StatusCode::OK);
+        assert_eq!(share().await, StatusCode::OK);
         assert_eq!(
-            app.get(&download, None).await.status(),
+            status(app.api.download(&download)).await,
             StatusCode::SEE_OTHER
         );
     }
@@ -263,7 +261,7 @@ async fn redis_outage_bypasses_the_cache_and_recovers() {
     redis.resume().await;
     // Plain traffic reconnects (one attempt per 2 s at most), refills, then hits.
     crate::common::poll(Duration::from_secs(10), || async {
-        assert_eq!(app.get(&share, None).await.status(), StatusCode::OK);
+        assert_eq!(share().await, StatusCode::OK);
         (stats(&app).hits > hits).then_some(())
     })
     .await

@@ -19,44 +19,32 @@ async fn upload_list_download_share_delete(b: Backend) {
     let app = TestApp::spawn(b).await;
     let t = app.user("d@example.com").await;
     let tok = t.access_token.as_str();
+    let api = app.api_as(tok);
     let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
     let p = app
-        .upload(tok, &data, json!({"key_management_mode": "passphrase"}))
+        .upload_with(tok, &data, |p| p.key_management_mode = KeyMode::Passphrase)
         .await;
     assert!(p.object_key.starts_with("usrh-"));
     assert!(p.object_key.ends_with(&p.file_id));
 
     // complete is idempotent.
-    let r = app
-        .post(
-            "/api/files/complete",
-            Some(tok),
-            json!({"file_id": p.file_id}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let c: CompleteResponse = r.json().await.unwrap();
+    let c = expect(
+        api.complete(&complete_request(&p.file_id)),
+        StatusCode::OK,
+        "complete again",
+    )
+    .await;
     assert_eq!(c.uploaded_file_size, 5000);
     assert_eq!(c.s3_object_key, p.object_key);
 
-    let all: Vec<FileSummary> = app
-        .get("/api/files/all", Some(tok))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let all = expect(api.list_all(), StatusCode::OK, "list").await;
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].status, "uploaded");
     assert_eq!(all[0].key_management_mode, KeyMode::Passphrase);
     assert_eq!(all[0].encrypted_size_bytes, 5000);
 
     let prefix = &p.file_id[..6];
-    let m: Vec<FileMatch> = app
-        .get(&format!("/api/files/resolve?id={prefix}"), Some(tok))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let m = expect(api.resolve(prefix), StatusCode::OK, "resolve").await;
     assert_eq!(
         m,
         vec![FileMatch {
@@ -66,19 +54,13 @@ async fn upload_list_download_share_delete(b: Backend) {
         }]
     );
     assert_eq!(
-        app.get("/api/files/resolve", Some(tok)).await.status(),
+        app.send(without_query(api.resolve(prefix))).await.status(),
         StatusCode::BAD_REQUEST
     );
+    // `zz%` goes out as `?id=zz%25`: not hex.
+    assert_eq!(status(api.resolve("zz%")).await, StatusCode::BAD_REQUEST);
     assert_eq!(
-        app.get("/api/files/resolve?id=zz%25", Some(tok))
-            .await
-            .status(),
-        StatusCode::BAD_REQUEST
-    );
-    assert_eq!(
-        app.get("/api/files/resolve?id=ffffffff-0", Some(tok))
-            .await
-            .status(),
+        status(api.resolve("ffffffff-0")).await,
         StatusCode::NOT_FOUND
     );
 
@@ -87,24 +69,13 @@ async fn upload_list_download_share_delete(b: Backend) {
     assert_eq!(d.plaintext_size_bytes, 3);
     assert_eq!(d.s3_key, p.object_key);
 
-    let h: FileHash = app
-        .get(&format!("/api/files/hash?id={}", p.file_id), Some(tok))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let h = expect(api.file_hash(&p.file_id), StatusCode::OK, "hash").await;
     assert_eq!(h.hash, "ab".repeat(32));
-    assert_eq!(
-        app.get("/api/files/hash?id=abc", Some(tok)).await.status(),
-        StatusCode::BAD_REQUEST
-    );
-    let r = app
-        .get(&format!("/api/files/salt?id={}", p.file_id), Some(tok))
-        .await;
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(status(api.file_hash("abc")).await, StatusCode::BAD_REQUEST);
+    assert_eq!(status(api.salt(&p.file_id)).await, StatusCode::NOT_FOUND);
 
     // Public share facts: nothing about the owner.
-    let r = app.get(&format!("/api/share/{}", p.file_id), None).await;
+    let r = app.api.share_info(&p.file_id).response().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let raw: serde_json::Value = r.json().await.unwrap();
     let text = raw.to_string();
@@ -113,7 +84,7 @@ async fn upload_list_download_share_delete(b: Backend) {
     assert_eq!(s.encrypted_size_bytes, 5000);
     assert_eq!(s.key_management_mode, KeyMode::Passphrase);
     assert_eq!(s.download_url, d.download_url);
-    let page = app.get(&format!("/d/{}", p.file_id), None).await;
+    let page = app.client.get(&d.share_url).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     let csp = page.headers()["content-security-policy"]
         .to_str()
@@ -139,7 +110,7 @@ async fn upload_list_download_share_delete(b: Backend) {
         "/web/decrypt-worker.js",
         "/d/sw.js",
     ] {
-        let r = app.get(asset, None).await;
+        let r = app.page(asset).await;
         assert_eq!(r.status(), StatusCode::OK, "{asset}");
         assert_eq!(
             r.headers()["content-security-policy"].to_str().unwrap(),
@@ -148,14 +119,18 @@ async fn upload_list_download_share_delete(b: Backend) {
         assert_eq!(r.headers()["referrer-policy"], "no-referrer");
     }
     assert_eq!(
-        app.get("/d/not-a-uuid", None).await.status(),
+        app.page("/d/not-a-uuid").await.status(),
         StatusCode::NOT_FOUND
     );
 
     // Download: 303 to a signed URL serving the bytes, with Range.
-    let r = app.client.get(&s.download_url).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let loc = expect(
+        app.api.download(&s.download_url),
+        StatusCode::SEE_OTHER,
+        "download",
+    )
+    .await
+    .to_string();
     let r = app.client.get(&loc).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.headers()["cache-control"]
@@ -167,46 +142,34 @@ async fn upload_list_download_share_delete(b: Backend) {
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(r.bytes().await.unwrap().as_ref(), &data[100..200]);
     assert_eq!(app.details(tok, prefix).await.download_count, 1);
+    // Links with a user hash that is not the owner's, or no file id.
     let bad = app.url(&format!("/files/download/usrh-0000/{}", p.file_id));
-    assert_eq!(
-        app.client.get(&bad).send().await.unwrap().status(),
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(status(app.api.download(&bad)).await, StatusCode::NOT_FOUND);
     let bad = app.url("/files/download/usrh-0000/not-a-uuid");
     assert_eq!(
-        app.client.get(&bad).send().await.unwrap().status(),
+        status(app.api.download(&bad)).await,
         StatusCode::BAD_REQUEST
     );
 
     // Delete by prefix; an ambiguous prefix is refused.
-    let p2 = app.upload(tok, b"second", json!({})).await;
+    let p2 = app.upload(tok, b"second").await;
+    assert_eq!(status(api.delete_file("")).await, StatusCode::BAD_REQUEST);
+    expect(
+        api.delete_file(&p.file_id),
+        StatusCode::NO_CONTENT,
+        "delete",
+    )
+    .await;
     assert_eq!(
-        app.delete("/api/files?id=", Some(tok)).await.status(),
-        StatusCode::BAD_REQUEST
-    );
-    let r = app
-        .delete(&format!("/api/files?id={}", p.file_id), Some(tok))
-        .await;
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    assert_eq!(
-        app.delete(&format!("/api/files?id={}", p.file_id), Some(tok))
-            .await
-            .status(),
+        status(api.delete_file(&p.file_id)).await,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        app.get(&format!("/api/share/{}", p.file_id), None)
-            .await
-            .status(),
+        status(app.api.share_info(&p.file_id)).await,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        app.client
-            .get(&s.download_url)
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(app.api.download(&s.download_url)).await,
         StatusCode::NOT_FOUND
     );
     // The object goes through a durable job.
@@ -219,12 +182,7 @@ async fn upload_list_download_share_delete(b: Backend) {
     })
     .await;
     assert!(gone.is_some(), "object deleted by job");
-    let all: Vec<FileSummary> = app
-        .get("/api/files/all", Some(tok))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let all = expect(api.list_all(), StatusCode::OK, "list").await;
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].file_id, p2.file_id);
 }
@@ -233,44 +191,31 @@ async fn cross_user_access_is_404(b: Backend) {
     let app = TestApp::spawn(b).await;
     let a = app.user("owner@example.com").await;
     let bb = app.user("intruder@example.com").await;
-    let p = app
-        .upload(&a.access_token, b"secret bytes", json!({}))
-        .await;
-    let bt = Some(bb.access_token.as_str());
+    let p = app.upload(&a.access_token, b"secret bytes").await;
+    let intruder = app.api_as(&bb.access_token);
     let id = &p.file_id;
-    for path in [
-        format!("/api/files?id={id}"),
-        format!("/api/files?id={}", &id[..8]),
-        format!("/api/files/resolve?id={id}"),
-        format!("/api/files/hash?id={id}"),
-        format!("/api/files/salt?id={id}"),
+    for (what, answered) in [
+        ("details", status(intruder.details(id)).await),
+        (
+            "details by prefix",
+            status(intruder.details(&id[..8])).await,
+        ),
+        ("resolve", status(intruder.resolve(id)).await),
+        ("hash", status(intruder.file_hash(id)).await),
+        ("salt", status(intruder.salt(id)).await),
+        ("delete", status(intruder.delete_file(id)).await),
+        (
+            "complete",
+            status(intruder.complete(&complete_request(id))).await,
+        ),
     ] {
-        assert_eq!(
-            app.get(&path, bt).await.status(),
-            StatusCode::NOT_FOUND,
-            "{path}"
-        );
+        assert_eq!(answered, StatusCode::NOT_FOUND, "{what}");
     }
-    assert_eq!(
-        app.delete(&format!("/api/files?id={id}"), bt)
-            .await
-            .status(),
-        StatusCode::NOT_FOUND
-    );
-    let r = app
-        .post("/api/files/complete", bt, json!({"file_id": id}))
-        .await;
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
     // B's own user hash with A's file id.
-    let pb = app.upload(&bb.access_token, b"b", json!({})).await;
+    let pb = app.upload(&bb.access_token, b"b").await;
     let b_hash = pb.object_key.split('/').next().unwrap();
-    let r = app
-        .client
-        .get(app.url(&format!("/files/download/{b_hash}/{id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let link = app.url(&format!("/files/download/{b_hash}/{id}"));
+    assert_eq!(status(app.api.download(&link)).await, StatusCode::NOT_FOUND);
     // Nothing changed for A.
     let d = app.details(&a.access_token, id).await;
     assert_eq!(d.status, "uploaded");
@@ -285,34 +230,32 @@ async fn quota_race_never_overshoots(b: Backend) {
     })
     .await;
     let t = app.user("q@example.com").await;
-    let futs = (0..20).map(|_| app.presign(&t.access_token, presign_body(1000)));
+    let api = app.api_as(&t.access_token);
+    let futs = (0..20).map(|_| status(api.presign(&presign_request(1000))));
     let rs = futures_util::future::join_all(futs).await;
-    let ok = rs.iter().filter(|r| r.status() == StatusCode::OK).count();
-    let refused = rs
-        .iter()
-        .filter(|r| r.status() == StatusCode::FORBIDDEN)
-        .count();
-    assert_eq!((ok, refused), (5, 15));
+    let ok = rs.iter().filter(|s| **s == StatusCode::OK).count();
+    let over_quota = rs.iter().filter(|s| **s == StatusCode::FORBIDDEN).count();
+    assert_eq!((ok, over_quota), (5, 15));
 
     // Byte quota, separately: 10 × 300 KB against 1 MB → 3 fit.
     let app2 = TestApp::spawn_with(b, |c| c.limits.user_bytes = 1_000_000).await;
     let t2 = app2.user("q2@example.com").await;
+    let api2 = app2.api_as(&t2.access_token);
     let rs = futures_util::future::join_all(
-        (0..10).map(|_| app2.presign(&t2.access_token, presign_body(300_000))),
+        (0..10).map(|_| status(api2.presign(&presign_request(300_000)))),
     )
     .await;
-    assert_eq!(
-        rs.iter().filter(|r| r.status() == StatusCode::OK).count(),
-        3
-    );
+    assert_eq!(rs.iter().filter(|s| **s == StatusCode::OK).count(), 3);
 
     // Global quota → 503 with Retry-After.
     let app3 = TestApp::spawn_with(b, |c| c.limits.global_bytes = 2500).await;
     let t3 = app3.user("q3@example.com").await;
+    let api3 = app3.api_as(&t3.access_token);
     let rs = futures_util::future::join_all(
-        (0..6).map(|_| app3.presign(&t3.access_token, presign_body(1000))),
+        (0..6).map(|_| api3.presign(&presign_request(1000)).response()),
     )
     .await;
+    let rs: Vec<reqwest::Response> = rs.into_iter().map(|r| r.unwrap()).collect();
     assert_eq!(
         rs.iter().filter(|r| r.status() == StatusCode::OK).count(),
         2
@@ -324,44 +267,67 @@ async fn quota_race_never_overshoots(b: Backend) {
     assert!(r.headers().contains_key("retry-after"));
 
     // Per-file max → 413.
-    let r = app3
-        .presign(
-            &t3.access_token,
-            presign_body(app3.state.cfg.limits.file_max_bytes + 1),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let too_big = presign_request(app3.state.cfg.limits.file_max_bytes + 1);
+    assert_eq!(
+        status(api3.presign(&too_big)).await,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
 }
 
 async fn presign_and_complete_validation(b: Backend) {
     let app = TestApp::spawn(b).await;
     let t = app.user("v@example.com").await;
-    let tok = t.access_token.as_str();
-    let mut cases = Vec::new();
-    for (k, v) in [
-        ("plaintext_hash", json!("xyz")),
-        ("plaintext_hash", json!("g".repeat(64))),
-        ("file_name", json!("")),
-        ("file_name", json!("a\u{7}b")),
-        ("file_name", json!("n".repeat(256))),
-        ("encrypted_size_bytes", json!(0)),
-        ("encrypted_size_bytes", json!(-5)),
-        ("key_management_mode", json!("people")),
-        ("max_downloads", json!(0)),
+    let api = app.api_as(&t.access_token);
+    let valid = || presign_request(10);
+    for bad in [
+        PresignRequest {
+            plaintext_hash: Some("xyz".into()),
+            ..valid()
+        },
+        PresignRequest {
+            plaintext_hash: Some("g".repeat(64)),
+            ..valid()
+        },
+        PresignRequest {
+            file_name: "".into(),
+            ..valid()
+        },
+        PresignRequest {
+            file_name: "a\u{7}b".into(),
+            ..valid()
+        },
+        PresignRequest {
+            file_name: "n".repeat(256),
+            ..valid()
+        },
+        PresignRequest {
+            encrypted_size_bytes: 0,
+            ..valid()
+        },
+        PresignRequest {
+            max_downloads: Some(0),
+            ..valid()
+        },
     ] {
-        let mut body = presign_body(10);
-        body[k] = v;
-        cases.push(body);
+        let what = format!("{bad:?}");
+        let e = refused(api.presign(&bad), StatusCode::BAD_REQUEST, &what).await;
+        assert_eq!(e.code(), "bad_request", "{what}");
     }
-    for body in cases {
-        let r = app.presign(tok, body.clone()).await;
+    // Values the wire types cannot even hold, as JSON.
+    for (field, value) in [
+        ("encrypted_size_bytes", serde_json::json!(-5)),
+        ("key_management_mode", serde_json::json!("people")),
+    ] {
+        let mut body = serde_json::to_value(valid()).unwrap();
+        body[field] = value;
+        let r = app
+            .send(with_body(api.presign(&valid()), body.to_string()))
+            .await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(error_code(r).await, "bad_request");
     }
     assert_eq!(
-        app.post("/api/files/presign", None, presign_body(10))
-            .await
-            .status(),
+        status(app.api.presign(&valid())).await,
         StatusCode::UNAUTHORIZED
     );
     // Nothing was reserved by the refused requests.
@@ -372,42 +338,34 @@ async fn presign_and_complete_validation(b: Backend) {
             .unwrap();
     assert_eq!((used, count), (0, 0));
 
-    let r = app
-        .post("/api/files/complete", Some(tok), json!({"file_id": "nope"}))
-        .await;
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let r = app
-        .post(
-            "/api/files/complete",
-            Some(tok),
-            json!({"file_id": uuid::Uuid::new_v4().to_string()}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let r = app
-        .post("/api/files/complete", None, json!({"file_id": "x"}))
-        .await;
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(api.complete(&complete_request("nope"))).await,
+        StatusCode::BAD_REQUEST
+    );
+    let unknown = complete_request(&uuid::Uuid::new_v4().to_string());
+    assert_eq!(status(api.complete(&unknown)).await, StatusCode::NOT_FOUND);
+    assert_eq!(
+        status(app.api.complete(&complete_request("x"))).await,
+        StatusCode::UNAUTHORIZED
+    );
     // A different hash at complete than at presign is refused.
-    let p = app.presigned(tok, presign_body(3)).await;
+    let p = app.presigned(&t.access_token, &presign_request(3)).await;
     let r = app.put_blob(&p.upload_resource.url, vec![0u8; 3]).await;
     assert_eq!(r.status(), StatusCode::OK);
-    let r = app
-        .post(
-            "/api/files/complete",
-            Some(tok),
-            json!({"file_id": p.file_id, "plaintext_hash": "cd".repeat(32)}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let r = app
-        .post(
-            "/api/files/complete",
-            Some(tok),
-            json!({"file_id": p.file_id, "plaintext_hash": "AB".repeat(32)}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
+    let with_hash = |hash: String| CompleteRequest {
+        plaintext_hash: Some(hash),
+        ..complete_request(&p.file_id)
+    };
+    assert_eq!(
+        status(api.complete(&with_hash("cd".repeat(32)))).await,
+        StatusCode::BAD_REQUEST
+    );
+    expect(
+        api.complete(&with_hash("AB".repeat(32))),
+        StatusCode::OK,
+        "complete with the presign's hash in capitals",
+    )
+    .await;
 }
 
 /// A client that hashes while it encrypts and uploads (one read of the file) presigns
@@ -416,78 +374,59 @@ async fn hash_may_arrive_at_complete_instead_of_presign(b: Backend) {
     let app = TestApp::spawn(b).await;
     let t = app.user("h@example.com").await;
     let tok = t.access_token.as_str();
-    let mut body = presign_body(3);
-    body.as_object_mut().unwrap().remove("plaintext_hash");
-    let p = app.presigned(tok, body).await;
+    let api = app.api_as(tok);
+    let without_hash = PresignRequest {
+        plaintext_hash: None,
+        ..presign_request(3)
+    };
+    let p = app.presigned(tok, &without_hash).await;
     let r = app.put_blob(&p.upload_resource.url, vec![0u8; 3]).await;
     assert_eq!(r.status(), StatusCode::OK);
 
-    for bad in [
-        json!({"file_id": p.file_id}),
-        json!({"file_id": p.file_id, "plaintext_hash": "zz"}),
-    ] {
-        let r = app.post("/api/files/complete", Some(tok), bad).await;
-        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-        let e: serde_json::Value = r.json().await.unwrap();
-        assert!(
-            e["error"].as_str().unwrap().contains("plaintext_hash"),
-            "{e}"
-        );
+    let with_hash = |hash: &str| CompleteRequest {
+        plaintext_hash: Some(hash.into()),
+        ..complete_request(&p.file_id)
+    };
+    for bad in [complete_request(&p.file_id), with_hash("zz")] {
+        let e = refused(api.complete(&bad), StatusCode::BAD_REQUEST, "complete").await;
+        assert!(e.message().contains("plaintext_hash"), "{e:?}");
     }
     // Refused completes changed nothing: the file is still pending, not listed as done.
-    let r = app
-        .get(&format!("/api/files?id={}", p.file_id), Some(tok))
-        .await;
-    let d: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(d[0]["status"], "pending", "{d}");
-    assert_eq!(d[0]["plaintext_hash"], "", "not known before complete");
+    let d = app.details(tok, &p.file_id).await;
+    assert_eq!(d.status, "pending", "{d:?}");
+    assert_eq!(d.plaintext_hash, "", "not known before complete");
 
-    let r = app
-        .post(
-            "/api/files/complete",
-            Some(tok),
-            json!({"file_id": p.file_id, "plaintext_hash": "EF".repeat(32)}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let r = app
-        .get(&format!("/api/files/hash?id={}", p.file_id), Some(tok))
-        .await;
-    let h: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(h["hash"], "ef".repeat(32));
+    expect(
+        api.complete(&with_hash(&"EF".repeat(32))),
+        StatusCode::OK,
+        "complete with the hash",
+    )
+    .await;
+    let h = expect(api.file_hash(&p.file_id), StatusCode::OK, "hash").await;
+    assert_eq!(h.hash, "ef".repeat(32));
 }
 
 async fn ambiguous_prefix_delete_is_409(b: Backend) {
     let app = TestApp::spawn(b).await;
     let t = app.user("amb@example.com").await;
     let tok = t.access_token.as_str();
+    let api = app.api_as(tok);
     // Presign until two ids share their first hex digit (at most 17 by pigeonhole).
     let mut seen: std::collections::HashMap<char, String> = Default::default();
     let (first, second) = loop {
-        let p = app.presigned(tok, presign_body(1)).await;
+        let p = app.presigned(tok, &presign_request(1)).await;
         let c = p.file_id.chars().next().unwrap();
         if let Some(other) = seen.insert(c, p.file_id.clone()) {
             break (other, p.file_id);
         }
     };
     let prefix = &first[..1];
-    let r = app
-        .delete(&format!("/api/files?id={prefix}"), Some(tok))
-        .await;
-    assert_eq!(r.status(), StatusCode::CONFLICT);
-    let m: Vec<FileMatch> = app
-        .get(&format!("/api/files/resolve?id={prefix}"), Some(tok))
-        .await
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(status(api.delete_file(prefix)).await, StatusCode::CONFLICT);
+    let m = expect(api.resolve(prefix), StatusCode::OK, "resolve").await;
     let ids: Vec<&str> = m.iter().map(|f| f.file_id.as_str()).collect();
     assert!(ids.contains(&first.as_str()) && ids.contains(&second.as_str()));
     // Deleting a pending upload by full id works and frees its quota slot.
-    let r = app
-        .delete(&format!("/api/files?id={first}"), Some(tok))
-        .await;
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    expect(api.delete_file(&first), StatusCode::NO_CONTENT, "delete").await;
     let (count,): (i64,) =
         sqlx::query_as("SELECT file_count FROM users WHERE email = 'amb@example.com'")
             .fetch_one(&app.sql().await)
@@ -501,10 +440,7 @@ async fn ambiguous_prefix_delete_is_409(b: Backend) {
 async fn file_status_column_takes_only_the_four_states(b: Backend) {
     let app = TestApp::spawn(b).await;
     let t = app.user("status@example.com").await;
-    let id = app
-        .upload(&t.access_token, b"status", json!({}))
-        .await
-        .file_id;
+    let id = app.upload(&t.access_token, b"status").await.file_id;
     let bogus = sqlx::query("UPDATE files SET status = 'archived' WHERE id = $1")
         .bind(&id)
         .execute(&app.sql().await)
@@ -526,7 +462,8 @@ async fn file_status_column_takes_only_the_four_states(b: Backend) {
 async fn oversized_put_is_cut_off(b: Backend) {
     let app = TestApp::spawn(b).await;
     let t = app.user("o@example.com").await;
-    let p = app.presigned(&t.access_token, presign_body(1000)).await;
+    let api = app.api_as(&t.access_token);
+    let p = app.presigned(&t.access_token, &presign_request(1000)).await;
     // Declared length over the limit: refused before reading.
     let r = app.put_blob(&p.upload_resource.url, vec![0u8; 4000]).await;
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
@@ -548,28 +485,21 @@ async fn oversized_put_is_cut_off(b: Backend) {
     .unwrap_or(0);
     assert_eq!(leftovers, 0, "no temp files left");
     // complete without an object is a 400; a short object fails the upload.
-    let r = app
-        .post(
-            "/api/files/complete",
-            Some(&t.access_token),
-            json!({"file_id": p.file_id}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let complete = complete_request(&p.file_id);
+    assert_eq!(
+        status(api.complete(&complete)).await,
+        StatusCode::BAD_REQUEST
+    );
     assert_eq!(
         app.put_blob(&p.upload_resource.url, vec![1u8; 999])
             .await
             .status(),
         StatusCode::OK
     );
-    let r = app
-        .post(
-            "/api/files/complete",
-            Some(&t.access_token),
-            json!({"file_id": p.file_id}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        status(api.complete(&complete)).await,
+        StatusCode::BAD_REQUEST
+    );
     assert_eq!(
         app.details(&t.access_token, &p.file_id).await.status,
         "failed"
@@ -579,8 +509,7 @@ async fn oversized_put_is_cut_off(b: Backend) {
 async fn signed_url_tampering_and_expiry(b: Backend) {
     let app = TestApp::spawn(b).await;
     let t = app.user("s@example.com").await;
-    let r = app.presign(&t.access_token, presign_body(10)).await;
-    let p: PresignResponse = r.json().await.unwrap();
+    let p = app.presigned(&t.access_token, &presign_request(10)).await;
     let url = p.upload_resource.url.clone();
     let tampered = [
         url.replace("max=10", "max=1000000"),
@@ -639,7 +568,8 @@ async fn stale_pending_upload_cleaner_releases_quota(b: Backend) {
     })
     .await;
     let t = app.user("stale@example.com").await;
-    let p = app.presigned(&t.access_token, presign_body(10)).await;
+    let api = app.api_as(&t.access_token);
+    let p = app.presigned(&t.access_token, &presign_request(10)).await;
     assert_eq!(
         app.put_blob(&p.upload_resource.url, vec![0u8; 10])
             .await
@@ -647,9 +577,7 @@ async fn stale_pending_upload_cleaner_releases_quota(b: Backend) {
         StatusCode::OK
     );
     assert_eq!(
-        app.presign(&t.access_token, presign_body(10))
-            .await
-            .status(),
+        status(api.presign(&presign_request(10))).await,
         StatusCode::FORBIDDEN
     );
     let swept = poll(Duration::from_secs(5), || async {
@@ -668,9 +596,7 @@ async fn stale_pending_upload_cleaner_releases_quota(b: Backend) {
         "failed"
     );
     assert_eq!(
-        app.presign(&t.access_token, presign_body(10))
-            .await
-            .status(),
+        status(api.presign(&presign_request(10))).await,
         StatusCode::OK
     );
     let blob = app.state.blobs.clone();

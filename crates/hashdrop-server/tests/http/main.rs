@@ -20,8 +20,10 @@ mod shares;
 mod prelude {
     pub use std::time::Duration;
 
-    pub use crate::common::{error_code, poll, presign_body, Backend, TestApp};
+    pub use crate::common::{
+        complete_request, credentials, error_code, expect, forwarded_for, poll, presign_request,
+        refused, status, verify_request, with_body, without_query, Backend, TestApp,
+    };
     pub use hashdrop_wire::*;
     pub use reqwest::{Method, StatusCode};
-    pub use serde_json::json;
 }

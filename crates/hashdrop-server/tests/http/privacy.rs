@@ -5,7 +5,6 @@
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
-use crate::common::expect;
 use crate::prelude::*;
 
 crate::both_backends!(

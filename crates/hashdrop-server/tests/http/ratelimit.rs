@@ -5,16 +5,10 @@ use std::time::{Duration, Instant};
 
 use crate::prelude::*;
 use reqwest::StatusCode;
-use serde_json::json;
 
 async fn login_status(app: &TestApp) -> (StatusCode, Option<String>) {
-    let r = app
-        .post(
-            "/api/user/login",
-            None,
-            json!({"email": "nobody@example.com", "password": "whatever1"}),
-        )
-        .await;
+    let login = credentials("nobody@example.com", "whatever1");
+    let r = app.api.login(&login).response().await.unwrap();
     let remaining = r
         .headers()
         .get("x-ratelimit-remaining")
@@ -79,7 +73,7 @@ async fn two_instances_together_get_the_configured_rate_not_twice_it() {
     for i in 0..(PER_MINUTE * 3) {
         let app = if i % 2 == 0 { &a } else { &b };
         // cli/version: the health group's global bucket (probes are never limited).
-        let r = app.get("/api/cli/version", None).await;
+        let r = app.api.cli_version().response().await.unwrap();
         instances.insert(
             r.headers()["x-hashdrop-instance"]
                 .to_str()
@@ -173,7 +167,7 @@ async fn redis_down_falls_back_to_local_limits() {
     assert_eq!(login_status(&app).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(login_status(&app).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(login_status(&app).await.0, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(app.get("/api/healthz", None).await.status(), StatusCode::OK);
+    assert_eq!(status(app.api.healthz()).await, StatusCode::OK);
 }
 
 crate::both_backends!(
@@ -188,15 +182,10 @@ async fn rate_limit_answers_429_with_headers(b: Backend) {
         c.rate_limit.health.global_per_minute = 1000;
     })
     .await;
+    let login = credentials("x@example.com", "whatever1");
     let mut last = None;
     for i in 0..4 {
-        let r = app
-            .post(
-                "/api/user/login",
-                None,
-                json!({"email": "x@example.com", "password": "whatever1"}),
-            )
-            .await;
+        let r = app.api.login(&login).response().await.unwrap();
         assert!(r.headers().contains_key("x-ratelimit-limit"));
         assert!(r.headers().contains_key("x-ratelimit-remaining"));
         if i < 3 {
@@ -215,7 +204,7 @@ async fn rate_limit_answers_429_with_headers(b: Backend) {
     assert_eq!(r.headers()["x-ratelimit-remaining"], "0");
     assert_eq!(error_code(r).await, "rate_limited");
     // Other groups are unaffected.
-    assert_eq!(app.get("/api/healthz", None).await.status(), StatusCode::OK);
+    assert_eq!(status(app.api.healthz()).await, StatusCode::OK);
 }
 
 async fn per_user_and_forwarded_ip_buckets(b: Backend) {
@@ -231,36 +220,20 @@ async fn per_user_and_forwarded_ip_buckets(b: Backend) {
     .await;
     let a = app.user("rl-a@example.com").await;
     let bb = app.user("rl-b@example.com").await;
+    let list_a = || status(app.api_as(&a.access_token).list_all());
     for _ in 0..2 {
-        assert_eq!(
-            app.get("/api/files/all", Some(&a.access_token))
-                .await
-                .status(),
-            StatusCode::NOT_FOUND
-        );
+        assert_eq!(list_a().await, StatusCode::NOT_FOUND);
     }
-    assert_eq!(
-        app.get("/api/files/all", Some(&a.access_token))
-            .await
-            .status(),
-        StatusCode::TOO_MANY_REQUESTS
-    );
+    assert_eq!(list_a().await, StatusCode::TOO_MANY_REQUESTS);
     // Another user has their own bucket.
     assert_eq!(
-        app.get("/api/files/all", Some(&bb.access_token))
-            .await
-            .status(),
+        status(app.api_as(&bb.access_token).list_all()).await,
         StatusCode::NOT_FOUND
     );
 
     // Behind a trusted proxy each forwarded client has its own bucket.
-    let login = |ip: &'static str| {
-        app.client
-            .post(app.url("/api/user/login"))
-            .header("x-forwarded-for", ip)
-            .json(&json!({"email": "nobody@example.com", "password": "whatever1"}))
-            .send()
-    };
+    let creds = credentials("nobody@example.com", "whatever1");
+    let login = |ip: &'static str| app.send(forwarded_for(app.api.login(&creds), &[ip]));
     // The set-up above used up 127.0.0.1's register budget; forwarded clients have
     // their own buckets.
     assert_eq!(
@@ -271,16 +244,16 @@ async fn per_user_and_forwarded_ip_buckets(b: Backend) {
     );
     for _ in 0..4 {
         assert_eq!(
-            login("203.0.113.7").await.unwrap().status(),
+            login("203.0.113.7").await.status(),
             StatusCode::UNAUTHORIZED
         );
     }
     assert_eq!(
-        login("203.0.113.7").await.unwrap().status(),
+        login("203.0.113.7").await.status(),
         StatusCode::TOO_MANY_REQUESTS
     );
     assert_eq!(
-        login("203.0.113.8").await.unwrap().status(),
+        login("203.0.113.8").await.status(),
         StatusCode::UNAUTHORIZED
     );
 }

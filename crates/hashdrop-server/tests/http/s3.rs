@@ -11,7 +11,6 @@ use hashdrop_server::Config;
 use hashdrop_wire::*;
 use reqwest::StatusCode;
 use rusty_s3::S3Action;
-use serde_json::json;
 use tokio::task::JoinHandle;
 
 const BUCKET: &str = "hashdrop-test";
@@ -160,9 +159,8 @@ async fn full_flow_on_s3(b: Backend) {
     let s3 = S3Server::start().await;
     let app = app_on(&s3, b, |_| {}).await;
 
-    let r = app.get("/api/readyz", None).await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let ready: Readiness = r.json().await.unwrap();
+    let (s, ready) = crate::common::readiness(&app).await;
+    assert_eq!(s, StatusCode::OK);
     assert_eq!(
         (ready.status.as_str(), ready.checks.blob_store.as_str()),
         ("ready", "ok")
@@ -170,7 +168,7 @@ async fn full_flow_on_s3(b: Backend) {
 
     let t = app.user("s3@example.com").await;
     let data: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
-    let p = app.upload(&t.access_token, &data, json!({})).await;
+    let p = app.upload(&t.access_token, &data).await;
     // The upload URL points at the store, never at this server.
     assert!(
         p.upload_resource
@@ -185,17 +183,16 @@ async fn full_flow_on_s3(b: Backend) {
     assert_eq!(d.encrypted_size_bytes, data.len() as u64);
 
     // The counted download answers 303 to a presigned GET on the store.
-    let r = app
-        .client
-        .get(&d.download_url)
-        .send()
-        .await
-        .expect("download");
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let loc = expect(
+        app.api.download(&d.download_url),
+        StatusCode::SEE_OTHER,
+        "download",
+    )
+    .await
+    .to_string();
     assert!(loc.starts_with(&format!("http://{}/", s3.addr)), "{loc}");
     // The share page may connect to this server and to the store's origin, no other.
-    let page = app.get(&format!("/d/{}", p.file_id), None).await;
+    let page = app.client.get(&d.share_url).send().await.unwrap();
     let csp = page.headers()["content-security-policy"].to_str().unwrap();
     assert!(
         csp.contains(&format!("connect-src 'self' http://{};", s3.addr)),
@@ -210,7 +207,7 @@ async fn full_flow_on_s3(b: Backend) {
     assert_eq!(part.bytes().await.unwrap().as_ref(), &data[100..200]);
 
     // With S3 the server serves no bytes itself.
-    let r = app.get(&format!("/blob/{}", p.object_key), None).await;
+    let r = app.page(&format!("/blob/{}", p.object_key)).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let r = app
         .put_blob(&app.url(&format!("/blob/{}", p.object_key)), "x")
@@ -218,13 +215,12 @@ async fn full_flow_on_s3(b: Backend) {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
     // Delete: the row goes at once, the object through the job queue.
-    let r = app
-        .delete(
-            &format!("/api/files?id={}", p.file_id),
-            Some(&t.access_token),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    expect(
+        app.api_as(&t.access_token).delete_file(&p.file_id),
+        StatusCode::NO_CONTENT,
+        "delete",
+    )
+    .await;
     let blobs = app.state.blobs.clone();
     let key = p.object_key.clone();
     let gone = poll(Duration::from_secs(10), || {
@@ -245,7 +241,8 @@ async fn presigned_urls_are_enforced_by_the_store() {
     let app = app_on(&s3, Backend::Sqlite, |_| {}).await;
     let t = app.user("sig@example.com").await;
     let tok = t.access_token.as_str();
-    let p = app.presigned(tok, presign_body(10)).await;
+    let api = app.api_as(tok);
+    let p = app.presigned(tok, &presign_request(10)).await;
     let url = p.upload_resource.url.clone();
     let q: std::collections::HashMap<String, String> = reqwest::Url::parse(&url)
         .unwrap()
@@ -278,14 +275,9 @@ async fn presigned_urls_are_enforced_by_the_store() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert_eq!(app.state.blobs.size(&p.object_key).await.unwrap(), None);
     assert!(s3.objects().is_empty(), "{:?}", s3.objects());
-    let r = app
-        .post(
-            "/api/files/complete",
-            Some(tok),
-            json!({"file_id": p.file_id}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "nothing was uploaded");
+    let complete = complete_request(&p.file_id);
+    let s = status(api.complete(&complete)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "nothing was uploaded");
 
     // The CLI's way: a streaming body with an explicit Content-Length, which hyper
     // sends with length framing, not chunked.
@@ -302,14 +294,7 @@ async fn presigned_urls_are_enforced_by_the_store() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let r = app
-        .post(
-            "/api/files/complete",
-            Some(tok),
-            json!({"file_id": p.file_id}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
+    expect(api.complete(&complete), StatusCode::OK, "complete").await;
     assert_eq!(s3.objects(), vec![p.object_key.clone()]);
 
     // GET URLs: tampered → 403; expired → 403 (signed for 1 s, used after 2).
@@ -364,8 +349,9 @@ async fn store_outage_is_a_fast_503_and_writes_nothing(b: Backend) {
     let app = app_on(&s3, b, |c| c.limits.pending_upload_ttl_secs = 0).await;
     let t = app.user("outage@example.com").await;
     let tok = t.access_token.as_str();
+    let api = app.api_as(tok);
     // Uploaded but not completed when the store goes away.
-    let p = app.presigned(tok, presign_body(10)).await;
+    let p = app.presigned(tok, &presign_request(10)).await;
     assert_eq!(
         app.put_blob(&p.upload_resource.url, vec![5u8; 10])
             .await
@@ -375,9 +361,8 @@ async fn store_outage_is_a_fast_503_and_writes_nothing(b: Backend) {
 
     s3.stop();
     // readyz probes for real: it reports the store, and stays 200 (degraded).
-    let r = app.get("/api/readyz", None).await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let ready: Readiness = r.json().await.unwrap();
+    let (s, ready) = crate::common::readiness(&app).await;
+    assert_eq!(s, StatusCode::OK);
     assert_eq!(ready.status, "degraded");
     assert_eq!(ready.checks.blob_store, "error");
     assert_eq!(ready.checks.database, "ok");
@@ -392,11 +377,15 @@ async fn store_outage_is_a_fast_503_and_writes_nothing(b: Backend) {
     let before = rows().await;
     for _ in 0..3 {
         let started = Instant::now();
-        let r = app.presign(tok, presign_body(10)).await;
+        let e = refused(
+            api.presign(&presign_request(10)),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "presign",
+        )
+        .await;
         assert!(started.elapsed() < Duration::from_secs(3), "fast 503");
-        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(r.headers()["retry-after"], "30");
-        assert_eq!(error_code(r).await, "store_unavailable");
+        assert_eq!(e.retry_after, Some(30));
+        assert_eq!(e.code(), "store_unavailable");
     }
     assert_eq!(rows().await, before, "presign wrote no row");
     let (used,): (i64,) = sqlx::query_as("SELECT used_bytes FROM global_usage WHERE id = 1")
@@ -406,16 +395,14 @@ async fn store_outage_is_a_fast_503_and_writes_nothing(b: Backend) {
     assert_eq!(used, 10, "only the first upload holds quota");
 
     // complete needs the store's HEAD: 503, and the file stays pending.
-    let r = app
-        .post(
-            "/api/files/complete",
-            Some(tok),
-            json!({"file_id": p.file_id}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(r.headers()["retry-after"], "30");
-    assert_eq!(error_code(r).await, "store_unavailable");
+    let e = refused(
+        api.complete(&complete_request(&p.file_id)),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "complete",
+    )
+    .await;
+    assert_eq!(e.retry_after, Some(30));
+    assert_eq!(e.code(), "store_unavailable");
     assert_eq!(app.details(tok, &p.file_id).await.status, "pending");
 
     // Once the store is back, the pending sweeper fails the file and its object goes.
@@ -435,7 +422,7 @@ async fn store_outage_is_a_fast_503_and_writes_nothing(b: Backend) {
     .await;
     assert!(gone.is_some(), "the blob delete job ran against the store");
     let ok = poll(Duration::from_secs(10), || async {
-        (app.presign(tok, presign_body(10)).await.status() == StatusCode::OK).then_some(())
+        (status(api.presign(&presign_request(10))).await == StatusCode::OK).then_some(())
     })
     .await;
     assert!(ok.is_some(), "presign works again");
@@ -458,9 +445,13 @@ async fn a_store_that_never_answered_gives_503_from_the_first_request() {
     })
     .await;
     let t = app.user("closed@example.com").await;
-    let r = app.presign(&t.access_token, presign_body(10)).await;
-    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(error_code(r).await, "store_unavailable");
+    let e = refused(
+        app.api_as(&t.access_token).presign(&presign_request(10)),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "presign",
+    )
+    .await;
+    assert_eq!(e.code(), "store_unavailable");
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM files")
         .fetch_one(&app.sql().await)
         .await
@@ -476,20 +467,19 @@ async fn wrong_credentials_are_a_readiness_error_not_an_outage() {
         c.s3.secret_access_key = Some("not-the-secret".into());
     })
     .await;
-    let r = app.get("/api/readyz", None).await;
-    let ready: Readiness = r.json().await.unwrap();
+    let (_, ready) = crate::common::readiness(&app).await;
     assert_eq!(ready.checks.blob_store, "error");
     // The store answered, so this is no outage: complete's HEAD fails as a 500.
     let t = app.user("creds@example.com").await;
-    let p = app.presigned(&t.access_token, presign_body(10)).await;
-    let r = app
-        .post(
-            "/api/files/complete",
-            Some(&t.access_token),
-            json!({"file_id": p.file_id, "plaintext_hash": "ab".repeat(32)}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let p = app.presigned(&t.access_token, &presign_request(10)).await;
+    let complete = CompleteRequest {
+        plaintext_hash: Some("ab".repeat(32)),
+        ..complete_request(&p.file_id)
+    };
+    assert_eq!(
+        status(app.api_as(&t.access_token).complete(&complete)).await,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -553,14 +543,15 @@ async fn presigned_gets_ask_for_an_opaque_attachment() {
     let s3 = S3Server::start().await;
     let app = app_on(&s3, Backend::Sqlite, |_| {}).await;
     let t = app.user("s3-type@example.com").await;
-    let p = app
-        .upload(&t.access_token, b"<html>x</html>", json!({}))
-        .await;
+    let p = app.upload(&t.access_token, b"<html>x</html>").await;
     let d = app.details(&t.access_token, &p.file_id).await;
-    let r = app.client.get(&d.download_url).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
-    let url = reqwest::Url::parse(&loc).unwrap();
+    let url = expect(
+        app.api.download(&d.download_url),
+        StatusCode::SEE_OTHER,
+        "download",
+    )
+    .await;
+    let loc = url.to_string();
     let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
     assert_eq!(
         q.get("response-content-type").map(String::as_str),

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::prelude::*;
-use reqwest::{Method, StatusCode};
-use serde_json::json;
+use hashdrop_client::Client;
+use reqwest::StatusCode;
 
 /// Hole 1: behind HAProxy (`option forwardfor` appends its own `X-Forwarded-For` line) a
 /// client that sends its own `X-Forwarded-For` must still be limited as itself.
@@ -31,15 +31,12 @@ mod forwarded_for {
             .local_address(Some("127.0.0.2".parse().unwrap()))
             .build()
             .unwrap();
+        let api = Client::with_http(proxy.base().parse().unwrap(), client);
+        let login = credentials("nobody@example.com", "whatever1");
         let mut limited = 0;
         for i in 0..30 {
-            let r = client
-                .post(format!("{}/api/user/login", proxy.base()))
-                .header("x-forwarded-for", format!("198.51.100.{i}"))
-                .json(&json!({"email": "nobody@example.com", "password": "whatever1"}))
-                .send()
-                .await
-                .unwrap();
+            let spoofed = forwarded_for(api.login(&login), &[&format!("198.51.100.{i}")]);
+            let r = api.http().execute(spoofed).await.unwrap();
             if r.status() == StatusCode::TOO_MANY_REQUESTS {
                 limited += 1;
             }
@@ -62,17 +59,12 @@ mod forwarded_for {
             c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
         })
         .await;
+        let login = credentials("nobody@example.com", "whatever1");
         let mut limited = 0;
         for i in 0..10 {
-            let r = app
-                .client
-                .post(app.url("/api/user/login"))
-                .header("x-forwarded-for", format!("198.51.100.{i}"))
-                .header("x-forwarded-for", "203.0.113.7")
-                .json(&json!({"email": "nobody@example.com", "password": "whatever1"}))
-                .send()
-                .await
-                .unwrap();
+            let client_line = format!("198.51.100.{i}");
+            let lines = [client_line.as_str(), "203.0.113.7"];
+            let r = app.send(forwarded_for(app.api.login(&login), &lines)).await;
             if r.status() == StatusCode::TOO_MANY_REQUESTS {
                 limited += 1;
             }
@@ -93,13 +85,13 @@ mod probes {
         })
         .await;
         for _ in 0..40 {
-            app.get("/api/healthz", None).await;
-            app.get("/api/readyz", None).await;
+            status(app.api.healthz()).await;
+            status(app.api.readyz()).await;
         }
-        let r = app.get("/api/readyz", None).await;
-        assert_eq!(r.status(), StatusCode::OK, "readyz after a flood");
-        let r = app.get("/api/healthz", None).await;
-        assert_eq!(r.status(), StatusCode::OK, "healthz after a flood");
+        let s = status(app.api.readyz()).await;
+        assert_eq!(s, StatusCode::OK, "readyz after a flood");
+        let s = status(app.api.healthz()).await;
+        assert_eq!(s, StatusCode::OK, "healthz after a flood");
     }
 }
 
@@ -107,14 +99,13 @@ mod probes {
 async fn presigned_put_after_delete_is_refused(b: Backend) {
     let app = TestApp::spawn(b).await;
     let t = app.user("put-after-delete@example.com").await;
-    let p = app.presigned(&t.access_token, presign_body(5)).await;
-    let r = app
-        .delete(
-            &format!("/api/files?id={}", p.file_id),
-            Some(&t.access_token),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let p = app.presigned(&t.access_token, &presign_request(5)).await;
+    expect(
+        app.api_as(&t.access_token).delete_file(&p.file_id),
+        StatusCode::NO_CONTENT,
+        "delete",
+    )
+    .await;
     let r = app
         .put_blob(&p.upload_resource.url, b"hello".to_vec())
         .await;
@@ -124,7 +115,7 @@ async fn presigned_put_after_delete_is_refused(b: Backend) {
     assert!(!path.exists(), "no object stored for a deleted file");
 
     // And once uploaded, the object cannot be overwritten through the same URL.
-    let p = app.presigned(&t.access_token, presign_body(5)).await;
+    let p = app.presigned(&t.access_token, &presign_request(5)).await;
     let r = app
         .put_blob(&p.upload_resource.url, b"hello".to_vec())
         .await;
@@ -144,15 +135,14 @@ async fn parallel_deletes_release_quota_once(b: Backend) {
     let app = TestApp::spawn(b).await;
     let t = app.user("parallel-delete@example.com").await;
     let p = app
-        .presigned(&t.access_token, presign_body(50_000_000))
+        .presigned(&t.access_token, &presign_request(50_000_000))
         .await;
-    let path = format!("/api/files?id={}", p.file_id);
+    let api = app.api_as(&t.access_token);
     let answers =
-        futures_util::future::join_all((0..8).map(|_| app.delete(&path, Some(&t.access_token))))
-            .await;
+        futures_util::future::join_all((0..8).map(|_| status(api.delete_file(&p.file_id)))).await;
     let ok = answers
         .iter()
-        .filter(|r| r.status() == StatusCode::NO_CONTENT)
+        .filter(|s| **s == StatusCode::NO_CONTENT)
         .count();
     assert_eq!(ok, 1, "exactly one delete wins");
     let (used, files): (i64, i64) =
@@ -169,13 +159,8 @@ async fn parallel_deletes_release_quota_once(b: Backend) {
 }
 
 async fn verify(app: &TestApp, email: &str, otp: &str) -> reqwest::Response {
-    app.send_json(
-        Method::PATCH,
-        "/api/user/verify",
-        None,
-        json!({"email": email, "otp": otp}),
-    )
-    .await
+    let verify = verify_request(email, otp);
+    app.api.verify(&verify).response().await.expect("request")
 }
 
 fn wrong_code(otp: &str, i: usize) -> String {
@@ -239,15 +224,10 @@ async fn reregister_keeps_attempts_and_password(b: Backend) {
         verify(&app, email, &otp).await.status(),
         StatusCode::NO_CONTENT
     );
-    let login = |pw: &str| json!({"email": email, "password": pw});
-    let r = app
-        .post("/api/user/login", None, login("attacker password"))
-        .await;
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "attacker password");
-    let r = app
-        .post("/api/user/login", None, login("first password"))
-        .await;
-    assert_eq!(r.status(), StatusCode::OK, "owner's password");
+    let login = |pw: &str| app.api.login(&credentials(email, pw));
+    let s = status(login("attacker password")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "attacker password");
+    expect(login("first password"), StatusCode::OK, "owner's password").await;
 }
 
 /// Hole 6: `verify` answers alike for an unknown, a verified and an unverified account.
@@ -286,10 +266,10 @@ async fn verify_does_not_reveal_accounts(b: Backend) {
 async fn presign_rejects_bad_mime_types(b: Backend) {
     let app = TestApp::spawn(b).await;
     let t = app.user("mime@example.com").await;
-    let with_mime = |m: &str| {
-        let mut body = presign_body(5);
-        body["mime_type"] = json!(m);
-        body
+    let api = app.api_as(&t.access_token);
+    let with_mime = |m: &str| PresignRequest {
+        mime_type: Some(m.into()),
+        ..presign_request(5)
     };
     for bad in [
         "a/".to_string() + &"b".repeat(1_000_000),
@@ -299,9 +279,14 @@ async fn presign_rejects_bad_mime_types(b: Backend) {
         "<script>/x".into(),
         "".into(),
     ] {
-        let r = app.presign(&t.access_token, with_mime(&bad)).await;
-        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{:.40}", bad);
-        assert_eq!(error_code(r).await, "bad_request");
+        let what = format!("{:.40}", bad);
+        let e = refused(
+            api.presign(&with_mime(&bad)),
+            StatusCode::BAD_REQUEST,
+            &what,
+        )
+        .await;
+        assert_eq!(e.code(), "bad_request");
     }
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM files")
         .fetch_one(&app.sql().await)
@@ -314,8 +299,7 @@ async fn presign_rejects_bad_mime_types(b: Backend) {
         "application/vnd.ms-excel",
         "image/svg+xml",
     ] {
-        let r = app.presign(&t.access_token, with_mime(good)).await;
-        assert_eq!(r.status(), StatusCode::OK, "{good}");
+        expect(api.presign(&with_mime(good)), StatusCode::OK, good).await;
     }
 }
 
@@ -354,26 +338,16 @@ mod file_modes {
                 .spawn()
                 .expect("spawn hashdrop-server"),
         );
-        let base = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
+        let api = Client::new(format!("http://127.0.0.1:{port}").parse().unwrap());
         poll(Duration::from_secs(20), || async {
-            let r = client
-                .get(format!("{base}/api/healthz"))
-                .send()
-                .await
-                .ok()?;
+            let r = api.healthz().response().await.ok()?;
             r.status().is_success().then_some(())
         })
         .await
         .expect("server up");
         // A mail (OTP) and a blob, so every kind of file exists.
-        let r = client
-            .post(format!("{base}/api/user/register"))
-            .json(&json!({"email": "modes@example.com", "password": "long enough pw"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::CREATED);
+        let creds = credentials("modes@example.com", "long enough pw");
+        expect(api.register(&creds), StatusCode::CREATED, "register").await;
         let mail_dir = data.join("mail");
         let eml = poll(Duration::from_secs(10), || async {
             std::fs::read_dir(&mail_dir)
@@ -387,33 +361,17 @@ mod file_modes {
         let text = std::fs::read_to_string(&eml).unwrap();
         let i = text.find("code is: ").unwrap() + 9;
         let otp = &text[i..i + 6];
-        let r = client
-            .patch(format!("{base}/api/user/verify"))
-            .json(&json!({"email": "modes@example.com", "otp": otp}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::NO_CONTENT);
-        let t: hashdrop_wire::LoginResponse = client
-            .post(format!("{base}/api/user/login"))
-            .json(&json!({"email": "modes@example.com", "password": "long enough pw"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let p: hashdrop_wire::PresignResponse = client
-            .post(format!("{base}/api/files/presign"))
-            .bearer_auth(&t.access_token)
-            .json(&presign_body(5))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let r = client
+        let verify = verify_request("modes@example.com", otp);
+        expect(api.verify(&verify), StatusCode::NO_CONTENT, "verify").await;
+        let t = expect(api.login(&creds), StatusCode::OK, "login").await;
+        let p = expect(
+            api.with_token(t.access_token).presign(&presign_request(5)),
+            StatusCode::OK,
+            "presign",
+        )
+        .await;
+        let r = api
+            .http()
             .put(&p.upload_resource.url)
             .body("hello")
             .send()
@@ -454,7 +412,7 @@ mod file_modes {
 async fn head_does_not_count_as_download(b: Backend) {
     let app = TestApp::spawn_with(b, |c| c.limits.daily_downloads_per_file = 3).await;
     let t = app.user("head@example.com").await;
-    let p = app.upload(&t.access_token, b"hello", json!({})).await;
+    let p = app.upload(&t.access_token, b"hello").await;
     let link = app.details(&t.access_token, &p.file_id).await.download_url;
     for _ in 0..3 {
         let r = app.client.head(&link).send().await.unwrap();
@@ -465,11 +423,13 @@ async fn head_does_not_count_as_download(b: Backend) {
         );
     }
     for i in 0..3 {
-        let r = app.client.get(&link).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::SEE_OTHER, "download {i}");
+        let s = status(app.api.download(&link)).await;
+        assert_eq!(s, StatusCode::SEE_OTHER, "download {i}");
     }
-    let r = app.client.get(&link).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        status(app.api.download(&link)).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     let r = app.client.head(&link).send().await.unwrap();
     assert_eq!(
         r.status(),
@@ -559,28 +519,19 @@ async fn login_is_throttled_per_account() {
         } else {
             " victim@example.com"
         };
-        let r = app
-            .client
-            .post(app.url("/api/user/login"))
-            .header("x-forwarded-for", format!("198.51.100.{i}"))
-            .json(&json!({"email": email, "password": format!("guess number {i}")}))
-            .send()
-            .await
-            .unwrap();
+        let guess = credentials(email, &format!("guess number {i}"));
+        let ip = format!("198.51.100.{i}");
+        let r = app.send(forwarded_for(app.api.login(&guess), &[&ip])).await;
         if r.status() == StatusCode::TOO_MANY_REQUESTS {
             limited += 1;
         }
     }
     assert!(limited >= 10, "only {limited} of 20 guesses were throttled");
     // Another account is not affected.
+    let other = credentials("other@example.com", "whatever1");
     let r = app
-        .client
-        .post(app.url("/api/user/login"))
-        .header("x-forwarded-for", "198.51.100.99")
-        .json(&json!({"email": "other@example.com", "password": "whatever1"}))
-        .send()
-        .await
-        .unwrap();
+        .send(forwarded_for(app.api.login(&other), &["198.51.100.99"]))
+        .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -591,14 +542,19 @@ async fn metrics_require_the_configured_token() {
         crate::common::merge_toml(c, "metrics_token = \"scrape-secret-123\"")
     })
     .await;
-    let r = app.get("/metrics", None).await;
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(error_code(r).await, "unauthorized");
-    let r = app.get("/metrics", Some("wrong-secret")).await;
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = app.get("/metrics", Some("scrape-secret-123")).await;
-    assert_eq!(r.status(), StatusCode::OK);
-    assert!(r.text().await.unwrap().contains("hashdrop_"));
+    let e = refused(app.api.metrics(None), StatusCode::UNAUTHORIZED, "no token").await;
+    assert_eq!(e.code(), "unauthorized");
+    assert_eq!(
+        status(app.api.metrics(Some("wrong-secret"))).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let text = expect(
+        app.api.metrics(Some("scrape-secret-123")),
+        StatusCode::OK,
+        "metrics with the token",
+    )
+    .await;
+    assert!(text.contains("hashdrop_"));
 }
 
 /// R4. A blob PUT whose client stops sending is cut off, and leaves no `.part` file.
@@ -610,7 +566,7 @@ async fn stalled_blob_put_times_out() {
     })
     .await;
     let t = app.user("stall@example.com").await;
-    let p = app.presigned(&t.access_token, presign_body(10)).await;
+    let p = app.presigned(&t.access_token, &presign_request(10)).await;
     let url = reqwest::Url::parse(&p.upload_resource.url).unwrap();
     let mut sock = tokio::net::TcpStream::connect(url.socket_addrs(|| None).unwrap()[0])
         .await
@@ -678,16 +634,13 @@ async fn local_blob_get_is_an_opaque_attachment() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let t = app.user("html@example.com").await;
     let p = app
-        .upload(
-            &t.access_token,
-            b"<script>alert(1)</script>",
-            json!({"mime_type": "text/html"}),
-        )
+        .upload_with(&t.access_token, b"<script>alert(1)</script>", |p| {
+            p.mime_type = Some("text/html".into())
+        })
         .await;
     let link = app.details(&t.access_token, &p.file_id).await.download_url;
-    let r = app.client.get(&link).send().await.unwrap();
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
-    let r = app.client.get(&loc).send().await.unwrap();
+    let loc = expect(app.api.download(&link), StatusCode::SEE_OTHER, "download").await;
+    let r = app.client.get(loc).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let h = r.headers();
     assert_eq!(h["content-type"], "application/octet-stream");
