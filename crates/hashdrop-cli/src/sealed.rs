@@ -9,7 +9,7 @@ use hashdrop_crypto::{
 };
 use hashdrop_wire::{FileMetadata, SealedMetadata};
 
-use crate::error::from_crypto;
+use crate::error::{from_crypto, Fail};
 use crate::{vault_store, Ctx};
 
 /// Seals `meta` for whoever can open `encryption`'s file, and for the owner's account
@@ -60,8 +60,9 @@ fn open_for_owner(meta: &SealedMetadata, vault: &Vault, file_id: &str) -> Option
     serde_json::from_slice(&json).ok()
 }
 
-/// What the owner's commands show for a sealed name they cannot open.
-pub const UNREADABLE: &str = "(sealed name: not in this vault)";
+/// What the owner's commands show for a sealed name they cannot open (no vault here,
+/// a vault of another account, or no passphrase given).
+pub const UNREADABLE: &str = "(sealed name)";
 
 /// Fills in the clear `name` of each sealed file of the owner's from its owner copy.
 /// The vault is opened (asking for its passphrase) only when some name is sealed.
@@ -78,8 +79,22 @@ pub fn reveal_owner_names<'a>(
     }
     let home = ctx.home();
     let vault = if vault_store::exists(home) {
-        let pass = vault_store::passphrase(home)?;
-        Some(vault_store::open(home, &pass)?)
+        match vault_store::passphrase(home) {
+            Ok(pass) => Some(vault_store::open(home, &pass)?),
+            // No terminal to ask on and no passphrase in the environment: a script
+            // that only wants ids still gets its listing. A wrong passphrase fails.
+            Err(e)
+                if e.downcast_ref::<Fail>()
+                    .is_some_and(|f| f.code == "no_secret") =>
+            {
+                ctx.note(
+                    "Names are sealed and the vault passphrase was not given \
+                     (HASHDROP_VAULT_PASSWORD); they are shown as sealed.",
+                );
+                None
+            }
+            Err(e) => return Err(e),
+        }
     } else {
         None
     };
