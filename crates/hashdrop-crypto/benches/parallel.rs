@@ -19,7 +19,7 @@ use hashdrop_crypto::{
 };
 
 mod common;
-use common::{mb_per_s, median, time_command};
+use common::{mb_per_s, median, AgeCommand};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -130,6 +130,12 @@ fn main() {
     let (mut enc_cpu, mut dec_cpu) = (Vec::new(), Vec::new());
     let (mut serial_enc, mut serial_dec) = (Vec::new(), Vec::new());
     let (mut age_enc, mut age_dec) = (Vec::new(), Vec::new());
+    let age = AgeCommand {
+        recipient: file.to_string(),
+        key: &key_path,
+        plain: &plain_path,
+        sealed: &sealed_path,
+    };
     let block64k = &plaintext[..65536];
     for round in 0..runs {
         if let Some(c) = openssl_chacha(2) {
@@ -166,18 +172,7 @@ fn main() {
         decrypt(&sealed[..], io::sink(), &keys).unwrap();
         serial_dec.push(mb_per_s(size, start.elapsed().as_secs_f64()));
 
-        if let Some(s) = time_command(
-            Command::new("age").arg("-r").arg(file.to_string()),
-            &plain_path,
-        ) {
-            age_enc.push(mb_per_s(size, s));
-        }
-        if let Some(s) = time_command(
-            Command::new("age").arg("-d").arg("-i").arg(&key_path),
-            &sealed_path,
-        ) {
-            age_dec.push(mb_per_s(size, s));
-        }
+        age.round(size, &mut age_enc, &mut age_dec);
         eprintln!(
             "round {}: C {:.0} B {:.0} enc {:.0} ({:.0}/cpu-s) dec {:.0} ({:.0}/cpu-s) serial {:.0}/{:.0} age {:.0}/{:.0}",
             round + 1,

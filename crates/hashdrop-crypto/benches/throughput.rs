@@ -38,7 +38,7 @@ impl Read for Source {
 }
 
 mod common;
-use common::{mb_per_s, median, time_command};
+use common::{mb_per_s, median, AgeCommand};
 
 fn random_block() -> Vec<u8> {
     let mut block = vec![0u8; 1 << 20];
@@ -109,6 +109,12 @@ fn main() {
     let (mut enc_runs, mut dec_runs, mut range_runs) = (Vec::new(), Vec::new(), Vec::new());
     let mut dec_sha_runs = Vec::new();
     let (mut age_enc, mut age_dec) = (Vec::new(), Vec::new());
+    let age = AgeCommand {
+        recipient: file.to_string(),
+        key: &key_path,
+        plain: &plain_path,
+        sealed: &sealed_path,
+    };
     for _ in 0..runs {
         let start = Instant::now();
         encrypt(source(), io::sink(), recipients).unwrap();
@@ -129,18 +135,7 @@ fn main() {
         ranges.read_range(0, size, io::sink()).unwrap();
         range_runs.push(mb_per_s(size, start.elapsed().as_secs_f64()));
 
-        if let Some(s) = time_command(
-            Command::new("age").arg("-r").arg(file.to_string()),
-            &plain_path,
-        ) {
-            age_enc.push(mb_per_s(size, s));
-        }
-        if let Some(s) = time_command(
-            Command::new("age").arg("-d").arg("-i").arg(&key_path),
-            &sealed_path,
-        ) {
-            age_dec.push(mb_per_s(size, s));
-        }
+        age.round(size, &mut age_enc, &mut age_dec);
     }
     drop(sealed);
     let openssl = openssl_speed("chacha20-poly1305", "ChaCha20-Poly1305");

@@ -100,21 +100,20 @@ impl Encryption {
         self.header_len() + payload_len(plaintext_len)
     }
 
+    /// The header to write first, and the sealing state of the payload after it.
+    fn into_sealing(self) -> (Vec<u8>, SealState) {
+        let state = SealState::new(
+            self.sealer,
+            self.digest_key.whole_file(),
+            self.header.len() as u64,
+            self.expected_len,
+        );
+        (self.header, state)
+    }
+
     /// Encrypts all of `input` into `output`, hashing the plaintext on the way.
     pub fn encrypt<R: Read, W: Write>(self, input: R, mut output: W) -> Result<EncryptSummary> {
-        let Self {
-            header,
-            sealer,
-            digest_key,
-            expected_len,
-            ..
-        } = self;
-        let mut state = SealState::new(
-            sealer,
-            digest_key.whole_file(),
-            header.len() as u64,
-            expected_len,
-        );
+        let (header, mut state) = self.into_sealing();
         let mut input = Lookahead::new(input);
         output.write_all(&header)?;
         loop {
@@ -143,20 +142,9 @@ impl Encryption {
         R: AsyncRead + Unpin + Send + 'static,
     {
         let summary = Arc::new(OnceLock::new());
-        let Self {
-            header,
-            sealer,
-            digest_key,
-            expected_len,
-            ..
-        } = self;
+        let (header, seal) = self.into_sealing();
         let state = BodyState {
-            seal: Some(SealState::new(
-                sealer,
-                digest_key.whole_file(),
-                header.len() as u64,
-                expected_len,
-            )),
+            seal: Some(seal),
             input,
             lookahead: None,
             header: Some(Bytes::from(header)),

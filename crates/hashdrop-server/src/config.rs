@@ -197,17 +197,24 @@ pub struct Limits {
     pub upload_idle_timeout_secs: u64,
 }
 
+const GIB: u64 = 1024 * 1024 * 1024;
+
+pub use hashdrop_wire::DEFAULT_FILE_MAX_BYTES;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             global_bytes: 50 * 1024 * 1024 * 1024,
-            user_bytes: 1024 * 1024 * 1024,
+            user_bytes: 10 * GIB,
             user_files: 1000,
-            file_max_bytes: 100 * 1024 * 1024,
+            file_max_bytes: DEFAULT_FILE_MAX_BYTES,
             daily_downloads_per_file: 100,
-            upload_url_ttl_secs: 15 * 60,
+            // A 2 GiB upload is one PUT: an hour lets it through at 0.6 MB/s.
+            upload_url_ttl_secs: 3600,
             download_url_ttl_secs: 5 * 60,
-            pending_upload_ttl_secs: 3600,
+            // Longer than an upload URL lives, so no upload is swept while it may
+            // still arrive.
+            pending_upload_ttl_secs: 2 * 3600,
             upload_idle_timeout_secs: 30,
         }
     }
@@ -553,13 +560,13 @@ unverified_user_ttl_secs = 86400
 
 [limits]
 global_bytes = 53687091200         # 50 GiB across all users
-user_bytes = 1073741824            # 1 GiB per user
+user_bytes = 10737418240           # 10 GiB per user
 user_files = 1000
-file_max_bytes = 104857600         # 100 MiB per object
+file_max_bytes = 2148532224        # 2 GiB + 1 MiB per object: a 2 GiB file, encrypted
 daily_downloads_per_file = 100
-upload_url_ttl_secs = 900
+upload_url_ttl_secs = 3600         # one PUT of 2 GiB needs 0.6 MB/s to finish in time
 download_url_ttl_secs = 300
-pending_upload_ttl_secs = 3600
+pending_upload_ttl_secs = 7200     # longer than an upload URL lives
 upload_idle_timeout_secs = 30      # a blob PUT pausing this long is cut off (408)
 
 [rate_limit]

@@ -363,6 +363,12 @@ pub struct ShareInfo {
     pub download_url: String,
 }
 
+/// The server's default largest object, which the CLI also checks before it uploads:
+/// a 2 GiB file as age writes it (16 bytes of tag per 64 KiB chunk, 512 KiB in all, and
+/// a header of a few hundred bytes) fits with room to spare, so a new user can upload
+/// 2 GiB with no configuration.
+pub const DEFAULT_FILE_MAX_BYTES: u64 = 2 * 1024 * 1024 * 1024 + 1024 * 1024;
+
 /// A file's name and media type sealed on the client (addition; `docs/FORMAT.md`).
 ///
 /// The server stores these strings and hands them back; it cannot open them.

@@ -21,8 +21,8 @@ use crate::util::{human_bytes, progress, rfc3339_after};
 use crate::{vault_store, Ctx};
 
 /// Default client-side cap on the ciphertext size (the server's default per-file
-/// limit); `HASHDROP_MAX_UPLOAD_BYTES` overrides it.
-pub const DEFAULT_MAX_UPLOAD: u64 = 100 * 1024 * 1024;
+/// limit: a 2 GiB file once encrypted); `HASHDROP_MAX_UPLOAD_BYTES` overrides it.
+pub const DEFAULT_MAX_UPLOAD: u64 = hashdrop_wire::DEFAULT_FILE_MAX_BYTES;
 
 fn max_upload() -> u64 {
     std::env::var("HASHDROP_MAX_UPLOAD_BYTES")

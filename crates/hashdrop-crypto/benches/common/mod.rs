@@ -27,3 +27,34 @@ pub fn time_command(cmd: &mut Command, input: &std::path::Path) -> Option<f64> {
         .ok()?;
     status.success().then(|| start.elapsed().as_secs_f64())
 }
+
+/// The stock `age` command on the benchmark's data: `age -r` of the plaintext file and
+/// `age -d` of the sealed one (both page-cached, output discarded).
+pub struct AgeCommand<'a> {
+    /// The recipient (`age1...`) to encrypt to.
+    pub recipient: String,
+    /// A file holding the identity that opens `sealed`.
+    pub key: &'a std::path::Path,
+    /// The plaintext.
+    pub plain: &'a std::path::Path,
+    /// The same plaintext as an age file.
+    pub sealed: &'a std::path::Path,
+}
+
+impl AgeCommand<'_> {
+    /// Times one encryption and one decryption of `size` bytes and pushes their MB/s
+    /// onto `enc` and `dec` (nothing when `age` is missing or fails).
+    pub fn round(&self, size: u64, enc: &mut Vec<f64>, dec: &mut Vec<f64>) {
+        if let Some(s) = time_command(
+            Command::new("age").arg("-r").arg(&self.recipient),
+            self.plain,
+        ) {
+            enc.push(mb_per_s(size, s));
+        }
+        let mut decrypting = Command::new("age");
+        decrypting.arg("-d").arg("-i").arg(self.key);
+        if let Some(s) = time_command(&mut decrypting, self.sealed) {
+            dec.push(mb_per_s(size, s));
+        }
+    }
+}
