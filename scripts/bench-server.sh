@@ -22,7 +22,11 @@ PG_ADMIN="${HASHDROP_BENCH_POSTGRES_URL-postgres://postgres@127.0.0.1:5432/postg
 export PGOPTIONS="--client-min-messages=warning"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-server}"
 
-command -v wrk >/dev/null || { echo "wrk is needed: apt-get install -y wrk" >&2; exit 1; }
+if ! command -v wrk >/dev/null; then
+  echo "installing wrk from Debian" >&2
+  { apt-get install -y -qq wrk || { apt-get update -qq && apt-get install -y -qq wrk; }; } >/dev/null 2>&1 \
+    || { echo "wrk is needed and could not be installed: apt-get install -y wrk" >&2; exit 1; }
+fi
 command -v curl >/dev/null || { echo "curl is needed" >&2; exit 1; }
 
 # --workspace, as the README's build: the same features, so nothing is rebuilt twice.
