@@ -69,7 +69,9 @@ async function start(): Promise<void> {
       return;
     }
     // A sealed name opens with the link's key at once; a passphrase file's waits for
-    // the passphrase (the download form opens it first).
+    // the passphrase (the download form opens it first). A name in clear beside a
+    // sealed one is the server's word, not the sender's: never shown.
+    if (info.metadata) info.file_name = "";
     if (info.metadata && info.key_management_mode === "vault") {
       try {
         info.file_name = (await openMetadata(info.metadata, { identity: linkKey })).name;

@@ -19,7 +19,10 @@ pub fn seal(
     owner: Option<&AgeRecipient>,
     meta: &FileMetadata,
 ) -> anyhow::Result<SealedMetadata> {
-    let json = serde_json::to_vec(meta)?;
+    let mut json = serde_json::to_vec(meta)?;
+    // Padded with JSON whitespace to a multiple of PAD bytes, so the sealed sizes
+    // tell the server a name's length only to within that many bytes.
+    json.resize(json.len().next_multiple_of(PAD), b' ');
     let sealed = encryption
         .seal_metadata(&json)
         .map_err(|e| from_crypto(e, "the file name"))?;
@@ -39,8 +42,16 @@ pub fn seal(
     })
 }
 
-/// Opens the recipients' copy with a key that opens the file.
-pub fn open_for_recipient(meta: &SealedMetadata, keys: &Keys) -> Result<FileMetadata, CryptoError> {
+/// Sealed metadata is padded to a multiple of this many bytes.
+const PAD: usize = 64;
+
+/// Opens the recipients' copy with a key that opens the file. Returns the metadata and
+/// the header it was opened with, which the downloaded file must start with
+/// ([`HeaderMatch`]): otherwise the server could show one file's name with another.
+pub fn open_for_recipient(
+    meta: &SealedMetadata,
+    keys: &Keys,
+) -> Result<(FileMetadata, Vec<u8>), CryptoError> {
     let header = B64
         .decode(&meta.age_header)
         .map_err(|_| CryptoError::HeaderDamaged)?;
@@ -48,7 +59,51 @@ pub fn open_for_recipient(meta: &SealedMetadata, keys: &Keys) -> Result<FileMeta
         .decode(&meta.sealed)
         .map_err(|_| CryptoError::MetadataDamaged)?;
     let json = open_metadata(&header, keys, &sealed)?;
-    serde_json::from_slice(&json).map_err(|_| CryptoError::MetadataDamaged)
+    let opened = parse(&json).ok_or(CryptoError::MetadataDamaged)?;
+    Ok((opened, header))
+}
+
+/// The JSON inside, with a name a person could have given: 1 to 255 characters, no
+/// control characters (the uploader chose it; it is printed and becomes a file name).
+fn parse(json: &[u8]) -> Option<FileMetadata> {
+    let meta: FileMetadata = serde_json::from_slice(json).ok()?;
+    let n = meta.name.chars().count();
+    ((1..=255).contains(&n) && !meta.name.chars().any(char::is_control)).then_some(meta)
+}
+
+/// Checks, as a download streams by, that it starts with the header a sealed name was
+/// opened with.
+#[derive(Debug)]
+pub struct HeaderMatch {
+    expected: Vec<u8>,
+    seen: usize,
+    differs: bool,
+}
+
+impl HeaderMatch {
+    /// Expects the stream to start with `header`.
+    pub fn new(header: Vec<u8>) -> Self {
+        Self {
+            expected: header,
+            seen: 0,
+            differs: false,
+        }
+    }
+
+    /// The next piece of the stream.
+    pub fn feed(&mut self, piece: &[u8]) {
+        let want = &self.expected[self.seen..];
+        let n = want.len().min(piece.len());
+        if want[..n] != piece[..n] {
+            self.differs = true;
+        }
+        self.seen += n;
+    }
+
+    /// Whether the whole header went by, unchanged.
+    pub fn matched(&self) -> bool {
+        !self.differs && self.seen == self.expected.len()
+    }
 }
 
 /// Opens the owner's copy with the vault's keys (the account identity, and the file's
@@ -57,7 +112,7 @@ fn open_for_owner(meta: &SealedMetadata, vault: &Vault, file_id: &str) -> Option
     let copy = B64.decode(meta.owner_copy.as_deref()?).ok()?;
     let mut json = Vec::new();
     decrypt(&copy[..], &mut json, &vault.keys_for(file_id)).ok()?;
-    serde_json::from_slice(&json).ok()
+    parse(&json)
 }
 
 /// What the owner's commands show for a sealed name they cannot open (no vault here,
@@ -105,4 +160,44 @@ pub fn reveal_owner_names<'a>(
             .map_or_else(|| UNREADABLE.to_string(), |m| m.name);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_must_come_first_and_whole() {
+        let feed = |pieces: &[&[u8]]| {
+            let mut m = HeaderMatch::new(b"age-header".to_vec());
+            for p in pieces {
+                m.feed(p);
+            }
+            m.matched()
+        };
+        assert!(feed(&[b"age-header", b"payload"]));
+        assert!(feed(&[b"age", b"-hea", b"der+payload"]));
+        assert!(!feed(&[b"age-heaDer+payload"]), "another header");
+        assert!(!feed(&[b"age-"]), "cut short");
+        assert!(!feed(&[b"xage-header"]));
+    }
+
+    #[test]
+    fn names_are_what_a_person_could_have_given() {
+        let named = |name: &str| {
+            let meta = FileMetadata {
+                name: name.into(),
+                media_type: None,
+            };
+            parse(&serde_json::to_vec(&meta).unwrap())
+        };
+        assert!(named("report.pdf").is_some());
+        assert!(named("").is_none());
+        assert!(named("a\nforged line").is_none());
+        assert!(named(&"x".repeat(256)).is_none());
+        // Padding is JSON whitespace.
+        let mut json = br#"{"name":"a.txt"}"#.to_vec();
+        json.resize(64, b' ');
+        assert_eq!(parse(&json).unwrap().name, "a.txt");
+    }
 }

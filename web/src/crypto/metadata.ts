@@ -48,7 +48,11 @@ export async function openMetadata(meta: SealedMetadata, secret: Secret): Promis
   }
   const name = (parsed as { name?: unknown }).name;
   const type = (parsed as { type?: unknown }).type;
-  if (typeof name !== "string") throw new DamagedFileError("The file's sealed name is not readable.");
+  // A name a person could have given: 1 to 255 characters, no control characters.
+  const length = typeof name === "string" ? [...name].length : 0;
+  if (typeof name !== "string" || length < 1 || length > 255 || /\p{Cc}/u.test(name)) {
+    throw new DamagedFileError("The file's sealed name is not readable.");
+  }
   return typeof type === "string" ? { name, type } : { name };
 }
 

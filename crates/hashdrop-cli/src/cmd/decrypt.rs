@@ -254,12 +254,15 @@ pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
     };
     // A sealed name is opened with the file's key, before anything is downloaded: a
     // wrong key or passphrase fails here.
+    let mut header_match = None;
     if let Some(meta) = &info.metadata {
         let opened = {
             let (meta, keys) = (meta.clone(), keys.clone());
             tokio::task::spawn_blocking(move || sealed::open_for_recipient(&meta, &keys)).await?
         };
-        info.file_name = opened.map_err(|e| from_crypto(e, "the shared file"))?.name;
+        let (meta, header) = opened.map_err(|e| from_crypto(e, "the shared file"))?;
+        info.file_name = meta.name;
+        header_match = Some(sealed::HeaderMatch::new(header));
     }
     let name = safe_name(&info.file_name, &target.file_id);
     let dest = destination(args.dest.as_deref(), &name, args.force)?;
@@ -277,9 +280,18 @@ pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
     let total = resp.content_length().unwrap_or(info.encrypted_size_bytes);
     let bar = progress(total, "downloading");
     let b = bar.clone();
+    // The name was opened with a header the server handed out; the file must start
+    // with that same header, or the name belongs to another file.
+    let header_check = std::sync::Arc::new(std::sync::Mutex::new(header_match));
+    let checking = std::sync::Arc::clone(&header_check);
     let stream = resp
         .bytes_stream()
-        .inspect_ok(move |c| b.inc(c.len() as u64))
+        .inspect_ok(move |c| {
+            b.inc(c.len() as u64);
+            if let Some(m) = checking.lock().expect("one user at a time").as_mut() {
+                m.feed(c);
+            }
+        })
         .map_err(std::io::Error::other);
     let reader = ChannelReader::spawn(stream);
     let tmp = tempfile::Builder::new()
@@ -334,6 +346,19 @@ pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
             return Err(from_crypto(e, "the downloaded file"));
         }
     };
+    let name_belongs_here = header_check
+        .lock()
+        .expect("the download is over")
+        .as_ref()
+        .is_none_or(sealed::HeaderMatch::matched);
+    if !name_belongs_here {
+        drop(tmp);
+        return Err(fail(
+            "name_mismatch",
+            "the server showed this file under the sealed name of another file; no output was written",
+            "do not trust this server with the share: ask the sender to check it",
+        ));
+    }
     let actual = to_hex(&summary.plaintext_digest);
     let what = match digest_kind {
         PlainDigest::Keyed => "keyed digest",

@@ -217,7 +217,8 @@ pub async fn share(ctx: &Ctx, prefix: &str, qr: bool) -> anyhow::Result<()> {
 /// `files delete`.
 pub async fn delete(ctx: &Ctx, prefix: &str, yes: bool) -> anyhow::Result<()> {
     let f = find_one(ctx, prefix).await?;
-    if !yes && !secrets::confirm(&format!("Delete {} ({})?", f.file_name, f.file_id))? {
+    let asked = format!("Delete {} ({})?", f.file_name, f.file_id);
+    if !yes && !secrets::confirm(&printable(&asked, false))? {
         return Err(fail(
             "not_confirmed",
             format!("{} was not deleted", f.file_id),

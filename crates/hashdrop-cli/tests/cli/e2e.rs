@@ -741,3 +741,61 @@ fn the_server_stores_no_name_and_no_plaintext_hash_for_new_uploads() {
     .fails_with("key");
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), before);
 }
+
+/// A server that shows one file under another file's sealed name (both open with the
+/// same passphrase) is caught: the download does not start with the header the name
+/// was opened with, and nothing is written.
+#[test]
+fn a_sealed_name_moved_to_another_file_is_refused() {
+    if !crate::common::tool_available("python3") {
+        crate::common::skip("python3 is not installed (it edits the server's SQLite file)");
+        return;
+    }
+    let server = Server::start(|_| {});
+    let alice = Client::signed_up(&server, "swap@example.com");
+    let work = tempfile::tempdir().unwrap();
+    let (a, b) = (work.path().join("a.bin"), work.path().join("b.bin"));
+    write(&a, &sample(70_000, 30));
+    write(&b, &sample(70_000, 31));
+    let up_a = alice.upload(&a, &["-N", "--name", "invoice.pdf"]);
+    let up_b = alice.upload(&b, &["-N", "--name", "malware.exe"]);
+    let (id_a, id_b) = (field(&up_a, "file_id"), field(&up_b, "file_id"));
+
+    // The server (here: someone with its database) gives B the sealed name of A.
+    let db = server.data.path().join("hashdrop.db");
+    let swap = format!(
+        "import sqlite3; c = sqlite3.connect({db:?}); \
+         h, s = c.execute(\"SELECT meta_header, meta_sealed FROM files WHERE id = '{id_a}'\").fetchone(); \
+         c.execute(\"UPDATE files SET meta_header = ?, meta_sealed = ? WHERE id = '{id_b}'\", (h, s)); \
+         c.commit()"
+    );
+    let status = std::process::Command::new("python3")
+        .args(["-c", &swap])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let out = tempfile::tempdir().unwrap();
+    let r = alice
+        .run(&[
+            "decrypt",
+            &field(&up_b, "share_link"),
+            out.path().to_str().unwrap(),
+        ])
+        .fails_with("sealed name of another file");
+    assert!(r.stderr.contains("no output was written"), "{r:#?}");
+    assert_eq!(
+        std::fs::read_dir(out.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
+    // A's own link still works.
+    alice
+        .run(&[
+            "decrypt",
+            &field(&up_a, "share_link"),
+            out.path().to_str().unwrap(),
+        ])
+        .ok();
+    assert!(out.path().join("invoice.pdf").exists());
+}

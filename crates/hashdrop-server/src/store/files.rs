@@ -253,7 +253,7 @@ pub async fn listing_json(db: &Db, owner: &str) -> Result<(i64, String), sqlx::E
          'encrypted_size_bytes', encrypted_size, 'status', status, \
          'key_management_mode', key_mode, 'created_at', created_at_rfc3339, \
          'metadata', json_object('age_header', meta_header, 'sealed', meta_sealed, \
-         'owner_copy', meta_owner)) END ORDER BY created_at DESC, id) \
+         'owner_copy', NULLIF(meta_owner, ''))) END ORDER BY created_at DESC, id) \
          FROM files WHERE user_id = $1";
     if db.backend() == Backend::Sqlite {
         return sql!(db.lagging().await?.conn(), query_as fetch_one, SQLITE, owner);
@@ -282,7 +282,7 @@ struct Listed<'a> {
 struct ListedMeta<'a> {
     age_header: &'a str,
     sealed: &'a str,
-    owner_copy: &'a str,
+    owner_copy: Option<&'a str>,
 }
 
 impl<'a> From<&'a Summary> for Listed<'a> {
@@ -291,7 +291,7 @@ impl<'a> From<&'a Summary> for Listed<'a> {
             metadata: f.meta.is_present().then(|| ListedMeta {
                 age_header: &f.meta.meta_header,
                 sealed: &f.meta.meta_sealed,
-                owner_copy: &f.meta_owner,
+                owner_copy: Some(f.meta_owner.as_str()).filter(|c| !c.is_empty()),
             }),
             file_id: &f.id,
             file_name: &f.file_name,
