@@ -48,6 +48,8 @@ const fileId = decodeURIComponent(location.pathname.split("/").pop() ?? "");
 // The fragment is the only place the key lives: read it once, keep it in memory.
 const linkKey = decodeURIComponent(location.hash.replace(/^#/, "")).trim();
 let state: State = { kind: "loading" };
+// The header the sealed name was opened with: the download must start with it.
+let sealedHeader: Uint8Array | null = null;
 let lastPaint = 0;
 
 function setState(next: State): void {
@@ -74,7 +76,9 @@ async function start(): Promise<void> {
     if (info.metadata) info.file_name = "";
     if (info.metadata && info.key_management_mode === "vault") {
       try {
-        info.file_name = (await openMetadata(info.metadata, { identity: linkKey })).name;
+        const opened = await openMetadata(info.metadata, { identity: linkKey });
+        info.file_name = opened.meta.name;
+        sealedHeader = opened.header;
       } catch (e) {
         setState({ kind: "failed", failure: failureOf(e), info: unnamed(info) });
         return;
@@ -102,7 +106,9 @@ async function download(info: ShareInfo, passphrase: string | null): Promise<voi
   const secret: Secret = passphrase === null ? { identity: linkKey } : { passphrase };
   if (info.metadata && !info.file_name) {
     try {
-      info.file_name = (await openMetadata(info.metadata, secret)).name;
+      const opened = await openMetadata(info.metadata, secret);
+      info.file_name = opened.meta.name;
+      sealedHeader = opened.header;
     } catch (e) {
       setState({ kind: "failed", failure: failureOf(e), info });
       return;
@@ -113,6 +119,7 @@ async function download(info: ShareInfo, passphrase: string | null): Promise<voi
     downloadUrl: info.download_url,
     secret,
     fileName: info.file_name || fileId,
+    expectedHeader: sealedHeader ?? undefined,
     onProgress: (received) => {
       if (state.kind !== "fetching") return;
       state.received = received;

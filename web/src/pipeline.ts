@@ -3,7 +3,7 @@
 // (crypto/parallel.ts) where the context has them — the page — and on one thread where
 // it has none — the service worker.
 
-import type { Secret } from "./crypto/decrypt";
+import { DamagedFileError, type Secret } from "./crypto/decrypt";
 import { decryptAge } from "./crypto/parallel";
 import { fetchCiphertext } from "./share";
 
@@ -13,20 +13,35 @@ export type OnProgress = (receivedBytes: number) => void;
 /**
  * Starts the counted download and returns the plaintext stream once the header has
  * been opened with `secret` (wrong key or passphrase reject before any byte is saved).
+ * `expectedHeader`, the header a sealed name was opened with, must be exactly how the
+ * download starts: otherwise the server is showing this file under another file's
+ * name, and the download fails before any plaintext exists.
  */
 export async function openDownload(
   downloadUrl: string,
   secret: Secret,
   onProgress: OnProgress,
+  expectedHeader?: Uint8Array,
 ): Promise<ReadableStream<Uint8Array>> {
   const { body } = await fetchCiphertext(downloadUrl);
   let received = 0;
   const counted = body.pipeThrough(
     new TransformStream<Uint8Array, Uint8Array>({
       transform(chunk, c) {
+        if (expectedHeader && received < expectedHeader.length) {
+          const want = expectedHeader.subarray(received, received + chunk.byteLength);
+          if (want.some((b, i) => b !== chunk[i])) {
+            throw new DamagedFileError("The file does not match its sealed name: it is another file's.");
+          }
+        }
         received += chunk.byteLength;
         onProgress(received);
         c.enqueue(chunk);
+      },
+      flush() {
+        if (expectedHeader && received < expectedHeader.length) {
+          throw new DamagedFileError("The file ends inside its header.");
+        }
       },
     }),
   );

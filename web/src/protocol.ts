@@ -6,7 +6,14 @@ import { ShareRefusedError, type ShareRefusal } from "./share";
 
 /** Page → worker. */
 export type JobRequest =
-  | { type: "prepare"; jobId: string; downloadUrl: string; secret: Secret; fileName: string }
+  | {
+      type: "prepare";
+      jobId: string;
+      downloadUrl: string;
+      secret: Secret;
+      fileName: string;
+      expectedHeader?: Uint8Array;
+    }
   | { type: "ping" };
 
 /** An error that crossed postMessage: its class name, message and, for refusals, why. */

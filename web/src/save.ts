@@ -35,6 +35,8 @@ export interface SaveRequest {
   downloadUrl: string;
   secret: Secret;
   fileName: string;
+  /** The header the sealed name was opened with; the download must start with it. */
+  expectedHeader?: Uint8Array;
   onProgress: OnProgress;
 }
 
@@ -52,7 +54,7 @@ export async function saveWithPicker(req: SaveRequest): Promise<void> {
   // swap file is discarded and the (empty) file the picker created is removed.
   const writable = await handle.createWritable();
   try {
-    const plaintext = await openDownload(req.downloadUrl, req.secret, req.onProgress);
+    const plaintext = await openDownload(req.downloadUrl, req.secret, req.onProgress, req.expectedHeader);
     await plaintext.pipeTo(writable);
   } catch (e) {
     await writable.abort().catch(() => undefined);
@@ -108,6 +110,7 @@ export async function saveWithServiceWorker(req: SaveRequest): Promise<void> {
     downloadUrl: req.downloadUrl,
     secret: req.secret,
     fileName: req.fileName,
+    expectedHeader: req.expectedHeader,
   };
   active.postMessage(prepare, [channel.port2]);
   await prepared;
@@ -132,7 +135,7 @@ export async function saveWithServiceWorker(req: SaveRequest): Promise<void> {
 }
 
 export async function saveInMemory(req: SaveRequest): Promise<void> {
-  const plaintext = await openDownload(req.downloadUrl, req.secret, req.onProgress);
+  const plaintext = await openDownload(req.downloadUrl, req.secret, req.onProgress, req.expectedHeader);
   const parts: Uint8Array<ArrayBuffer>[] = [];
   const reader = plaintext.getReader();
   for (;;) {

@@ -17,6 +17,7 @@ interface Job {
   downloadUrl: string;
   secret: Secret;
   fileName: string;
+  expectedHeader?: Uint8Array;
   port: MessagePort;
 }
 
@@ -38,6 +39,7 @@ self.addEventListener("message", (event: ExtendableMessageEvent) => {
       downloadUrl: msg.downloadUrl,
       secret: msg.secret,
       fileName: msg.fileName,
+      expectedHeader: msg.expectedHeader,
       port,
     });
     post(port, { type: "prepared" });
@@ -58,8 +60,11 @@ self.addEventListener("fetch", (event: FetchEvent) => {
 async function run(job: Job): Promise<Response> {
   let plaintext: ReadableStream<Uint8Array>;
   try {
-    plaintext = await openDownload(job.downloadUrl, job.secret, (received) =>
-      post(job.port, { type: "progress", received }),
+    plaintext = await openDownload(
+      job.downloadUrl,
+      job.secret,
+      (received) => post(job.port, { type: "progress", received }),
+      job.expectedHeader,
     );
   } catch (e) {
     // Nothing was saved: the frame shows a short text, the page explains.

@@ -405,6 +405,30 @@ story("one flipped byte in the stored object: tampering is reported and no file 
   await sw.page.close();
 });
 
+story("a file shown under another file's sealed name is refused and nothing is saved", async () => {
+  // Two passphrase files with one passphrase: the name of either opens with it. The
+  // store swaps their objects, so A's share (A's sealed name) serves B's ciphertext.
+  const a = await share("swap-a.txt", sample(70 * KiB, 40), ["--no-vault"]);
+  const b = await share("swap-b.txt", sample(70 * KiB, 41), ["--no-vault"]);
+  const objects = await server.objects();
+  const [pa] = objects.filter((p) => p.includes(a.fileId));
+  const [pb] = objects.filter((p) => p.includes(b.fileId));
+  const [ca, cb] = [await readFile(pa), await readFile(pb)];
+  await writeFile(pa, cb);
+  await writeFile(pb, ca);
+
+  const { page, end, saved } = await saveWithPicker(a, { passphrase: FILE_PASSPHRASE });
+  assert.equal(end, "failed-damaged");
+  assert.equal(saved, null, "nothing saved under A's name");
+  await page.close();
+  // The service worker finds it before it answers, so the browser gets no download.
+  const sw = await saveWithServiceWorker(a, { passphrase: FILE_PASSPHRASE, expectDownload: false });
+  assert.equal(sw.end, "failed-damaged");
+  await sw.page.close();
+  await writeFile(pa, ca);
+  await writeFile(pb, cb);
+});
+
 story("a stored object cut on a chunk boundary (its last chunk gone): damage is reported and no file completes", async () => {
   const f = await share("cut.bin", sample(4 * 64 * KiB + 100, 22));
   const [object] = (await server.objects()).filter((p) => p.includes(f.fileId));

@@ -19,13 +19,19 @@ export interface FileMetadata {
   type?: string;
 }
 
+/** A sealed name opened, with the header it opened with (the file must start so). */
+export interface OpenedMetadata {
+  meta: FileMetadata;
+  header: Uint8Array;
+}
+
 const LABEL = new TextEncoder().encode("hashdrop.metadata.v1");
 
 /**
  * Opens `meta` with `secret`. Rejects with WrongKeyError / WrongPassphraseError when
  * the secret does not open the header, DamagedFileError when anything was altered.
  */
-export async function openMetadata(meta: SealedMetadata, secret: Secret): Promise<FileMetadata> {
+export async function openMetadata(meta: SealedMetadata, secret: Secret): Promise<OpenedMetadata> {
   const header = fromBase64(meta.age_header);
   const sealed = fromBase64(meta.sealed);
   const fileKey = await fileKeyOf(header, secret);
@@ -53,7 +59,7 @@ export async function openMetadata(meta: SealedMetadata, secret: Secret): Promis
   if (typeof name !== "string" || length < 1 || length > 255 || /\p{Cc}/u.test(name)) {
     throw new DamagedFileError("The file's sealed name is not readable.");
   }
-  return typeof type === "string" ? { name, type } : { name };
+  return { meta: typeof type === "string" ? { name, type } : { name }, header };
 }
 
 function fromBase64(text: string): Uint8Array {
