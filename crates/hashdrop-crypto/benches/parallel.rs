@@ -10,7 +10,6 @@
 //! after another on one thread. Prints a Markdown table of medians.
 
 use std::io;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use age::secrecy::ExposeSecret;
@@ -19,7 +18,7 @@ use hashdrop_crypto::{
 };
 
 mod common;
-use common::{mb_per_s, median, AgeCommand};
+use common::{mb_per_s, median, openssl_speed, AgeCommand};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -30,24 +29,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 /// C: `openssl speed -evp chacha20-poly1305 -bytes 65536`, in MB/s.
 fn openssl_chacha(seconds: u32) -> Option<f64> {
-    let out = Command::new("openssl")
-        .args(["speed", "-evp", "chacha20-poly1305", "-bytes", "65536"])
-        .args(["-seconds", &seconds.to_string()])
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("ChaCha20-Poly1305"))?;
-    let kbs: f64 = line
-        .split_whitespace()
-        .last()?
-        .trim_end_matches('k')
-        .parse()
-        .ok()?;
-    Some(kbs * 1000.0 / 1e6)
+    openssl_speed("chacha20-poly1305", "ChaCha20-Poly1305", seconds)
 }
 
 /// B: keyed BLAKE3 of a 64 KiB block, again and again on this thread, in MB/s.

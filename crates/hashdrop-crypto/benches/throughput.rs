@@ -6,7 +6,6 @@
 //! of medians for docs/BENCHMARKS.md.
 
 use std::io::{self, Read, Write};
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use age::secrecy::ExposeSecret;
@@ -38,30 +37,12 @@ impl Read for Source {
 }
 
 mod common;
-use common::{mb_per_s, median, AgeCommand};
+use common::{mb_per_s, median, openssl_speed, AgeCommand};
 
 fn random_block() -> Vec<u8> {
     let mut block = vec![0u8; 1 << 20];
     openssl::rand::rand_bytes(&mut block).expect("random bytes");
     block
-}
-
-/// `openssl speed -evp ALGO -bytes 65536`, in MB/s; `label` is how openssl names it.
-fn openssl_speed(algo: &str, label: &str) -> Option<f64> {
-    let out = Command::new("openssl")
-        .args(["speed", "-evp", algo, "-bytes", "65536", "-seconds", "3"])
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().rev().find(|l| l.starts_with(label))?;
-    let kbs: f64 = line
-        .split_whitespace()
-        .last()?
-        .trim_end_matches('k')
-        .parse()
-        .ok()?;
-    Some(kbs * 1000.0 / 1e6)
 }
 
 fn main() {
@@ -138,8 +119,8 @@ fn main() {
         age.round(size, &mut age_enc, &mut age_dec);
     }
     drop(sealed);
-    let openssl = openssl_speed("chacha20-poly1305", "ChaCha20-Poly1305");
-    let openssl_sha = openssl_speed("sha256", "sha256");
+    let openssl = openssl_speed("chacha20-poly1305", "ChaCha20-Poly1305", 3);
+    let openssl_sha = openssl_speed("sha256", "sha256", 3);
 
     let enc = median(enc_runs);
     let dec = median(dec_runs);

@@ -58,3 +58,23 @@ impl AgeCommand<'_> {
         }
     }
 }
+
+/// `openssl speed -evp ALGO -bytes 65536 -seconds SECONDS`, in MB/s; `label` is how
+/// openssl names the algorithm in its table.
+pub fn openssl_speed(algo: &str, label: &str, seconds: u32) -> Option<f64> {
+    let out = Command::new("openssl")
+        .args(["speed", "-evp", algo, "-bytes", "65536"])
+        .args(["-seconds", &seconds.to_string()])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().rev().find(|l| l.starts_with(label))?;
+    let kbs: f64 = line
+        .split_whitespace()
+        .last()?
+        .trim_end_matches('k')
+        .parse()
+        .ok()?;
+    Some(kbs * 1000.0 / 1e6)
+}
