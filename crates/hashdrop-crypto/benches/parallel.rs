@@ -12,7 +12,6 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use age::secrecy::ExposeSecret;
 use hashdrop_crypto::{
     decrypt, encrypt, AgeIdentity, Encryption, Keys, PartDecryption, Recipients,
 };
@@ -97,12 +96,7 @@ fn main() {
     let mut opened = vec![1u8; size as usize];
 
     let dir = tempfile::tempdir().unwrap();
-    let plain_path = dir.path().join("plain");
-    let sealed_path = dir.path().join("sealed.age");
-    std::fs::write(&plain_path, &plaintext).unwrap();
-    std::fs::write(&sealed_path, &sealed).unwrap();
-    let key_path = dir.path().join("key.txt");
-    std::fs::write(&key_path, file_id.to_secret_string().expose_secret()).unwrap();
+    let age = AgeCommand::new(dir.path(), &file_id, &plaintext[..], &sealed);
 
     // Every round runs every contender once, so a noisy neighbour slows them all alike.
     let mut c_runs = Vec::new();
@@ -112,12 +106,6 @@ fn main() {
     let (mut enc_cpu, mut dec_cpu) = (Vec::new(), Vec::new());
     let (mut serial_enc, mut serial_dec) = (Vec::new(), Vec::new());
     let (mut age_enc, mut age_dec) = (Vec::new(), Vec::new());
-    let age = AgeCommand {
-        recipient: file.to_string(),
-        key: &key_path,
-        plain: &plain_path,
-        sealed: &sealed_path,
-    };
     let block64k = &plaintext[..65536];
     for round in 0..runs {
         if let Some(c) = openssl_chacha(2) {

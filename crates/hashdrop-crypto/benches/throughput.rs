@@ -8,7 +8,6 @@
 use std::io::{self, Read, Write};
 use std::time::Instant;
 
-use age::secrecy::ExposeSecret;
 use hashdrop_crypto::{
     decrypt, decrypt_with, encrypt, AgeIdentity, Keys, PlainDigest, Recipients, SeekableDecryptor,
 };
@@ -75,27 +74,12 @@ fn main() {
 
     // The same data on disk (page cache) for the `age` command.
     let dir = tempfile::tempdir().unwrap();
-    let plain_path = dir.path().join("plain");
-    let sealed_path = dir.path().join("sealed.age");
-    io::copy(
-        &mut source(),
-        &mut std::fs::File::create(&plain_path).unwrap(),
-    )
-    .unwrap();
-    std::fs::write(&sealed_path, &sealed).unwrap();
-    let key_path = dir.path().join("key.txt");
-    std::fs::write(&key_path, file_id.to_secret_string().expose_secret()).unwrap();
+    let age = AgeCommand::new(dir.path(), &file_id, source(), &sealed);
 
     // Rounds interleave every contender, so a noisy neighbour slows all of them alike.
     let (mut enc_runs, mut dec_runs, mut range_runs) = (Vec::new(), Vec::new(), Vec::new());
     let mut dec_sha_runs = Vec::new();
     let (mut age_enc, mut age_dec) = (Vec::new(), Vec::new());
-    let age = AgeCommand {
-        recipient: file.to_string(),
-        key: &key_path,
-        plain: &plain_path,
-        sealed: &sealed_path,
-    };
     for _ in 0..runs {
         let start = Instant::now();
         encrypt(source(), io::sink(), recipients).unwrap();

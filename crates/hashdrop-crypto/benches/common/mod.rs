@@ -1,6 +1,11 @@
 //! Helpers shared by the benchmarks: medians, rates and timing an outside command.
 
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+use age::secrecy::ExposeSecret;
+use hashdrop_crypto::AgeIdentity;
 use std::time::Instant;
 
 /// The median of `xs` (the upper one of an even count).
@@ -16,7 +21,7 @@ pub fn mb_per_s(bytes: u64, secs: f64) -> f64 {
 
 /// Wall-clock seconds of `cmd` reading `input` on stdin, output discarded; `None`
 /// when it cannot start or fails.
-pub fn time_command(cmd: &mut Command, input: &std::path::Path) -> Option<f64> {
+pub fn time_command(cmd: &mut Command, input: &Path) -> Option<f64> {
     let file = std::fs::File::open(input).ok()?;
     let start = Instant::now();
     let status = cmd
@@ -30,30 +35,48 @@ pub fn time_command(cmd: &mut Command, input: &std::path::Path) -> Option<f64> {
 
 /// The stock `age` command on the benchmark's data: `age -r` of the plaintext file and
 /// `age -d` of the sealed one (both page-cached, output discarded).
-pub struct AgeCommand<'a> {
-    /// The recipient (`age1...`) to encrypt to.
-    pub recipient: String,
-    /// A file holding the identity that opens `sealed`.
-    pub key: &'a std::path::Path,
-    /// The plaintext.
-    pub plain: &'a std::path::Path,
-    /// The same plaintext as an age file.
-    pub sealed: &'a std::path::Path,
+pub struct AgeCommand {
+    recipient: String,
+    key: PathBuf,
+    plain: PathBuf,
+    sealed: PathBuf,
 }
 
-impl AgeCommand<'_> {
+impl AgeCommand {
+    /// Writes into `dir` what the command reads: `identity` (which opens `sealed`), the
+    /// plaintext from `plaintext`, and `sealed`.
+    pub fn new(
+        dir: &Path,
+        identity: &AgeIdentity,
+        mut plaintext: impl Read,
+        sealed: &[u8],
+    ) -> Self {
+        let age = Self {
+            recipient: identity.to_recipient().to_string(),
+            key: dir.join("key.txt"),
+            plain: dir.join("plain"),
+            sealed: dir.join("sealed.age"),
+        };
+        let secret = identity.to_secret_string();
+        std::fs::write(&age.key, secret.expose_secret()).unwrap();
+        let mut plain = std::fs::File::create(&age.plain).unwrap();
+        std::io::copy(&mut plaintext, &mut plain).unwrap();
+        std::fs::write(&age.sealed, sealed).unwrap();
+        age
+    }
+
     /// Times one encryption and one decryption of `size` bytes and pushes their MB/s
     /// onto `enc` and `dec` (nothing when `age` is missing or fails).
     pub fn round(&self, size: u64, enc: &mut Vec<f64>, dec: &mut Vec<f64>) {
         if let Some(s) = time_command(
             Command::new("age").arg("-r").arg(&self.recipient),
-            self.plain,
+            &self.plain,
         ) {
             enc.push(mb_per_s(size, s));
         }
         let mut decrypting = Command::new("age");
-        decrypting.arg("-d").arg("-i").arg(self.key);
-        if let Some(s) = time_command(&mut decrypting, self.sealed) {
+        decrypting.arg("-d").arg("-i").arg(&self.key);
+        if let Some(s) = time_command(&mut decrypting, &self.sealed) {
             dec.push(mb_per_s(size, s));
         }
     }

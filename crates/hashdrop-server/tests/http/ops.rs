@@ -289,21 +289,21 @@ fn config_layers_defaults_file_env_flags() {
     }
 }
 
-/// The binary on `--listen 127.0.0.1:0`: prints its address, serves, and exits
-/// cleanly on SIGTERM.
-#[test]
-fn binary_serves_on_port_zero_and_stops_on_sigterm() {
+/// The server binary on `--listen 127.0.0.1:0` over `dir`, stdout piped, after `tweak`;
+/// returns the child and the URL its first line announces.
+fn spawn_binary(
+    dir: &std::path::Path,
+    tweak: impl FnOnce(&mut Command),
+) -> (std::process::Child, String) {
     use std::io::{BufRead, BufReader};
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = server_bin()
+    let mut command = server_bin();
+    command
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
+        .arg(dir)
         .env("HASHDROP_AUTH__ARGON2_M_COST_KIB", "64")
-        .env("HASHDROP_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stdout(std::process::Stdio::piped());
+    tweak(&mut command);
+    let mut child = command.spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -313,6 +313,18 @@ fn binary_serves_on_port_zero_and_stops_on_sigterm() {
         .strip_prefix("hashdrop-server listening on ")
         .expect("address line")
         .to_string();
+    (child, url)
+}
+
+/// The binary on `--listen 127.0.0.1:0`: prints its address, serves, and exits
+/// cleanly on SIGTERM.
+#[test]
+fn binary_serves_on_port_zero_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, url) = spawn_binary(dir.path(), |c| {
+        c.env("HASHDROP_LOG", "info")
+            .stderr(std::process::Stdio::piped());
+    });
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let api = Client::new(url.parse().unwrap());
@@ -371,23 +383,8 @@ async fn backups_keep_only_the_newest() {
 /// Committed data survives SIGKILL (SQLite WAL, synchronous=NORMAL).
 #[test]
 fn sigkill_loses_no_committed_data() {
-    use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
-    let start = || {
-        let mut child = server_bin()
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            .env("HASHDROP_AUTH__ARGON2_M_COST_KIB", "64")
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line.trim().rsplit(' ').next().unwrap().to_string();
-        (child, url)
-    };
+    let start = || spawn_binary(dir.path(), |_| {});
     let rt = tokio::runtime::Runtime::new().unwrap();
     let creds = credentials("k@example.com", "long enough pw");
     let (mut child, url) = start();
