@@ -343,6 +343,7 @@ impl Api {
             mime_type: None,
             expires_at: None,
             max_downloads: None,
+            parts: None,
         };
         self.api.raw(|c| c.presign(&request))
     }
@@ -368,7 +369,7 @@ impl Api {
         }
         let p: PresignResponse = self.api.read(r).map_err(|e| format!("presign body: {e}"))?;
         let id = p.file_id;
-        let url = p.upload_resource.url.as_str();
+        let url = p.upload_resource.as_ref().expect("one PUT").url.as_str();
         let r = self
             .http
             .put(url)
@@ -554,7 +555,7 @@ fn store_enforces_presigned_urls(c: &Cluster) {
         let r = api.presign(100).unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         let p: PresignResponse = api.api.read(r).unwrap();
-        let url = p.upload_resource.url.as_str();
+        let url = p.upload_resource.as_ref().expect("one PUT").url.as_str();
         let r = c.http.put(url).body(vec![7u8; size]).send().unwrap();
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "body of {size} bytes");
         let file_id = p.file_id.as_str();
@@ -879,7 +880,7 @@ fn object_store_outage(c: &Cluster) {
     let r = api.presign(5).unwrap();
     let p: PresignResponse = api.api.read(r).unwrap();
     let stranded = p.file_id.clone();
-    let url = p.upload_resource.url.as_str();
+    let url = p.upload_resource.as_ref().expect("one PUT").url.as_str();
     assert!(c
         .http
         .put(url)

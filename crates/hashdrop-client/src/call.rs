@@ -7,7 +7,8 @@ use std::pin::Pin;
 
 use hashdrop_wire::{
     CliVersion, CompleteResponse, FileDetails, FileHash, FileMatch, FileSummary, LoginResponse,
-    PassphraseSalt, PresignResponse, Readiness, RefreshResponse, ShareInfo, UserResponse,
+    PartUrlsResponse, PassphraseSalt, PresignResponse, Readiness, RefreshResponse, ShareInfo,
+    StoredParts, UserResponse,
 };
 use reqwest::header::LOCATION;
 use reqwest::{Method, Request, RequestBuilder, Response, StatusCode, Url};
@@ -174,6 +175,8 @@ json_answers!(
     LoginResponse,
     RefreshResponse,
     PresignResponse,
+    PartUrlsResponse,
+    StoredParts,
     CompleteResponse,
     Vec<FileSummary>,
     Vec<FileMatch>,

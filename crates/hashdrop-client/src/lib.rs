@@ -30,8 +30,9 @@ mod error;
 
 use hashdrop_wire::{
     CliVersion, CompleteRequest, CompleteResponse, Credentials, FileDetails, FileHash, FileMatch,
-    FileSummary, LoginResponse, PassphraseSalt, PresignRequest, PresignResponse, Readiness,
-    RefreshRequest, RefreshResponse, ShareInfo, UserResponse, VerifyRequest,
+    FileSummary, LoginResponse, PartUrlsRequest, PartUrlsResponse, PassphraseSalt, PresignRequest,
+    PresignResponse, Readiness, RefreshRequest, RefreshResponse, ShareInfo, StoredParts,
+    UserResponse, VerifyRequest,
 };
 use reqwest::{Method, RequestBuilder};
 
@@ -231,6 +232,26 @@ impl Client {
                 .json(request),
         )
         .repeatable()
+    }
+
+    /// `POST /api/files/parts`: signed URLs for parts of a pending multipart upload.
+    /// Repeatable: signing again changes nothing on the server.
+    pub fn part_urls(&self, request: &PartUrlsRequest) -> Call<PartUrlsResponse> {
+        Call::new(
+            &self.http,
+            self.account(Method::POST, "/api/files/parts").json(request),
+        )
+        .repeatable()
+    }
+
+    /// `GET /api/files/parts?id=UUID`: the parts the store holds of a pending
+    /// multipart upload, so a resumed upload sends only the others.
+    pub fn stored_parts(&self, file_id: &str) -> Call<StoredParts> {
+        Call::new(
+            &self.http,
+            self.account(Method::GET, "/api/files/parts")
+                .query(&[("id", file_id)]),
+        )
     }
 
     /// `GET /api/files/all`. An account without files answers 404, as the reference
@@ -451,6 +472,7 @@ mod tests {
             mime_type: None,
             expires_at: None,
             max_downloads: None,
+            parts: None,
         };
         let call = c.presign(&presign);
         let r = call.request().unwrap();

@@ -14,8 +14,8 @@ use crate::digest::Digest32;
 use crate::digest::DigestKey;
 use crate::error::{CryptoError, Result};
 use crate::hashing::{writable, HashWorker, PlainHasher, SharedBuf};
-use crate::header::new_header;
-use crate::keys::Recipients;
+use crate::header::{new_header, open_header};
+use crate::keys::{Keys, Recipients};
 use crate::stream::{
     payload_len, ChunkCipher, PayloadKey, BATCH_PLAIN, BATCH_SEALED, CHUNK_SIZE,
     ENCRYPTED_CHUNK_SIZE, TAG_SIZE,
@@ -64,6 +64,25 @@ impl Encryption {
             payload_key: header.payload_key,
             digest_key: header.digest_key,
             metadata_key: header.metadata_key,
+            expected_len: None,
+        })
+    }
+
+    /// The encryption a `header` (payload nonce included) was made for, recovered with
+    /// keys that open it: what a resumed upload uses to seal its remaining parts
+    /// exactly as the first run would have. The header bytes must be the whole header
+    /// and nothing more.
+    pub fn reopen(header: &[u8], keys: &Keys) -> Result<Self> {
+        let opened = open_header(&mut &header[..], keys)?;
+        if opened.len != header.len() as u64 {
+            return Err(CryptoError::HeaderDamaged);
+        }
+        Ok(Self {
+            sealer: ChunkCipher::sealer(&opened.payload_key)?,
+            header: header.to_vec(),
+            payload_key: opened.payload_key,
+            digest_key: opened.digest_key,
+            metadata_key: opened.metadata_key,
             expected_len: None,
         })
     }

@@ -327,3 +327,48 @@ fn a_declared_length_is_enforced() {
         .unwrap_err();
     assert!(matches!(err, CryptoError::LengthMismatch { .. }));
 }
+
+/// A resumed upload reopens its header with the account key and must seal the parts it
+/// has not sent yet exactly as the first run would have: same bytes, same digests.
+#[test]
+fn a_reopened_header_seals_the_same_parts_as_the_first_run() {
+    let setup = Setup::new();
+    let plain = plaintext(5 * PART + 17, 3);
+    let first = setup.encryption();
+    let header = first.header().to_vec();
+    let (whole, summary) = first.encrypt_parts_to_vec(&plain, PART as u64).unwrap();
+
+    let again = Encryption::reopen(&header, &Keys::identity(setup.account.clone())).unwrap();
+    let layout = again.part_layout(plain.len() as u64, PART as u64).unwrap();
+    let mut digests = Vec::new();
+    for index in 0..layout.part_count() {
+        let p = layout.plaintext_range(index);
+        let c = layout.ciphertext_range(index);
+        let mut sealed = vec![0u8; (c.end - c.start) as usize];
+        let digest = again
+            .seal_part(
+                &layout,
+                index,
+                &plain[p.start as usize..p.end as usize],
+                &mut sealed,
+            )
+            .unwrap();
+        assert_eq!(
+            sealed,
+            &whole[c.start as usize..c.end as usize],
+            "part {index}"
+        );
+        digests.push(digest);
+    }
+    assert_eq!(
+        again.keyed_digest(&layout, &digests).unwrap(),
+        summary.keyed_digest
+    );
+
+    // Keys that do not open the header, or a header with anything after it, are refused.
+    let stranger = Keys::identity(AgeIdentity::generate());
+    assert!(Encryption::reopen(&header, &stranger).is_err());
+    let mut longer = header.clone();
+    longer.push(0);
+    assert!(Encryption::reopen(&longer, &setup.keys()).is_err());
+}

@@ -167,6 +167,58 @@ pub struct PresignRequest {
     /// Optional cap on the total number of downloads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_downloads: Option<u64>,
+    /// Addition: upload the object in parts (a multipart upload), cut as described;
+    /// absent for one PUT of the whole object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<PartPlan>,
+}
+
+/// How a multipart upload's object is cut: part 1 is `first_part_bytes`, every later
+/// part `part_bytes`, the last one whatever remains (at most `part_bytes`). Every part
+/// but the last is at least [`MIN_PART_BYTES`]; there are at most [`MAX_PARTS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PartPlan {
+    /// Ciphertext bytes of part 1 (the age header and the first STREAM chunks).
+    pub first_part_bytes: u64,
+    /// Ciphertext bytes of each later part but the last.
+    pub part_bytes: u64,
+}
+
+/// Smallest part but the last of a multipart upload (S3's limit).
+pub const MIN_PART_BYTES: u64 = 5 << 20;
+/// Most parts of one multipart upload (S3's limit).
+pub const MAX_PARTS: u64 = 10_000;
+
+impl PartPlan {
+    /// Number of parts of an object of `size` bytes, `None` if the plan does not fit
+    /// it (a part below the minimum, too many parts, a zero size).
+    pub fn part_count(&self, size: u64) -> Option<u64> {
+        if size == 0 || self.first_part_bytes == 0 || self.part_bytes == 0 {
+            return None;
+        }
+        let rest = size.saturating_sub(self.first_part_bytes);
+        let count = 1 + rest.div_ceil(self.part_bytes);
+        let mins_hold = count == 1
+            || (self.first_part_bytes >= MIN_PART_BYTES
+                && (count == 2 || self.part_bytes >= MIN_PART_BYTES));
+        (mins_hold && count <= MAX_PARTS && self.first_part_bytes <= size).then_some(count)
+    }
+
+    /// Bytes of part `number` (1-based) of an object of `size` bytes, `None` when the
+    /// object has no such part.
+    pub fn part_len(&self, size: u64, number: u64) -> Option<u64> {
+        let count = self.part_count(size)?;
+        match number {
+            0 => None,
+            1 => Some(self.first_part_bytes.min(size)),
+            n if n <= count => {
+                let start = self.first_part_bytes + (n - 2) * self.part_bytes;
+                Some(self.part_bytes.min(size - start))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Where and how to upload: `{"url": "...", "method": "PUT", "expires_at": "..."}`.
@@ -190,8 +242,69 @@ pub struct PresignResponse {
     pub file_id: String,
     /// Object key in the blob store.
     pub object_key: String,
-    /// Upload instructions.
-    pub upload_resource: UploadResource,
+    /// Upload instructions for one PUT of the whole object; absent for a multipart
+    /// upload, whose part URLs come from `POST /api/files/parts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_resource: Option<UploadResource>,
+    /// Addition: for a multipart upload, how many parts the object has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part_count: Option<u64>,
+}
+
+/// `POST /api/files/parts` body: signed URLs for these parts (1-based numbers) of a
+/// `pending` multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PartUrlsRequest {
+    /// File id from presign.
+    pub file_id: String,
+    /// Which parts; at most 1000 per request.
+    pub part_numbers: Vec<u64>,
+}
+
+/// One part's upload instructions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PartUrl {
+    /// 1-based part number.
+    pub part_number: u64,
+    /// Exact length the part must have: the store refuses any other.
+    pub size_bytes: u64,
+    /// Signed, expiring URL accepting this part.
+    pub url: String,
+    /// HTTP method to use (always `PUT`).
+    pub method: String,
+    /// RFC 3339 time at which the URL stops working.
+    pub expires_at: String,
+}
+
+/// `200 OK` answer of `POST /api/files/parts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PartUrlsResponse {
+    /// One entry per part asked for, in the order asked.
+    pub parts: Vec<PartUrl>,
+}
+
+/// One part the store holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StoredPart {
+    /// 1-based part number.
+    pub part_number: u64,
+    /// Its stored length.
+    pub size_bytes: u64,
+}
+
+/// `200 OK` answer of `GET /api/files/parts?id=`: the parts of a `pending` multipart
+/// upload that the store holds, by number, so a resumed upload sends only the rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StoredParts {
+    /// Number of parts the object has.
+    pub part_count: u64,
+    /// The parts received, ascending.
+    pub parts: Vec<StoredPart>,
 }
 
 /// `POST /api/files/complete` body: `{"file_id": "uuid", "plaintext_size_bytes": 1000}`.

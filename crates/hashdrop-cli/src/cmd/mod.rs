@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod decrypt;
 pub mod files;
+pub mod parts;
 pub mod upload;
 pub mod vault;
 

@@ -6,7 +6,12 @@ use std::path::Path;
 
 use futures_util::TryStreamExt;
 use hashdrop_client::HttpError;
-use hashdrop_crypto::{to_hex, AgeIdentity, Encryption, Passphrase, Recipients};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use hashdrop_crypto::{
+    to_hex, AgeIdentity, AgeRecipient, Encryption, Keys, Passphrase, Recipients,
+};
 use hashdrop_wire::{
     CompleteRequest, CompleteResponse, FileMetadata, KeyMode, PresignRequest, PresignResponse,
 };
@@ -19,6 +24,8 @@ use crate::error::{fail, from_crypto};
 use crate::secrets::{self, SecretKind};
 use crate::util::{human_bytes, progress, rfc3339_after};
 use crate::{vault_store, Ctx};
+
+use super::parts;
 
 /// Default client-side cap on the ciphertext size (the server's default per-file
 /// limit: a 2 GiB file once encrypted); `HASHDROP_MAX_UPLOAD_BYTES` overrides it.
@@ -41,6 +48,13 @@ enum KeyPlan {
         account: hashdrop_crypto::AgeRecipient,
     },
     Passphrase(Passphrase),
+}
+
+/// The secret an upload is encrypted under: the vault's passphrase (the file gets a
+/// fresh key, kept in the vault) or the file's own passphrase.
+enum Secret {
+    Vault(Passphrase),
+    File(Passphrase),
 }
 
 /// `hashdrop upload PATH`.
@@ -89,12 +103,7 @@ pub async fn run(ctx: &Ctx, args: crate::cli::UploadArgs) -> anyhow::Result<()> 
         return Err(too_large(path, hashdrop_crypto::payload_len(size), limit));
     }
 
-    // Secrets first (prompts must not race a progress bar), then the plaintext hash the
-    // server's presign needs runs while scrypt opens the vault or derives the file key.
-    enum Secret {
-        Vault(Passphrase),
-        File(Passphrase),
-    }
+    // Secrets first (prompts must not race a progress bar).
     let home = ctx.home().clone();
     let secret = if args.no_vault {
         Secret::File(Passphrase::new(secrets::secret(
@@ -105,6 +114,19 @@ pub async fn run(ctx: &Ctx, args: crate::cli::UploadArgs) -> anyhow::Result<()> 
     } else {
         Secret::Vault(vault_store::passphrase(&home)?)
     };
+
+    // A large file goes in parts, and an interrupted upload of it continues.
+    let multipart = size > parts::MULTIPART_ABOVE;
+    let canonical = parts::canonical(path);
+    let modified = parts::modified_ns(&meta);
+    if multipart {
+        if let Some(state) = parts::UploadState::load(&home, &ctx.api.base(), &canonical) {
+            if let Some(done) = resume(ctx, &args, &secret, state, size, modified).await? {
+                return finish(ctx, done).await;
+            }
+        }
+    }
+
     let prepared = tokio::task::block_in_place(|| -> anyhow::Result<_> {
         let plan = match secret {
             Secret::File(p) => KeyPlan::Passphrase(p),
@@ -168,6 +190,9 @@ pub async fn run(ctx: &Ctx, args: crate::cli::UploadArgs) -> anyhow::Result<()> 
             media_type: None,
         },
     )?;
+    let layout = encryption
+        .part_layout(size, parts::PART_SIZE)
+        .map_err(|e| from_crypto(e, "the file"))?;
 
     // The file is read once: the digest comes out of the same pass that encrypts into
     // the upload, so the slot is asked for without it and complete carries it.
@@ -184,6 +209,7 @@ pub async fn run(ctx: &Ctx, args: crate::cli::UploadArgs) -> anyhow::Result<()> 
         mime_type: None,
         expires_at,
         max_downloads: args.max_downloads,
+        parts: multipart.then(|| parts::plan(&layout)),
     };
     let slot: PresignResponse = ctx
         .api
@@ -192,14 +218,277 @@ pub async fn run(ctx: &Ctx, args: crate::cli::UploadArgs) -> anyhow::Result<()> 
         .map_err(|e| e.into_user("upload slot"))?;
     let file_id = slot.file_id.clone();
 
-    let keyed_digest = match put_object(ctx, path, &slot, encryption, ciphertext_len).await {
-        Ok(digest) => digest,
-        Err(e) => {
-            // Release the reserved quota now rather than waiting for the server's sweeper.
-            let _ = ctx.api.authed(|c| c.delete_file(&file_id)).await;
-            return Err(e);
+    let mut upload = Upload {
+        file_id: file_id.clone(),
+        name,
+        size,
+        plan,
+        keyed_digest: [0; 32],
+        resumed: None,
+        state: None,
+    };
+    if multipart {
+        let sealed_link_key = match &upload.plan {
+            KeyPlan::Vault {
+                file_key, account, ..
+            } => Some(seal_link_key(file_key, account)?),
+            KeyPlan::Passphrase(_) => None,
+        };
+        let state = parts::UploadState {
+            version: 1,
+            server: ctx.api.base(),
+            path: canonical,
+            size,
+            modified_ns: modified,
+            key_mode: presign.key_management_mode.as_str().to_string(),
+            file_id: file_id.clone(),
+            name: upload.name.clone(),
+            part_size: parts::PART_SIZE,
+            header: b64(encryption.header()),
+            sealed_link_key,
+            part_digests: Default::default(),
+        };
+        state.save(&home)?;
+        let state = Arc::new(Mutex::new(state));
+        let sent = parts::send(
+            ctx,
+            path,
+            Arc::new(encryption),
+            layout,
+            state.clone(),
+            &[],
+            args.parallel,
+        )
+        .await
+        .map_err(|e| explain_changed(e, path))?;
+        upload.keyed_digest = sent.keyed_digest;
+        upload.state = Some(state);
+    } else {
+        upload.keyed_digest = match put_object(ctx, path, &slot, encryption, ciphertext_len).await {
+            Ok(digest) => digest,
+            Err(e) => {
+                // Release the reserved quota now rather than waiting for the server's sweeper.
+                let _ = ctx.api.authed(|c| c.delete_file(&file_id)).await;
+                return Err(e);
+            }
+        };
+    }
+    finish(ctx, upload).await
+}
+
+/// An upload whose bytes are all on the server, to be completed.
+struct Upload {
+    file_id: String,
+    name: String,
+    size: u64,
+    plan: KeyPlan,
+    keyed_digest: [u8; 32],
+    /// Ciphertext bytes a resumed upload found on the server.
+    resumed: Option<parts::Sent>,
+    /// A multipart upload's saved state, removed once the upload is complete.
+    state: Option<Arc<Mutex<parts::UploadState>>>,
+}
+
+/// Continues the interrupted multipart upload `state` describes, if it still can:
+/// `None` when it must start over (the file changed, the server dropped the upload,
+/// `--restart`), after saying why and cleaning up.
+async fn resume(
+    ctx: &Ctx,
+    args: &crate::cli::UploadArgs,
+    secret: &Secret,
+    state: parts::UploadState,
+    size: u64,
+    modified: u128,
+) -> anyhow::Result<Option<Upload>> {
+    let home = ctx.home().clone();
+    let mode_now = match secret {
+        Secret::Vault(_) => "vault",
+        Secret::File(_) => "passphrase",
+    };
+    let abandon = |why: &str| {
+        if !why.is_empty() {
+            ctx.note(format!(
+                "Not resuming the interrupted upload of {}: {why}; starting over.",
+                state.path.display()
+            ));
+        }
+        let id = state.file_id.clone();
+        state.remove(&home);
+        async move {
+            let _ = ctx.api.authed(|c| c.delete_file(&id)).await;
+            anyhow::Ok(None)
         }
     };
+    if args.restart {
+        return abandon("--restart").await;
+    }
+    if !state.matches_file(size, modified) {
+        return abandon("the file changed since (size or modification time)").await;
+    }
+    if state.key_mode != mode_now {
+        return abandon("it was encrypted in the other key mode").await;
+    }
+    let held = match ctx.api.authed(|c| c.stored_parts(&state.file_id)).await? {
+        Ok(held) => held,
+        Err(e) if matches!(e.status.as_u16(), 404 | 409) => {
+            return abandon("the server no longer holds it (deleted, expired or swept)").await;
+        }
+        Err(e) => return Err(e.into_user("upload")),
+    };
+    let header = state.header_bytes()?;
+    let reopened = tokio::task::block_in_place(|| -> anyhow::Result<_> {
+        match secret {
+            Secret::Vault(pass) => {
+                let vault = vault_store::open(&home, pass)?;
+                let account = Keys::identity(vault.account().clone());
+                let encryption = Encryption::reopen(&header, &account)
+                    .map_err(|e| from_crypto(e, "the interrupted upload"))?;
+                let sealed = state
+                    .sealed_link_key
+                    .as_deref()
+                    .context("the saved upload state has no link key")?;
+                let file_key = open_link_key(sealed, &account)?;
+                Ok((
+                    encryption,
+                    KeyPlan::Vault {
+                        pass: pass.clone(),
+                        file_key,
+                        account: vault.account().to_recipient(),
+                    },
+                ))
+            }
+            Secret::File(pass) => {
+                let encryption = Encryption::reopen(&header, &Keys::passphrase(pass.clone()))
+                    .map_err(|_| {
+                        fail(
+                            "wrong_passphrase",
+                            "this passphrase does not open the interrupted upload",
+                            "give the passphrase the upload started with, or pass --restart",
+                        )
+                    })?;
+                Ok((encryption, KeyPlan::Passphrase(pass.clone())))
+            }
+        }
+    })?;
+    let (encryption, plan) = reopened;
+    let layout = encryption
+        .part_layout(size, state.part_size)
+        .map_err(|e| from_crypto(e, "the file"))?;
+    if held.part_count != layout.part_count() {
+        return abandon("the server describes it differently").await;
+    }
+    let held_numbers: Vec<u64> = held
+        .parts
+        .iter()
+        .filter(|p| {
+            let c = layout.ciphertext_range(p.part_number.saturating_sub(1));
+            p.part_number >= 1 && p.size_bytes == c.end - c.start
+        })
+        .map(|p| p.part_number)
+        .collect();
+    let path = state.path.clone();
+    let (file_id, name) = (state.file_id.clone(), state.name.clone());
+    let state = Arc::new(Mutex::new(state));
+    let sent = parts::send(
+        ctx,
+        &path,
+        Arc::new(encryption),
+        layout,
+        state.clone(),
+        &held_numbers,
+        args.parallel,
+    )
+    .await;
+    let sent = match sent {
+        Ok(s) => s,
+        Err(e) if e.downcast_ref::<parts::FileChanged>().is_some() => {
+            let s = state.lock().expect("state").clone();
+            let id = s.file_id.clone();
+            s.remove(&home);
+            let _ = ctx.api.authed(|c| c.delete_file(&id)).await;
+            ctx.note(format!(
+                "Not resuming the interrupted upload of {}: {e}; starting over with a new key.",
+                path.display()
+            ));
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    ctx.note(format!(
+        "Resumed the upload of {} at {} ({} of {} parts were on the server).",
+        path.display(),
+        human_bytes(sent.reused_bytes),
+        sent.parts_reused,
+        sent.parts_reused + sent.parts_sent
+    ));
+    Ok(Some(Upload {
+        file_id,
+        name,
+        size,
+        plan,
+        keyed_digest: sent.keyed_digest,
+        resumed: Some(sent),
+        state: Some(state),
+    }))
+}
+
+/// The file changed while its first run read it: say so plainly.
+fn explain_changed(e: anyhow::Error, path: &Path) -> anyhow::Error {
+    if e.downcast_ref::<parts::FileChanged>().is_some() {
+        fail(
+            "file_changed",
+            format!(
+                "{} changed while it was being uploaded ({e})",
+                path.display()
+            ),
+            "upload it again once nothing is writing to it",
+        )
+    } else {
+        e
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The link key as an age file to the account key, for the resume state.
+fn seal_link_key(file_key: &AgeIdentity, account: &AgeRecipient) -> anyhow::Result<String> {
+    let secret = file_key.to_secret_string();
+    let text = hashdrop_crypto::secrecy::ExposeSecret::expose_secret(&secret);
+    let mut sealed = Vec::new();
+    hashdrop_crypto::encrypt(text.as_bytes(), &mut sealed, Recipients::Account(account))
+        .map_err(|e| from_crypto(e, "the upload state"))?;
+    Ok(b64(&sealed))
+}
+
+/// The link key back from the resume state.
+fn open_link_key(sealed: &str, account: &Keys) -> anyhow::Result<AgeIdentity> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(sealed)
+        .context("the saved upload state is damaged (link key)")?;
+    let mut text = Vec::new();
+    hashdrop_crypto::decrypt(&bytes[..], &mut text, account)
+        .map_err(|e| from_crypto(e, "the upload state"))?;
+    let key = String::from_utf8(text).context("the saved link key is not text")?;
+    key.parse()
+        .map_err(|_| anyhow::anyhow!("the saved upload state is damaged (link key)"))
+}
+
+/// Completes an upload whose bytes are all stored, records the key in the vault and
+/// reports the link.
+async fn finish(ctx: &Ctx, upload: Upload) -> anyhow::Result<()> {
+    let Upload {
+        file_id,
+        name,
+        size,
+        plan,
+        keyed_digest,
+        resumed,
+        state,
+    } = upload;
     let complete = CompleteRequest {
         file_id: file_id.clone(),
         plaintext_hash: None,
@@ -218,14 +507,20 @@ pub async fn run(ctx: &Ctx, args: crate::cli::UploadArgs) -> anyhow::Result<()> 
             let home = ctx.home().clone();
             let key = file_key.clone();
             let id = file_id.clone();
-            let saved = vault_store::update(&home, pass, move |v| {
-                v.insert(&id, key).map_err(|_| {
+            let saved = vault_store::update(&home, pass, move |v| match v.file(&id) {
+                // A resumed upload whose first run got this far already saved it.
+                Some(known)
+                    if known.to_recipient().to_string() == key.to_recipient().to_string() =>
+                {
+                    Ok(())
+                }
+                _ => v.insert(&id, key).map_err(|_| {
                     fail(
                         "vault_conflict",
                         format!("the vault already holds a different key for {id}"),
                         "report a bug",
                     )
-                })
+                }),
             });
             let secret = file_key.to_secret_string();
             let key_text = hashdrop_crypto::secrecy::ExposeSecret::expose_secret(&secret);
@@ -243,21 +538,33 @@ pub async fn run(ctx: &Ctx, args: crate::cli::UploadArgs) -> anyhow::Result<()> 
         }
         KeyPlan::Passphrase(_) => format!("{}/d/{file_id}", ctx.api.base()),
     };
-    let mode = presign.key_management_mode.as_str();
+    if let Some(state) = state {
+        state.lock().expect("state").remove(ctx.home());
+    }
+    let mode = match plan {
+        KeyPlan::Vault { .. } => "vault",
+        KeyPlan::Passphrase(_) => "passphrase",
+    };
+    let mut report = json!({
+        "file_id": file_id,
+        "file_name": name,
+        "plaintext_size_bytes": size,
+        "encrypted_size_bytes": done.uploaded_file_size,
+        "key_management_mode": mode,
+        "keyed_digest": to_hex(&keyed_digest),
+        "share_link": link,
+    });
+    if let Some(r) = resumed {
+        report["resumed_at_bytes"] = json!(r.reused_bytes);
+        report["parts_sent"] = json!(r.parts_sent);
+        report["parts_reused"] = json!(r.parts_reused);
+    }
     ctx.emit(
         format!(
             "Uploaded {name} ({}, {mode} mode)\nFile id:    {file_id}\nShare link: {link}",
             human_bytes(size)
         ),
-        json!({
-            "file_id": file_id,
-            "file_name": name,
-            "plaintext_size_bytes": size,
-            "encrypted_size_bytes": done.uploaded_file_size,
-            "key_management_mode": mode,
-            "keyed_digest": to_hex(&keyed_digest),
-            "share_link": link,
-        }),
+        report,
     );
     Ok(())
 }
@@ -290,8 +597,15 @@ async fn put_object(
     let bar = progress(ciphertext_len, "uploading");
     let b = bar.clone();
     let stream = body.inspect_ok(move |piece| b.inc(piece.len() as u64));
-    let url = &slot.upload_resource.url;
-    let method = Method::from_bytes(slot.upload_resource.method.as_bytes()).unwrap_or(Method::PUT);
+    let Some(resource) = slot.upload_resource.as_ref() else {
+        return Err(fail(
+            "bad_answer",
+            "the server answered the upload slot without an upload URL",
+            "check that --server points at a Hashdrop server",
+        ));
+    };
+    let url = &resource.url;
+    let method = Method::from_bytes(resource.method.as_bytes()).unwrap_or(Method::PUT);
     ctx.api.trace(&method, url);
     let result = ctx
         .api

@@ -19,7 +19,8 @@ pub struct Mail {
 
 /// Sends one [`Mail`].
 pub const KIND_SEND_MAIL: &str = "send_mail";
-/// Deletes one object: `{"key": "..."}`.
+/// Deletes one object, and aborts its unfinished multipart upload if it had one:
+/// `{"key": "...", "upload_id": "..."}` (`upload_id` absent for a single PUT).
 pub const KIND_DELETE_BLOB: &str = "delete_blob";
 /// Runs one cleaner: `{"cleaner": "..."}`.
 pub const KIND_CLEANUP: &str = "cleanup";
@@ -35,6 +36,9 @@ pub enum Job {
     DeleteBlob {
         /// The object key.
         key: String,
+        /// The store's multipart upload id, when the object was uploaded in parts:
+        /// parts never completed must be aborted, or the store keeps them.
+        upload_id: Option<String>,
     },
     /// Run one cleaner.
     Cleanup(Cleaner),
@@ -57,7 +61,10 @@ impl Job {
     pub fn payload(&self) -> serde_json::Value {
         match self {
             Job::SendMail(mail) => serde_json::to_value(mail).unwrap_or_default(),
-            Job::DeleteBlob { key } => serde_json::json!({ "key": key }),
+            Job::DeleteBlob { key, upload_id } => match upload_id {
+                Some(id) => serde_json::json!({ "key": key, "upload_id": id }),
+                None => serde_json::json!({ "key": key }),
+            },
             Job::Cleanup(c) => serde_json::json!({ "cleaner": c.name() }),
             Job::Backup => serde_json::json!({}),
         }
@@ -70,6 +77,7 @@ impl Job {
             KIND_SEND_MAIL => Job::SendMail(serde_json::from_value(payload).context("mail")?),
             KIND_DELETE_BLOB => Job::DeleteBlob {
                 key: payload["key"].as_str().context("key")?.to_string(),
+                upload_id: payload["upload_id"].as_str().map(str::to_string),
             },
             KIND_CLEANUP => {
                 let name = payload["cleaner"].as_str().context("cleaner")?;
@@ -151,7 +159,14 @@ mod tests {
                 subject: "s".into(),
                 body: "b".into(),
             }),
-            Job::DeleteBlob { key: "u/f".into() },
+            Job::DeleteBlob {
+                key: "u/f".into(),
+                upload_id: None,
+            },
+            Job::DeleteBlob {
+                key: "u/g".into(),
+                upload_id: Some("abc".into()),
+            },
             Job::Cleanup(Cleaner::ExpiredShares),
             Job::Backup,
         ];

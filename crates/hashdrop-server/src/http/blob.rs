@@ -13,7 +13,7 @@ use tower::ServiceExt;
 use super::extract::ApiQuery;
 use crate::domain::time::now_ms;
 use crate::domain::{Error, Result};
-use crate::infra::blob::{LocalBlobStore, PutLimits, SignedQuery, OPAQUE_CONTENT_TYPE};
+use crate::infra::blob::{BlobStore, LocalBlobStore, PutLimits, SignedQuery, OPAQUE_CONTENT_TYPE};
 use crate::service::files::awaits_upload;
 use crate::state::AppState;
 
@@ -68,9 +68,23 @@ pub async fn put_blob(
             + Duration::from_secs((q.exp - now_ms() / 1000).max(0) as u64)
             + idle,
     };
-    store
-        .write_new(&key, req.into_body().into_data_stream(), limits)
-        .await?;
+    let body = req.into_body().into_data_stream();
+    if let (Some(upload_id), Some(number)) = (&q.upload, q.part) {
+        // A part's URL is signed for its exact length: a shorter body is refused too.
+        if declared.is_some_and(|len| len != max_bytes) {
+            return Err(Error::Invalid(format!(
+                "part {number} must be exactly {max_bytes} bytes"
+            )));
+        }
+        store.write_part(upload_id, number, body, limits).await?;
+        // Deleted meanwhile: its delete job aborts the upload, or already did.
+        if !awaits_upload(&state, &key).await? {
+            let _ = store.abort_multipart(&key, upload_id).await;
+            return Err(no_upload());
+        }
+        return Ok(StatusCode::OK.into_response());
+    }
+    store.write_new(&key, body, limits).await?;
     if !awaits_upload(&state, &key).await? {
         store.discard(&key).await;
         return Err(no_upload());

@@ -5,8 +5,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hashdrop_wire::{
-    CompleteRequest, CompleteResponse, FileDetails, FileHash, FileMatch, KeyMode, PresignRequest,
-    PresignResponse, SealedMetadata, UploadResource,
+    CompleteRequest, CompleteResponse, FileDetails, FileHash, FileMatch, KeyMode, PartUrl,
+    PartUrlsRequest, PartUrlsResponse, PresignRequest, PresignResponse, SealedMetadata, StoredPart,
+    StoredParts, UploadResource,
 };
 
 use super::extract::{ApiJson, ApiQuery, AuthUser, IdQuery};
@@ -50,14 +51,67 @@ pub async fn presign(
     ApiJson(req): ApiJson<PresignRequest>,
 ) -> Result<Json<PresignResponse>> {
     let p = files::presign(&state, &user_id, &req).await?;
+    let (upload_resource, part_count) = match p.upload {
+        files::Upload::Single {
+            url,
+            url_expires_at,
+        } => (
+            Some(UploadResource {
+                url,
+                method: "PUT".into(),
+                expires_at: rfc3339(url_expires_at),
+            }),
+            None,
+        ),
+        files::Upload::Multipart { part_count } => (None, Some(part_count)),
+    };
     Ok(Json(PresignResponse {
         file_id: p.file_id,
         object_key: p.object_key,
-        upload_resource: UploadResource {
-            url: p.url,
-            method: "PUT".into(),
-            expires_at: rfc3339(p.url_expires_at),
-        },
+        upload_resource,
+        part_count,
+    }))
+}
+
+/// `POST /api/files/parts`: signed URLs for parts of a pending multipart upload.
+pub async fn part_urls(
+    State(state): State<AppState>,
+    AuthUser(user_id): AuthUser,
+    ApiJson(req): ApiJson<PartUrlsRequest>,
+) -> Result<Json<PartUrlsResponse>> {
+    let urls = files::part_urls(&state, &user_id, &req.file_id, &req.part_numbers).await?;
+    Ok(Json(PartUrlsResponse {
+        parts: urls
+            .into_iter()
+            .map(|u| PartUrl {
+                part_number: u.number,
+                size_bytes: u.size,
+                url: u.url,
+                method: "PUT".into(),
+                expires_at: rfc3339(u.expires_at),
+            })
+            .collect(),
+    }))
+}
+
+/// `GET /api/files/parts?id=`: the parts the store holds of a pending multipart
+/// upload.
+pub async fn stored_parts(
+    State(state): State<AppState>,
+    AuthUser(user_id): AuthUser,
+    ApiQuery(q): ApiQuery<IdQuery>,
+) -> Result<Json<StoredParts>> {
+    let id = files::exact_id(q.id.as_deref())?;
+    let (part_count, held) = files::stored_parts(&state, &user_id, &id).await?;
+    Ok(Json(StoredParts {
+        part_count,
+        parts: held
+            .into_iter()
+            .map(|p| StoredPart {
+                part_number: p.number,
+                size_bytes: p.size,
+            })
+            .collect(),
     }))
 }
 

@@ -47,7 +47,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/token/revoke", post(users::revoke));
     let upload = Router::new()
         .route("/api/files/presign", post(files::presign))
-        .route("/api/files/complete", post(files::complete));
+        .route("/api/files/complete", post(files::complete))
+        .route(
+            "/api/files/parts",
+            post(files::part_urls).get(files::stored_parts),
+        );
     let list = Router::new().route("/api/files/all", get(files::list_all));
     let file_meta = Router::new()
         .route("/api/files/resolve", get(files::resolve))

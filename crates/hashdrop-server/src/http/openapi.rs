@@ -173,6 +173,24 @@ pub const ROUTES: &[RouteDoc] = &[
         &[200, 400, 401, 404, 413, 503],
     ),
     r(
+        "POST",
+        "/api/files/parts",
+        "Signed URLs for parts of a pending multipart upload, each for its exact length",
+        true,
+        Some("PartUrlsRequest"),
+        Some(("PartUrlsResponse", false)),
+        &[200, 400, 401, 404, 409],
+    ),
+    r(
+        "GET",
+        "/api/files/parts",
+        "The parts the store holds of a pending multipart upload (?id=)",
+        true,
+        None,
+        Some(("StoredParts", false)),
+        &[200, 400, 401, 404, 409, 503],
+    ),
+    r(
         "GET",
         "/api/files/all",
         "List own files (404 when none)",
@@ -346,13 +364,16 @@ fn parameters(route: &RouteDoc) -> Vec<utoipa::openapi::path::Parameter> {
     if matches!(
         route.path,
         "/api/files" | "/api/files/resolve" | "/api/files/hash" | "/api/files/salt"
-    ) {
+    ) || (route.path == "/api/files/parts" && route.method == "GET")
+    {
         out.push(param("id", ParameterIn::Query, false, Type::String));
     }
     if route.path.starts_with("/blob/") {
         out.push(param("exp", ParameterIn::Query, true, Type::Integer));
         out.push(param("sig", ParameterIn::Query, true, Type::String));
         out.push(param("max", ParameterIn::Query, false, Type::Integer));
+        out.push(param("upload", ParameterIn::Query, false, Type::String));
+        out.push(param("part", ParameterIn::Query, false, Type::Integer));
     }
     out
 }
@@ -403,6 +424,12 @@ pub fn document_json() -> String {
         .schema_from::<w::PresignRequest>()
         .schema_from::<w::UploadResource>()
         .schema_from::<w::PresignResponse>()
+        .schema_from::<w::PartPlan>()
+        .schema_from::<w::PartUrlsRequest>()
+        .schema_from::<w::PartUrl>()
+        .schema_from::<w::PartUrlsResponse>()
+        .schema_from::<w::StoredPart>()
+        .schema_from::<w::StoredParts>()
         .schema_from::<w::SealedMetadata>()
         .schema_from::<w::CompleteRequest>()
         .schema_from::<w::CompleteResponse>()

@@ -44,6 +44,18 @@ pub fn store_error(e: anyhow::Error) -> Error {
 /// an uploader claimed.
 pub const OPAQUE_CONTENT_TYPE: &str = "application/octet-stream";
 
+/// One part that an unfinished multipart upload holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldPart {
+    /// 1-based part number.
+    pub number: u64,
+    /// Stored length.
+    pub size: u64,
+    /// The store's entity tag for the part (S3 needs them to complete; may be empty
+    /// where a store does not report one).
+    pub etag: String,
+}
+
 /// An object store that hands out presigned URLs.
 #[async_trait]
 pub trait BlobStore: Send + Sync + std::fmt::Debug {
@@ -54,6 +66,31 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     fn presign_put(&self, key: &str, size_bytes: u64, ttl: Duration) -> (String, i64);
     /// URL serving `key` until it expires.
     fn presign_get(&self, key: &str, ttl: Duration) -> String;
+    /// Starts a multipart upload of `key`; returns the store's upload id.
+    async fn start_multipart(&self, key: &str) -> anyhow::Result<String>;
+    /// URL accepting one `PUT` of part `number` of `upload_id`, of exactly
+    /// `size_bytes` (signed, so the store refuses any other length), until the
+    /// returned expiry (unix ms). A part sent again replaces the earlier copy.
+    fn presign_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u64,
+        size_bytes: u64,
+        ttl: Duration,
+    ) -> (String, i64);
+    /// The parts `upload_id` holds, ascending by number.
+    async fn list_parts(&self, key: &str, upload_id: &str) -> anyhow::Result<Vec<HeldPart>>;
+    /// Joins `parts` (all of them, in order) into the object `key`.
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[HeldPart],
+    ) -> anyhow::Result<()>;
+    /// Drops an unfinished multipart upload and its parts; an unknown or finished one
+    /// succeeds.
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> anyhow::Result<()>;
     /// Stored size of `key`, `None` when absent (S3's HEAD).
     async fn size(&self, key: &str) -> anyhow::Result<Option<u64>>;
     /// Deletes `key`; deleting an absent key succeeds.
@@ -140,12 +177,38 @@ pub fn valid_key(key: &str) -> bool {
     matches!((parts.next(), parts.next(), parts.next()), (Some(a), Some(b), None) if valid_segment(a) && valid_segment(b))
 }
 
+/// Where the local store keeps the parts of unfinished multipart uploads, one
+/// directory per upload id (dot-led, so no object key or listing can reach it).
+const MULTIPART_DIR: &str = ".multipart";
+
+/// What a part URL's signature covers besides key, expiry and length: the method,
+/// the upload and the part number, so a URL for one part can do nothing else.
+fn part_method(method: &str, upload_id: &str, number: u64) -> String {
+    format!("{method} part {number} of {upload_id}")
+}
+
+/// A local upload id: 32 lowercase hex digits, as [`BlobStore::start_multipart`]
+/// makes them.
+fn valid_upload_id(id: &str) -> bool {
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 impl LocalBlobStore {
     fn path(&self, key: &str) -> anyhow::Result<PathBuf> {
         if !valid_key(key) {
             anyhow::bail!("invalid object key");
         }
         Ok(self.root.join(key))
+    }
+
+    fn upload_dir(&self, upload_id: &str) -> anyhow::Result<PathBuf> {
+        if !valid_upload_id(upload_id) {
+            anyhow::bail!("invalid upload id");
+        }
+        Ok(self.root.join(MULTIPART_DIR).join(upload_id))
     }
 
     fn sign(&self, method: &str, key: &str, exp: i64, max: u64) -> String {
@@ -163,6 +226,11 @@ impl LocalBlobStore {
         if !valid_key(key) {
             return Err(forbidden);
         }
+        let method = match (&q.upload, q.part) {
+            (Some(upload), Some(part)) => part_method(method, upload, part),
+            (None, None) => method.to_string(),
+            _ => return Err(forbidden),
+        };
         let data = format!("{method}\n{key}\n{}\n{}", q.exp, q.max.unwrap_or(0));
         if !self.keys.verify_mac("blob-url", data.as_bytes(), &q.sig) {
             return Err(forbidden);
@@ -192,6 +260,115 @@ impl BlobStore for LocalBlobStore {
         let exp = now_ms() / 1000 + ttl.as_secs() as i64;
         let sig = self.sign("GET", key, exp, 0);
         format!("{}/blob/{key}?exp={exp}&sig={sig}", self.public_url)
+    }
+
+    async fn start_multipart(&self, key: &str) -> anyhow::Result<String> {
+        self.path(key)?;
+        let upload_id = crate::infra::crypto::random_hex(16);
+        crate::infra::private_fs::create_dir_async(&self.root.join(MULTIPART_DIR)).await?;
+        crate::infra::private_fs::create_dir_async(&self.upload_dir(&upload_id)?).await?;
+        Ok(upload_id)
+    }
+
+    fn presign_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u64,
+        size_bytes: u64,
+        ttl: Duration,
+    ) -> (String, i64) {
+        let exp = now_ms() / 1000 + ttl.as_secs() as i64;
+        let sig = self.sign(&part_method("PUT", upload_id, number), key, exp, size_bytes);
+        (
+            format!(
+                "{}/blob/{key}?upload={upload_id}&part={number}&exp={exp}&max={size_bytes}&sig={sig}",
+                self.public_url
+            ),
+            exp * 1000,
+        )
+    }
+
+    async fn list_parts(&self, key: &str, upload_id: &str) -> anyhow::Result<Vec<HeldPart>> {
+        self.path(key)?;
+        let mut parts = Vec::new();
+        let mut rd = match tokio::fs::read_dir(self.upload_dir(upload_id)?).await {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(parts),
+            Err(e) => return Err(e.into()),
+        };
+        while let Some(entry) = rd.next_entry().await? {
+            // Only finished parts have a bare number as their name.
+            let Some(number) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            let size = entry.metadata().await?.len();
+            parts.push(HeldPart {
+                number,
+                size,
+                etag: String::new(),
+            });
+        }
+        parts.sort_by_key(|p| p.number);
+        Ok(parts)
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[HeldPart],
+    ) -> anyhow::Result<()> {
+        let dst = self.path(key)?;
+        let dir = self.upload_dir(upload_id)?;
+        let sources: Vec<PathBuf> = parts
+            .iter()
+            .map(|p| dir.join(p.number.to_string()))
+            .collect();
+        let parent = dst
+            .parent()
+            .context("object path has a parent")?
+            .to_path_buf();
+        crate::infra::private_fs::create_dir_async(&parent).await?;
+        let tmp = dst.with_extension(format!("part-{}", crate::infra::crypto::random_hex(6)));
+        let joined = {
+            let (tmp, dst) = (tmp.clone(), dst.clone());
+            // Copies run in the kernel (copy_file_range) where the filesystem allows.
+            tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                let mut out = crate::infra::private_fs::create_file_sync(&tmp)?;
+                for src in &sources {
+                    let mut part = std::fs::File::open(src)
+                        .with_context(|| format!("opening part {}", src.display()))?;
+                    std::io::copy(&mut part, &mut out)?;
+                }
+                out.sync_all()?;
+                drop(out);
+                match std::fs::hard_link(&tmp, &dst) {
+                    Ok(()) => Ok(()),
+                    // Completed before (a retried complete): the object is there.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                    Err(e) => Err(e.into()),
+                }
+            })
+            .await?
+        };
+        let _ = tokio::fs::remove_file(&tmp).await;
+        joined?;
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        Ok(())
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> anyhow::Result<()> {
+        self.path(key)?;
+        match tokio::fs::remove_dir_all(self.upload_dir(upload_id)?).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn size(&self, key: &str) -> anyhow::Result<Option<u64>> {
@@ -300,8 +477,14 @@ pub struct SignedQuery {
     /// Most bytes a signed PUT may store.
     #[serde(default)]
     pub max: Option<u64>,
-    /// MAC over method, key, expiry and `max`.
+    /// MAC over method, key, expiry and `max` (and upload and part, for a part).
     pub sig: String,
+    /// A part URL's multipart upload id.
+    #[serde(default)]
+    pub upload: Option<String>,
+    /// A part URL's part number.
+    #[serde(default)]
+    pub part: Option<u64>,
 }
 
 /// How long a local PUT may take.
@@ -340,6 +523,44 @@ impl LocalBlobStore {
         result
     }
 
+    /// Stores `body` as part `number` of `upload_id`, exactly `limits.max_bytes`
+    /// long: a shorter or longer body is refused and leaves nothing. A part sent
+    /// again replaces the earlier copy (its first PUT may have landed unacknowledged).
+    pub async fn write_part<S, E>(
+        &self,
+        upload_id: &str,
+        number: u64,
+        body: S,
+        limits: PutLimits,
+    ) -> Result<u64, Error>
+    where
+        S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    {
+        let dir = self.upload_dir(upload_id)?;
+        if tokio::fs::metadata(&dir).await.is_err() {
+            return Err(Error::NotFound("no such multipart upload"));
+        }
+        let dst = dir.join(number.to_string());
+        let tmp = dir.join(format!(
+            "{number}.part-{}",
+            crate::infra::crypto::random_hex(6)
+        ));
+        let result = async {
+            let written = write_body(&tmp, body, limits).await?;
+            if written != limits.max_bytes {
+                return Err(Error::Invalid(format!(
+                    "part {number} is {written} bytes; its URL was signed for {}",
+                    limits.max_bytes
+                )));
+            }
+            tokio::fs::rename(&tmp, &dst).await?;
+            Ok(written)
+        }
+        .await;
+        let _ = tokio::fs::remove_file(&tmp).await;
+        result
+    }
+
     /// Removes an object written a moment ago whose upload turned out unwanted.
     pub async fn discard(&self, key: &str) {
         if let Ok(path) = self.path(key) {
@@ -357,9 +578,25 @@ impl LocalBlobStore {
 async fn write_then_link<S, E>(
     tmp: &Path,
     dst: &Path,
-    mut body: S,
+    body: S,
     limits: PutLimits,
 ) -> Result<u64, Error>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+{
+    let written = write_body(tmp, body, limits).await?;
+    // A hard link fails atomically if the name exists; the caller removes `tmp`.
+    match tokio::fs::hard_link(tmp, dst).await {
+        Ok(()) => Ok(written),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(Error::Conflict("object already uploaded"))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Streams `body` into the new private file `tmp` within `limits`, synced.
+async fn write_body<S, E>(tmp: &Path, mut body: S, limits: PutLimits) -> Result<u64, Error>
 where
     S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
 {
@@ -384,15 +621,7 @@ where
         file.write_all(&chunk).await?;
     }
     file.sync_all().await?;
-    drop(file);
-    // A hard link fails atomically if the name exists; the caller removes `tmp`.
-    match tokio::fs::hard_link(tmp, dst).await {
-        Ok(()) => Ok(written),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            Err(Error::Conflict("object already uploaded"))
-        }
-        Err(e) => Err(e.into()),
-    }
+    Ok(written)
 }
 
 #[cfg(test)]

@@ -58,6 +58,18 @@ pub async fn create_file(path: &Path) -> std::io::Result<tokio::fs::File> {
     new_file_options().open(path).await
 }
 
+/// [`create_file`] for blocking code.
+pub fn create_file_sync(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(FILE_MODE);
+    }
+    o.open(path)
+}
+
 /// Writes `bytes` to a new file `path` with mode 0600.
 pub async fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use tokio::io::AsyncWriteExt;

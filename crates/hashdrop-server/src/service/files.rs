@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
-use hashdrop_wire::{CompleteRequest, PresignRequest};
+use hashdrop_wire::{CompleteRequest, PartPlan, PresignRequest};
 
-use crate::domain::file::{self, Ending, FileStatus};
+use crate::domain::file::{self, Ending, FileStatus, NewSealedMeta, PlainDigest};
 use crate::domain::job::Job;
 use crate::domain::time::{now_ms, parse_rfc3339};
 use crate::domain::{error::FILE_NOT_FOUND, Error, Result};
-use crate::infra::blob::store_error;
+use crate::infra::blob::{store_error, HeldPart};
 use crate::state::AppState;
 use crate::store::files::{self as rows, Details, Freshness, NewFile};
 use crate::store::quota::{self, QuotaLimits};
@@ -24,15 +24,62 @@ pub struct Presigned {
     pub file_id: String,
     /// Where its object goes.
     pub object_key: String,
-    /// The signed upload URL.
-    pub url: String,
-    /// When the URL stops working (unix ms).
-    pub url_expires_at: i64,
+    /// How the object is to be sent.
+    pub upload: Upload,
 }
 
-/// Checks the request, reserves quota and creates the `pending` row in one
-/// transaction, then signs an upload URL for exactly the declared size.
-pub async fn presign(state: &AppState, user_id: &str, req: &PresignRequest) -> Result<Presigned> {
+/// How an upload's object is sent.
+#[derive(Debug)]
+pub enum Upload {
+    /// One PUT of the whole object.
+    Single {
+        /// The signed upload URL.
+        url: String,
+        /// When the URL stops working (unix ms).
+        url_expires_at: i64,
+    },
+    /// Parts, each through a URL from [`part_urls`].
+    Multipart {
+        /// How many parts the object has.
+        part_count: u64,
+    },
+}
+
+/// One signed part URL.
+#[derive(Debug)]
+pub struct PartUrl {
+    /// 1-based part number.
+    pub number: u64,
+    /// The exact length the part must have.
+    pub size: u64,
+    /// The signed URL.
+    pub url: String,
+    /// When it stops working (unix ms).
+    pub expires_at: i64,
+}
+
+/// Most part URLs one request may ask for.
+pub const MAX_PART_URLS_PER_REQUEST: usize = 1000;
+
+/// A presign request, checked.
+struct CheckedPresign<'a> {
+    file_name: &'a str,
+    mime_type: Option<String>,
+    meta: Option<NewSealedMeta>,
+    digest: Option<PlainDigest>,
+    size: u64,
+    expires_at: Option<i64>,
+    max_downloads: Option<i64>,
+    /// For a multipart upload: the number of parts.
+    part_count: Option<u64>,
+}
+
+/// Checks everything a presign request says before anything is stored.
+fn check_presign<'a>(
+    state: &AppState,
+    req: &'a PresignRequest,
+    now: i64,
+) -> Result<CheckedPresign<'a>> {
     let limits = &state.cfg.limits;
     // A name in clear (older clients) or sealed (new ones), never both: a client
     // that seals must not leak what it seals.
@@ -63,7 +110,6 @@ pub async fn presign(state: &AppState, user_id: &str, req: &PresignRequest) -> R
     if req.encrypted_size_bytes > limits.file_max_bytes {
         return Err(Error::TooLarge("file exceeds the per-file size limit"));
     }
-    let now = now_ms();
     let expires_at = match &req.expires_at {
         Some(s) => {
             let t = parse_rfc3339(s)
@@ -75,53 +121,238 @@ pub async fn presign(state: &AppState, user_id: &str, req: &PresignRequest) -> R
         }
         None => None,
     };
-    let max_downloads = file::parse_max_downloads(req.max_downloads)?;
+    let part_count = match &req.parts {
+        None => None,
+        Some(plan) => Some(plan.part_count(req.encrypted_size_bytes).ok_or_else(|| {
+            Error::Invalid(format!(
+                "parts: every part but the last must be at least {} bytes, part 1 at most \
+                 the whole object, and there may be at most {} parts",
+                hashdrop_wire::MIN_PART_BYTES,
+                hashdrop_wire::MAX_PARTS
+            ))
+        })?),
+    };
+    Ok(CheckedPresign {
+        file_name,
+        mime_type,
+        meta,
+        digest,
+        size: req.encrypted_size_bytes,
+        expires_at,
+        max_downloads: file::parse_max_downloads(req.max_downloads)?,
+        part_count,
+    })
+}
+
+/// Checks the request, reserves quota and creates the `pending` row in one
+/// transaction, then signs an upload URL for exactly the declared size, or, for a
+/// multipart upload, starts it in the store (part URLs come from [`part_urls`]).
+pub async fn presign(state: &AppState, user_id: &str, req: &PresignRequest) -> Result<Presigned> {
+    let now = now_ms();
+    let checked = check_presign(state, req, now)?;
     let file_id = uuid::Uuid::new_v4().to_string();
     let object_key = format!("{}/{}", state.keys.user_hash(user_id), file_id);
 
     // No quota reserved and no `pending` row for an upload that cannot happen now.
     state.blobs.available().await.map_err(store_error)?;
-    let mut tx = state.db.begin().await?;
-    quota::reserve(
-        &mut tx,
+    // The store's upload exists before the row that names it; if the row cannot be
+    // written, the upload is aborted again.
+    let upload_id = match checked.part_count {
+        Some(_) => Some(
+            state
+                .blobs
+                .start_multipart(&object_key)
+                .await
+                .map_err(store_error)?,
+        ),
+        None => None,
+    };
+    let multipart = upload_id.as_deref().zip(req.parts);
+    let new = NewFile {
+        id: &file_id,
         user_id,
-        req.encrypted_size_bytes as i64,
-        quota_limits(state),
+        object_key: &object_key,
+        file_name: checked.file_name,
+        mime_type: checked.mime_type.as_deref(),
+        digest: checked.digest.as_ref(),
+        meta: checked.meta.as_ref(),
+        encrypted_size: checked.size as i64,
+        key_mode: req.key_management_mode.as_str(),
+        expires_at: checked.expires_at,
+        max_downloads: checked.max_downloads,
         now,
-    )
-    .await?;
-    rows::insert_pending(
-        &mut tx,
-        &NewFile {
-            id: &file_id,
-            user_id,
-            object_key: &object_key,
-            file_name,
-            mime_type: mime_type.as_deref(),
-            digest: digest.as_ref(),
-            meta: meta.as_ref(),
-            encrypted_size: req.encrypted_size_bytes as i64,
-            key_mode: req.key_management_mode.as_str(),
-            expires_at,
-            max_downloads,
-            now,
-        },
-    )
-    .await?;
-    tx.commit().await?;
+        multipart: multipart.map(|(id, plan)| (id, plan.first_part_bytes, plan.part_bytes)),
+    };
+    let recorded = record_pending(state, &new).await;
+    if let (Err(_), Some(id)) = (&recorded, &upload_id) {
+        if let Err(e) = state.blobs.abort_multipart(&object_key, id).await {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "aborting a multipart upload whose file was not recorded failed"
+            );
+        }
+    }
+    recorded?;
     metrics::counter!("hashdrop_presigns_total").increment(1);
 
-    let (url, url_expires_at) = state.blobs.presign_put(
-        &object_key,
-        req.encrypted_size_bytes,
-        Duration::from_secs(limits.upload_url_ttl_secs),
-    );
+    let upload = match checked.part_count {
+        Some(part_count) => Upload::Multipart { part_count },
+        None => {
+            let (url, url_expires_at) = state.blobs.presign_put(
+                &object_key,
+                checked.size,
+                Duration::from_secs(state.cfg.limits.upload_url_ttl_secs),
+            );
+            Upload::Single {
+                url,
+                url_expires_at,
+            }
+        }
+    };
     Ok(Presigned {
         file_id,
         object_key,
-        url,
-        url_expires_at,
+        upload,
     })
+}
+
+/// Reserves the file's quota and writes its `pending` row, in one transaction.
+async fn record_pending(state: &AppState, new: &NewFile<'_>) -> Result<()> {
+    let mut tx = state.db.begin().await?;
+    quota::reserve(
+        &mut tx,
+        new.user_id,
+        new.encrypted_size,
+        quota_limits(state),
+        new.now,
+    )
+    .await?;
+    rows::insert_pending(&mut tx, new).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The owner's `pending` multipart upload `file_id`: its object key, upload id,
+/// size and part plan.
+async fn pending_multipart(
+    state: &AppState,
+    user_id: &str,
+    file_id: &str,
+) -> Result<(String, String, u64, PartPlan)> {
+    let file_id = file::parse_file_id(file_id)?;
+    let row = rows::upload_state(&state.db, &file_id, user_id)
+        .await?
+        .ok_or(FILE_NOT_FOUND)?;
+    if row.status() != Some(FileStatus::Pending) {
+        return Err(Error::Conflict(
+            "the upload is not pending (completed, failed or deleted)",
+        ));
+    }
+    let Some((upload_id, first_part_bytes, part_bytes)) = row.multipart() else {
+        return Err(Error::Invalid(
+            "the upload is a single PUT, not a multipart upload".into(),
+        ));
+    };
+    let plan = PartPlan {
+        first_part_bytes,
+        part_bytes,
+    };
+    let upload_id = upload_id.to_string();
+    Ok((row.object_key, upload_id, row.encrypted_size as u64, plan))
+}
+
+/// Signed URLs for some parts of the owner's pending multipart upload, each for
+/// its part's exact length.
+pub async fn part_urls(
+    state: &AppState,
+    user_id: &str,
+    file_id: &str,
+    numbers: &[u64],
+) -> Result<Vec<PartUrl>> {
+    if numbers.is_empty() || numbers.len() > MAX_PART_URLS_PER_REQUEST {
+        return Err(Error::Invalid(format!(
+            "part_numbers must list 1 to {MAX_PART_URLS_PER_REQUEST} parts"
+        )));
+    }
+    let (key, upload_id, size, plan) = pending_multipart(state, user_id, file_id).await?;
+    let ttl = Duration::from_secs(state.cfg.limits.upload_url_ttl_secs);
+    numbers
+        .iter()
+        .map(|&number| {
+            let part_size = plan.part_len(size, number).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "part {number} does not exist: the upload has {} parts",
+                    plan.part_count(size).unwrap_or(0)
+                ))
+            })?;
+            let (url, expires_at) = state
+                .blobs
+                .presign_part(&key, &upload_id, number, part_size, ttl);
+            Ok(PartUrl {
+                number,
+                size: part_size,
+                url,
+                expires_at,
+            })
+        })
+        .collect()
+}
+
+/// The parts the store holds of the owner's pending multipart upload, and how many
+/// the object has.
+pub async fn stored_parts(
+    state: &AppState,
+    user_id: &str,
+    file_id: &str,
+) -> Result<(u64, Vec<HeldPart>)> {
+    let (key, upload_id, size, plan) = pending_multipart(state, user_id, file_id).await?;
+    let held = state
+        .blobs
+        .list_parts(&key, &upload_id)
+        .await
+        .map_err(store_error)?;
+    Ok((plan.part_count(size).unwrap_or(0), held))
+}
+
+/// Joins a multipart upload's parts into its object once every part is there with
+/// its planned length. A missing part leaves the file `pending` (the client sends
+/// it and completes again); a part of the wrong length cannot be there (each URL is
+/// signed for its length) but is refused the same way.
+async fn join_parts(
+    state: &AppState,
+    key: &str,
+    upload_id: &str,
+    size: u64,
+    plan: PartPlan,
+) -> Result<()> {
+    let count = plan.part_count(size).unwrap_or(0);
+    let held = state
+        .blobs
+        .list_parts(key, upload_id)
+        .await
+        .map_err(store_error)?;
+    let missing: Vec<u64> = (1..=count)
+        .filter(|n| {
+            !held
+                .iter()
+                .any(|p| p.number == *n && Some(p.size) == plan.part_len(size, *n))
+        })
+        .collect();
+    if !missing.is_empty() {
+        let shown: Vec<String> = missing.iter().take(10).map(u64::to_string).collect();
+        return Err(Error::Invalid(format!(
+            "{} of {count} parts are missing or incomplete (parts {}{}); send them, then complete again",
+            missing.len(),
+            shown.join(", "),
+            if missing.len() > shown.len() { ", ..." } else { "" }
+        )));
+    }
+    let parts: Vec<HeldPart> = held.into_iter().filter(|p| p.number <= count).collect();
+    state
+        .blobs
+        .complete_multipart(key, upload_id, &parts)
+        .await
+        .map_err(store_error)
 }
 
 fn quota_limits(state: &AppState) -> QuotaLimits {
@@ -177,6 +408,23 @@ pub async fn complete(state: &AppState, user_id: &str, req: &CompleteRequest) ->
                 .into(),
         ));
     };
+    // Parts become the object here; a retried complete finds it joined already.
+    if let Some((upload_id, first_part_bytes, part_bytes)) = row.multipart() {
+        let joined = state
+            .blobs
+            .size(&row.object_key)
+            .await
+            .map_err(store_error)?
+            .is_some();
+        if !joined {
+            let plan = PartPlan {
+                first_part_bytes,
+                part_bytes,
+            };
+            let size = row.encrypted_size as u64;
+            join_parts(state, &row.object_key, upload_id, size, plan).await?;
+        }
+    }
     // An unreachable store is a 503 and the file stays `pending`: the client may
     // retry complete, and the pending sweeper cleans up if it never does.
     let Some(stored) = state
@@ -208,6 +456,19 @@ pub async fn complete(state: &AppState, user_id: &str, req: &CompleteRequest) ->
     )
     .await?
     {
+        // Deleted while it was being completed: its delete job may have run before
+        // the parts were joined, so the joined object would belong to no file.
+        let now_uploaded = rows::upload_state(&state.db, &file_id, user_id)
+            .await?
+            .is_some_and(|r| r.status() == Some(FileStatus::Uploaded));
+        if !now_uploaded && row.multipart().is_some() {
+            if let Err(e) = state.blobs.delete(&row.object_key).await {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "removing an orphaned joined object failed"
+                );
+            }
+        }
         return Err(FILE_NOT_FOUND);
     }
     metrics::counter!("hashdrop_uploads_completed_total").increment(1);
@@ -272,7 +533,10 @@ pub async fn end_in(state: &AppState, tx: &mut Tx, which: Ended<'_>) -> Result<V
         if f.was_live {
             quota::release(tx, &f.user_id, f.encrypted_size).await?;
         }
-        let delete = Job::DeleteBlob { key: f.object_key };
+        let delete = Job::DeleteBlob {
+            key: f.object_key,
+            upload_id: (!f.upload_id.is_empty()).then_some(f.upload_id),
+        };
         jobs::enqueue(tx, &delete, max_attempts, now).await?;
         ids.push(f.id);
     }

@@ -32,6 +32,9 @@ pub struct NewFile<'a> {
     pub max_downloads: Option<i64>,
     /// Creation time (unix ms).
     pub now: i64,
+    /// For a multipart upload: the store's upload id, the bytes of part 1 and of
+    /// each later part.
+    pub multipart: Option<(&'a str, u64, u64)>,
 }
 
 /// Inserts a `pending` row (the caller reserved its quota in the same transaction).
@@ -39,13 +42,17 @@ pub async fn insert_pending(tx: &mut Tx, f: &NewFile<'_>) -> Result<(), sqlx::Er
     const SQL: &str = "INSERT INTO files (id, user_id, object_key, file_name, mime_type, \
          plaintext_hash, encrypted_size, key_mode, status, expires_at, max_downloads, \
          created_at, updated_at, created_at_rfc3339, keyed_digest, meta_header, meta_sealed, \
-         meta_owner) \
+         meta_owner, upload_id, first_part_bytes, part_bytes) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $11, $11, $12, $13, $14, \
-         $15, $16)";
+         $15, $16, $17, $18, $19)";
     let (plaintext_hash, keyed_digest) = f.digest.map_or(("", ""), PlainDigest::columns);
     let (meta, owner_copy) = match f.meta {
         Some(m) => (&m.public, m.owner_copy.as_str()),
         None => (&NO_META, ""),
+    };
+    let (upload_id, first_part, part) = match f.multipart {
+        Some((id, first, part)) => (id, first as i64, part as i64),
+        None => ("", 0, 0),
     };
     sql!(
         tx.conn(),
@@ -66,7 +73,10 @@ pub async fn insert_pending(tx: &mut Tx, f: &NewFile<'_>) -> Result<(), sqlx::Er
         keyed_digest,
         &meta.meta_header,
         &meta.meta_sealed,
-        owner_copy
+        owner_copy,
+        upload_id,
+        first_part,
+        part
     )?;
     Ok(())
 }
@@ -90,6 +100,10 @@ pub struct UploadState {
     plaintext_hash: String,
     /// The keyed digest, or empty.
     keyed_digest: String,
+    /// The store's multipart upload id, or empty for a single PUT.
+    upload_id: String,
+    first_part_bytes: i64,
+    part_bytes: i64,
 }
 
 impl UploadState {
@@ -102,6 +116,18 @@ impl UploadState {
     pub fn digest(&self) -> Option<PlainDigest> {
         PlainDigest::from_columns(&self.plaintext_hash, &self.keyed_digest)
     }
+
+    /// For a multipart upload: the store's upload id, the bytes of part 1 and of each
+    /// later part.
+    pub fn multipart(&self) -> Option<(&str, u64, u64)> {
+        (!self.upload_id.is_empty()).then(|| {
+            (
+                self.upload_id.as_str(),
+                self.first_part_bytes.max(0) as u64,
+                self.part_bytes.max(0) as u64,
+            )
+        })
+    }
 }
 
 /// The owner's file, from the primary (completion decides a write).
@@ -110,8 +136,8 @@ pub async fn upload_state(
     id: &str,
     owner: &str,
 ) -> Result<Option<UploadState>, sqlx::Error> {
-    const SQL: &str = "SELECT object_key, status, encrypted_size, plaintext_hash, keyed_digest \
-         FROM files WHERE id = $1 AND user_id = $2";
+    const SQL: &str = "SELECT object_key, status, encrypted_size, plaintext_hash, keyed_digest, \
+         upload_id, first_part_bytes, part_bytes FROM files WHERE id = $1 AND user_id = $2";
     sql!(db.latest().await?.conn(), query_as fetch_optional, SQL, id, owner)
 }
 
@@ -155,11 +181,14 @@ pub struct EndedFile {
     pub encrypted_size: i64,
     /// Whether it held quota until the statement that ended it.
     pub was_live: bool,
+    /// The store's multipart upload id, or empty.
+    pub upload_id: String,
 }
 
 /// A removed row's columns, `was_live` from its last status.
 const REMOVED_COLUMNS: &str =
-    "id, user_id, object_key, encrypted_size, status IN ('pending', 'uploaded') AS was_live";
+    "id, user_id, object_key, encrypted_size, status IN ('pending', 'uploaded') AS was_live, \
+     upload_id";
 
 /// Moves a live file to `to` (`failed` or `deleted`). The conditional UPDATE is the
 /// transition: of concurrent callers only the one it returns the row to may release
@@ -172,7 +201,7 @@ pub async fn end_life(
 ) -> Result<Option<EndedFile>, sqlx::Error> {
     const SQL: &str = "UPDATE files SET status = $1, updated_at = $2 \
          WHERE id = $3 AND status IN ('pending', 'uploaded') \
-         RETURNING id, user_id, object_key, encrypted_size, TRUE AS was_live";
+         RETURNING id, user_id, object_key, encrypted_size, TRUE AS was_live, upload_id";
     sql!(tx.conn(), query_as fetch_optional, SQL, to.as_str(), now, id)
 }
 

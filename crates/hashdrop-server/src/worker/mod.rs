@@ -51,7 +51,12 @@ async fn finish(state: &AppState, job: &Claimed, result: anyhow::Result<()>) {
 async fn run_job(state: &AppState, job: &Claimed) -> anyhow::Result<()> {
     match Job::decode(&job.kind, &job.payload)? {
         Job::SendMail(mail) => state.mailer.send(&mail).await,
-        Job::DeleteBlob { key } => state.blobs.delete(&key).await,
+        Job::DeleteBlob { key, upload_id } => {
+            if let Some(upload_id) = upload_id {
+                state.blobs.abort_multipart(&key, &upload_id).await?;
+            }
+            state.blobs.delete(&key).await
+        }
         Job::Cleanup(cleaner) => {
             let n = service::cleaners::run(state, cleaner).await?;
             tracing::info!(cleaner = cleaner.name(), affected = n, "cleaner ran");

@@ -433,7 +433,12 @@ impl TestApp {
         let mut request = presign_request(data.len() as u64);
         tweak(&mut request);
         let p = self.presigned(token, &request).await;
-        let r = self.put_blob(&p.upload_resource.url, data.to_vec()).await;
+        let r = self
+            .put_blob(
+                &p.upload_resource.as_ref().expect("one PUT").url,
+                data.to_vec(),
+            )
+            .await;
         assert_eq!(r.status(), StatusCode::OK, "blob put");
         let complete = CompleteRequest {
             plaintext_size_bytes: Some(FIXTURE_PLAINTEXT_SIZE),
@@ -535,6 +540,7 @@ pub fn presign_request(size: u64) -> PresignRequest {
         mime_type: None,
         expires_at: None,
         max_downloads: None,
+        parts: None,
     }
 }
 

@@ -306,6 +306,7 @@ async fn presign_and_complete_validation(b: Backend) {
         },
         PresignRequest {
             max_downloads: Some(0),
+            parts: None,
             ..valid()
         },
     ] {
@@ -350,7 +351,12 @@ async fn presign_and_complete_validation(b: Backend) {
     );
     // A different hash at complete than at presign is refused.
     let p = app.presigned(&t.access_token, &presign_request(3)).await;
-    let r = app.put_blob(&p.upload_resource.url, vec![0u8; 3]).await;
+    let r = app
+        .put_blob(
+            &p.upload_resource.as_ref().expect("one PUT").url,
+            vec![0u8; 3],
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let with_hash = |hash: String| CompleteRequest {
         plaintext_hash: Some(hash),
@@ -380,7 +386,12 @@ async fn hash_may_arrive_at_complete_instead_of_presign(b: Backend) {
         ..presign_request(3)
     };
     let p = app.presigned(tok, &without_hash).await;
-    let r = app.put_blob(&p.upload_resource.url, vec![0u8; 3]).await;
+    let r = app
+        .put_blob(
+            &p.upload_resource.as_ref().expect("one PUT").url,
+            vec![0u8; 3],
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
 
     let with_hash = |hash: &str| CompleteRequest {
@@ -465,12 +476,19 @@ async fn oversized_put_is_cut_off(b: Backend) {
     let api = app.api_as(&t.access_token);
     let p = app.presigned(&t.access_token, &presign_request(1000)).await;
     // Declared length over the limit: refused before reading.
-    let r = app.put_blob(&p.upload_resource.url, vec![0u8; 4000]).await;
+    let r = app
+        .put_blob(
+            &p.upload_resource.as_ref().expect("one PUT").url,
+            vec![0u8; 4000],
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     // Streamed body without a length: cut off once it passes the limit.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..8).map(|_| Ok(vec![7u8; 500])).collect();
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
-    let r = app.put_blob(&p.upload_resource.url, body).await;
+    let r = app
+        .put_blob(&p.upload_resource.as_ref().expect("one PUT").url, body)
+        .await;
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert!(
         app.state.blobs.size(&p.object_key).await.unwrap().is_none(),
@@ -491,9 +509,12 @@ async fn oversized_put_is_cut_off(b: Backend) {
         StatusCode::BAD_REQUEST
     );
     assert_eq!(
-        app.put_blob(&p.upload_resource.url, vec![1u8; 999])
-            .await
-            .status(),
+        app.put_blob(
+            &p.upload_resource.as_ref().expect("one PUT").url,
+            vec![1u8; 999]
+        )
+        .await
+        .status(),
         StatusCode::OK
     );
     assert_eq!(
@@ -510,7 +531,7 @@ async fn signed_url_tampering_and_expiry(b: Backend) {
     let app = TestApp::spawn(b).await;
     let t = app.user("s@example.com").await;
     let p = app.presigned(&t.access_token, &presign_request(10)).await;
-    let url = p.upload_resource.url.clone();
+    let url = p.upload_resource.as_ref().expect("one PUT").url.clone();
     let tampered = [
         url.replace("max=10", "max=1000000"),
         url.replace(&p.file_id, &uuid::Uuid::new_v4().to_string()),
@@ -571,9 +592,12 @@ async fn stale_pending_upload_cleaner_releases_quota(b: Backend) {
     let api = app.api_as(&t.access_token);
     let p = app.presigned(&t.access_token, &presign_request(10)).await;
     assert_eq!(
-        app.put_blob(&p.upload_resource.url, vec![0u8; 10])
-            .await
-            .status(),
+        app.put_blob(
+            &p.upload_resource.as_ref().expect("one PUT").url,
+            vec![0u8; 10]
+        )
+        .await
+        .status(),
         StatusCode::OK
     );
     assert_eq!(

@@ -9,6 +9,7 @@ mod cache;
 mod files;
 mod jobs;
 mod mail;
+mod multipart;
 mod ops;
 mod privacy;
 mod ratelimit;

@@ -437,7 +437,7 @@ async fn start_stalled_upload(
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
     let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     let client = app.client.clone();
-    let url = p.upload_resource.url.clone();
+    let url = p.upload_resource.as_ref().expect("one PUT").url.clone();
     let put = tokio::spawn(async move { client.put(&url).body(body).send().await });
     tx.send(Ok(vec![1u8; first])).await.unwrap();
     let blobs_dir = app.data_dir.join("blobs");

@@ -33,6 +33,7 @@ fn sealed_presign(size: u64, metadata: SealedMetadata) -> PresignRequest {
         mime_type: None,
         expires_at: None,
         max_downloads: None,
+        parts: None,
     }
 }
 
@@ -49,7 +50,9 @@ async fn sealed_names_and_keyed_digests_are_kept_as_sent(b: Backend) {
     )
     .await;
     assert_eq!(
-        app.put_blob(&p.upload_resource.url, data).await.status(),
+        app.put_blob(&p.upload_resource.as_ref().expect("one PUT").url, data)
+            .await
+            .status(),
         StatusCode::OK
     );
     let digest = "0f".repeat(32);
@@ -179,7 +182,11 @@ async fn sealed_metadata_and_digests_are_checked_before_anything_is_stored(b: Ba
     let mut request = sealed_presign(100, good.clone());
     request.keyed_digest = Some("c".repeat(64));
     let p = expect(owner.presign(&request), StatusCode::OK, "presign").await;
-    app.put_blob(&p.upload_resource.url, vec![1u8; 100]).await;
+    app.put_blob(
+        &p.upload_resource.as_ref().expect("one PUT").url,
+        vec![1u8; 100],
+    )
+    .await;
     for (plaintext_hash, keyed_digest) in
         [(Some("c".repeat(64)), None), (None, Some("d".repeat(64)))]
     {
@@ -205,8 +212,11 @@ async fn sealed_metadata_and_digests_are_checked_before_anything_is_stored(b: Ba
         "presign",
     )
     .await;
-    app.put_blob(&bare.upload_resource.url, vec![1u8; 100])
-        .await;
+    app.put_blob(
+        &bare.upload_resource.as_ref().expect("one PUT").url,
+        vec![1u8; 100],
+    )
+    .await;
     let complete = CompleteRequest {
         file_id: bare.file_id.clone(),
         plaintext_hash: None,

@@ -19,14 +19,14 @@ const SECRET_KEY: &str = "hdtest-secret-key-0123456789";
 
 /// An s3s-fs server over a temp dir. Stopping it aborts the accept loop and every
 /// open connection (the server's pooled keep-alive ones included), like a crash.
-struct S3Server {
-    addr: SocketAddr,
+pub(crate) struct S3Server {
+    pub(crate) addr: SocketAddr,
     root: tempfile::TempDir,
     task: Option<JoinHandle<()>>,
 }
 
 impl S3Server {
-    async fn start() -> S3Server {
+    pub(crate) async fn start() -> S3Server {
         let root = tempfile::tempdir().expect("s3 root");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -104,19 +104,19 @@ impl S3Server {
         )
     }
 
-    fn configure(&self, c: &mut Config) {
+    pub(crate) fn configure(&self, c: &mut Config) {
         c.blob_store = Some(self.url());
         c.s3.access_key_id = Some(ACCESS_KEY.into());
         c.s3.secret_access_key = Some(SECRET_KEY.into());
     }
 
     /// Where s3s-fs keeps an object: read directly, as independent evidence.
-    fn object_path(&self, key: &str) -> PathBuf {
+    pub(crate) fn object_path(&self, key: &str) -> PathBuf {
         self.root.path().join(BUCKET).join(key)
     }
 
     /// Every regular file in the bucket other than s3s-fs's own metadata.
-    fn objects(&self) -> Vec<String> {
+    pub(crate) fn objects(&self) -> Vec<String> {
         fn walk(dir: &std::path::Path, base: &std::path::Path, out: &mut Vec<String>) {
             for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
                 let p = e.path();
@@ -172,10 +172,12 @@ async fn full_flow_on_s3(b: Backend) {
     // The upload URL points at the store, never at this server.
     assert!(
         p.upload_resource
+            .as_ref()
+            .expect("one PUT")
             .url
             .starts_with(&format!("http://{}/{BUCKET}/", s3.addr)),
         "{}",
-        p.upload_resource.url
+        p.upload_resource.as_ref().expect("one PUT").url
     );
     assert_eq!(std::fs::read(s3.object_path(&p.object_key)).unwrap(), data);
     let d = app.details(&t.access_token, &p.file_id).await;
@@ -243,7 +245,7 @@ async fn presigned_urls_are_enforced_by_the_store() {
     let tok = t.access_token.as_str();
     let api = app.api_as(tok);
     let p = app.presigned(tok, &presign_request(10)).await;
-    let url = p.upload_resource.url.clone();
+    let url = p.upload_resource.as_ref().expect("one PUT").url.clone();
     let q: std::collections::HashMap<String, String> = reqwest::Url::parse(&url)
         .unwrap()
         .query_pairs()
@@ -353,9 +355,12 @@ async fn store_outage_is_a_fast_503_and_writes_nothing(b: Backend) {
     // Uploaded but not completed when the store goes away.
     let p = app.presigned(tok, &presign_request(10)).await;
     assert_eq!(
-        app.put_blob(&p.upload_resource.url, vec![5u8; 10])
-            .await
-            .status(),
+        app.put_blob(
+            &p.upload_resource.as_ref().expect("one PUT").url,
+            vec![5u8; 10]
+        )
+        .await
+        .status(),
         StatusCode::OK
     );
 

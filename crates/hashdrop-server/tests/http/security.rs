@@ -107,7 +107,10 @@ async fn presigned_put_after_delete_is_refused(b: Backend) {
     )
     .await;
     let r = app
-        .put_blob(&p.upload_resource.url, b"hello".to_vec())
+        .put_blob(
+            &p.upload_resource.as_ref().expect("one PUT").url,
+            b"hello".to_vec(),
+        )
         .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND, "PUT for a deleted file");
     assert_eq!(error_code(r).await, "not_found");
@@ -117,11 +120,17 @@ async fn presigned_put_after_delete_is_refused(b: Backend) {
     // And once uploaded, the object cannot be overwritten through the same URL.
     let p = app.presigned(&t.access_token, &presign_request(5)).await;
     let r = app
-        .put_blob(&p.upload_resource.url, b"hello".to_vec())
+        .put_blob(
+            &p.upload_resource.as_ref().expect("one PUT").url,
+            b"hello".to_vec(),
+        )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     let r = app
-        .put_blob(&p.upload_resource.url, b"HELLO".to_vec())
+        .put_blob(
+            &p.upload_resource.as_ref().expect("one PUT").url,
+            b"HELLO".to_vec(),
+        )
         .await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
     assert_eq!(
@@ -372,7 +381,7 @@ mod file_modes {
         .await;
         let r = api
             .http()
-            .put(&p.upload_resource.url)
+            .put(&p.upload_resource.as_ref().expect("one PUT").url)
             .body("hello")
             .send()
             .await
@@ -567,7 +576,7 @@ async fn stalled_blob_put_times_out() {
     .await;
     let t = app.user("stall@example.com").await;
     let p = app.presigned(&t.access_token, &presign_request(10)).await;
-    let url = reqwest::Url::parse(&p.upload_resource.url).unwrap();
+    let url = reqwest::Url::parse(&p.upload_resource.as_ref().expect("one PUT").url).unwrap();
     let mut sock = tokio::net::TcpStream::connect(url.socket_addrs(|| None).unwrap()[0])
         .await
         .unwrap();

@@ -75,6 +75,7 @@ async fn pending_file(db: &Db, owner: &str, id: &str, size: i64) -> Result<(), Q
             expires_at: None,
             max_downloads: Some(2),
             now: NOW,
+            multipart: None,
         },
     )
     .await?;
@@ -453,6 +454,7 @@ async fn the_database_built_listing_matches_the_typed_rows(b: Backend) {
                 max_downloads: None,
                 // Two files in the same millisecond: the id breaks the tie.
                 now: NOW + 1_234 * (i as i64 / 2),
+                multipart: None,
             },
         )
         .await

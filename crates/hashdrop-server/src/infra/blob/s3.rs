@@ -11,13 +11,14 @@ use anyhow::Context;
 use async_trait::async_trait;
 use reqwest::{header, StatusCode};
 use rusty_s3::actions::{
-    DeleteObject, GetObject, HeadBucket, HeadObject, ListObjectsV2, PutObject,
+    AbortMultipartUpload, CompleteMultipartUpload, CreateMultipartUpload, DeleteObject, GetObject,
+    HeadBucket, HeadObject, ListObjectsV2, ListParts, PutObject, UploadPart,
 };
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use tokio::io::AsyncWriteExt;
 use url::Url;
 
-use super::{valid_key, valid_segment, BlobStore, StoreUnavailable};
+use super::{valid_key, valid_segment, BlobStore, HeldPart, StoreUnavailable};
 use crate::config::S3Config;
 use crate::domain::time::now_ms;
 
@@ -356,6 +357,150 @@ impl BlobStore for S3BlobStore {
         get.query_mut()
             .insert("response-content-disposition", "attachment");
         get.sign(ttl).into()
+    }
+
+    async fn start_multipart(&self, key: &str) -> anyhow::Result<String> {
+        anyhow::ensure!(valid_key(key), "invalid object key");
+        let url =
+            CreateMultipartUpload::new(&self.bucket, Some(&self.creds), key).sign(SELF_URL_TTL);
+        let resp = self
+            .send(self.http.post(url).timeout(REQUEST_TIMEOUT))
+            .await?;
+        if !resp.status().is_success() {
+            return Err(self.refused("CreateMultipartUpload", resp).await);
+        }
+        let text = resp.text().await.context("reading CreateMultipartUpload")?;
+        xml_values(&text, "UploadId")
+            .into_iter()
+            .next()
+            .filter(|id| !id.is_empty())
+            .context("CreateMultipartUpload answered without an UploadId")
+    }
+
+    fn presign_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u64,
+        size_bytes: u64,
+        ttl: Duration,
+    ) -> (String, i64) {
+        // Part numbers are checked against the plan (at most 10,000) before signing.
+        let number = u16::try_from(number).unwrap_or(u16::MAX);
+        let mut put = UploadPart::new(
+            &self.public_bucket,
+            Some(&self.creds),
+            key,
+            number,
+            upload_id,
+        );
+        // Signed, so the store refuses a part of any other length.
+        put.headers_mut()
+            .insert("content-length", size_bytes.to_string());
+        let exp = now_ms() + ttl.as_millis() as i64;
+        (put.sign(ttl).into(), exp)
+    }
+
+    async fn list_parts(&self, key: &str, upload_id: &str) -> anyhow::Result<Vec<HeldPart>> {
+        let mut parts = Vec::new();
+        let mut marker: Option<u16> = None;
+        loop {
+            let mut list = ListParts::new(&self.bucket, Some(&self.creds), key, upload_id);
+            if let Some(m) = marker {
+                list.set_part_number_marker(m);
+            }
+            let resp = self
+                .send(
+                    self.http
+                        .get(list.sign(SELF_URL_TTL))
+                        .timeout(REQUEST_TIMEOUT),
+                )
+                .await?;
+            if resp.status() == StatusCode::NOT_FOUND {
+                // NoSuchUpload: aborted, completed, or never started.
+                return Ok(Vec::new());
+            }
+            if !resp.status().is_success() {
+                return Err(self.refused("ListParts", resp).await);
+            }
+            let text = resp.text().await.context("reading ListParts")?;
+            for part in xml_values(&text, "Part") {
+                let field = |tag: &str| xml_values(&part, tag).into_iter().next();
+                let number = field("PartNumber")
+                    .and_then(|n| n.parse().ok())
+                    .context("ListParts: a part without PartNumber")?;
+                let size = field("Size")
+                    .and_then(|n| n.parse().ok())
+                    .context("ListParts: a part without Size")?;
+                parts.push(HeldPart {
+                    number,
+                    size,
+                    etag: field("ETag").unwrap_or_default(),
+                });
+            }
+            let truncated =
+                xml_values(&text, "IsTruncated").first().map(String::as_str) == Some("true");
+            marker = xml_values(&text, "NextPartNumberMarker")
+                .first()
+                .and_then(|m| m.parse().ok());
+            if !truncated || marker.is_none() {
+                break;
+            }
+        }
+        parts.sort_by_key(|p| p.number);
+        parts.dedup_by_key(|p| p.number);
+        Ok(parts)
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[HeldPart],
+    ) -> anyhow::Result<()> {
+        let complete = CompleteMultipartUpload::new(
+            &self.bucket,
+            Some(&self.creds),
+            key,
+            upload_id,
+            parts.iter().map(|p| p.etag.as_str()),
+        );
+        let url = complete.sign(SELF_URL_TTL);
+        let body = complete.body();
+        // Joining gigabytes of parts can take the store a while.
+        let resp = self
+            .send(
+                self.http
+                    .post(url)
+                    .body(body)
+                    .timeout(Duration::from_secs(300)),
+            )
+            .await?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        // S3 may answer 200 with an error document when the join fails late.
+        if status.is_success() && !text.contains("<Error>") {
+            Ok(())
+        } else {
+            let code = xml_values(&text, "Code")
+                .into_iter()
+                .next()
+                .unwrap_or_default();
+            anyhow::bail!("object store refused CompleteMultipartUpload: {status} {code}")
+        }
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> anyhow::Result<()> {
+        let url = AbortMultipartUpload::new(&self.bucket, Some(&self.creds), key, upload_id)
+            .sign(SELF_URL_TTL);
+        let resp = self
+            .send(self.http.delete(url).timeout(REQUEST_TIMEOUT))
+            .await?;
+        if resp.status().is_success() || resp.status() == StatusCode::NOT_FOUND {
+            Ok(())
+        } else {
+            Err(self.refused("AbortMultipartUpload", resp).await)
+        }
     }
 
     async fn size(&self, key: &str) -> anyhow::Result<Option<u64>> {

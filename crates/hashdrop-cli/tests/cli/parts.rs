@@ -1,0 +1,228 @@
+//! Large files go up in parts: sent several at a time, the object decrypts byte for
+//! byte (also with stock `age -d`), an upload killed midway resumes and sends only the
+//! parts the server does not hold, and a file that changed in between is never sealed
+//! again under its old key.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::{sample, tool_available, Client, Server};
+
+/// Plaintext bytes per part (the CLI's part size).
+const PART: usize = 8 << 20;
+
+fn field(v: &serde_json::Value, k: &str) -> String {
+    v[k].as_str()
+        .unwrap_or_else(|| panic!("no {k} in {v}"))
+        .to_string()
+}
+
+/// Decrypts `link` with the CLI into `dir` and returns the bytes.
+fn decrypted(c: &Client, link: &str, dir: &Path, name: &str) -> Vec<u8> {
+    let out = dir.join(name);
+    c.run(&["decrypt", link, out.to_str().unwrap()]).ok();
+    std::fs::read(&out).unwrap()
+}
+
+/// Finished parts of unfinished multipart uploads in the server's local store.
+fn stored_parts(server: &Server) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let root = server.data.path().join("blobs").join(".multipart");
+    for upload in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        for part in std::fs::read_dir(upload.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if part
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u64>().is_ok())
+            {
+                out.push(part.path());
+            }
+        }
+    }
+    out
+}
+
+/// Stored file objects (not the server's own backups).
+fn file_objects(server: &Server) -> Vec<PathBuf> {
+    server
+        .objects()
+        .into_iter()
+        .filter(|p| !p.components().any(|c| c.as_os_str() == "backups"))
+        .filter(|p| !p.components().any(|c| c.as_os_str() == ".multipart"))
+        .collect()
+}
+
+/// Starts `hashdrop upload FILE --parallel 1` and SIGKILLs it once the server holds
+/// `parts` finished parts; returns how many it holds after the kill.
+fn upload_killed_after(c: &Client, server: &Server, file: &Path, parts: usize) -> usize {
+    let mut child = c
+        .cmd(&[
+            "--json",
+            "upload",
+            file.to_str().unwrap(),
+            "--parallel",
+            "1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start upload");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while stored_parts(server).len() < parts {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the upload ended before it could be killed: {status}");
+        }
+        assert!(Instant::now() < deadline, "no {parts} parts stored in time");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    stored_parts(server).len()
+}
+
+#[test]
+fn a_large_file_goes_up_in_parallel_parts_and_decrypts_with_stock_age() {
+    let server = Server::start(|_| {});
+    let c = Client::signed_up(&server, "parts@example.com");
+    let work = tempfile::tempdir().unwrap();
+    let data = sample(5 * PART + 12_345, 21);
+    let src = work.path().join("big.bin");
+    std::fs::write(&src, &data).unwrap();
+
+    let up = c.upload(&src, &["--parallel", "4"]);
+    let link = field(&up, "share_link");
+    assert!(
+        up.get("resumed_at_bytes").is_none(),
+        "a first run resumes nothing: {up}"
+    );
+    // One object, no parts left behind.
+    assert_eq!(
+        file_objects(&server).len(),
+        1,
+        "{:?}",
+        file_objects(&server)
+    );
+    assert!(stored_parts(&server).is_empty());
+    assert!(
+        decrypted(&c, &link, work.path(), "out.bin") == data,
+        "CLI decrypt"
+    );
+
+    if !tool_available("age") {
+        crate::common::skip("`age` is not installed");
+        return;
+    }
+    let key = work.path().join("key.txt");
+    let secret = link.split_once('#').unwrap().1;
+    std::fs::write(&key, format!("{secret}\n")).unwrap();
+    let plain = work.path().join("age-out.bin");
+    let status = Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(&key)
+        .arg("-o")
+        .arg(&plain)
+        .arg(&file_objects(&server)[0])
+        .status()
+        .unwrap();
+    assert!(status.success(), "age -d");
+    assert!(
+        std::fs::read(&plain).unwrap() == data,
+        "stock age decrypts the joined parts"
+    );
+}
+
+#[test]
+fn an_upload_killed_midway_resumes_and_sends_only_the_missing_parts() {
+    let server = Server::start(|_| {});
+    let c = Client::signed_up(&server, "resume@example.com");
+    let work = tempfile::tempdir().unwrap();
+    let data = sample(6 * PART - 1000, 22);
+    let src = work.path().join("resume.bin");
+    std::fs::write(&src, &data).unwrap();
+
+    let held = upload_killed_after(&c, &server, &src, 2);
+    assert!((2..6).contains(&held), "{held} parts held after the kill");
+
+    let up = c.upload(&src, &[]);
+    assert_eq!(up["parts_reused"], held as u64, "{up}");
+    assert_eq!(
+        up["parts_sent"],
+        6 - held as u64,
+        "only the missing parts are sent: {up}"
+    );
+    assert!(
+        up["resumed_at_bytes"].as_u64().unwrap() >= 2 * PART as u64,
+        "{up}"
+    );
+    let link = field(&up, "share_link");
+    assert!(decrypted(&c, &link, work.path(), "out.bin") == data);
+    // Nothing of the interrupted upload stays behind: no state, no parts, one object.
+    let states: Vec<_> = std::fs::read_dir(c.home.path().join("uploads"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(states.is_empty(), "{states:?}");
+    assert!(stored_parts(&server).is_empty());
+    assert_eq!(file_objects(&server).len(), 1);
+}
+
+#[test]
+fn a_file_changed_after_the_kill_is_sent_again_under_a_new_key() {
+    let server = Server::start(|_| {});
+    let c = Client::signed_up(&server, "changed@example.com");
+    let work = tempfile::tempdir().unwrap();
+    let mut data = sample(4 * PART + 77, 23);
+    let src = work.path().join("changing.bin");
+    std::fs::write(&src, &data).unwrap();
+    let held = upload_killed_after(&c, &server, &src, 1);
+    assert!((1..4).contains(&held));
+    let state_file = std::fs::read_dir(c.home.path().join("uploads"))
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("the interrupted upload's state")
+        .path();
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    let old_id = field(&state, "file_id");
+
+    // One byte of the first part changes; size and modification time stay as they
+    // were, so only the part digests can tell.
+    let mtime = std::fs::metadata(&src).unwrap().modified().unwrap();
+    data[100] ^= 0xff;
+    std::fs::write(&src, &data).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&src)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+
+    let up = c.upload(&src, &[]);
+    assert!(up.get("resumed_at_bytes").is_none(), "not resumed: {up}");
+    assert_ne!(
+        field(&up, "file_id"),
+        old_id,
+        "a new upload, under a new key"
+    );
+    let link = field(&up, "share_link");
+    assert!(
+        decrypted(&c, &link, work.path(), "out.bin") == data,
+        "the changed content"
+    );
+    // The abandoned upload is gone from the server.
+    let list = c.run(&["--json", "files", "list"]).ok().json();
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["file_id"].as_str().unwrap())
+        .collect();
+    assert!(!ids.contains(&old_id.as_str()), "{ids:?}");
+}

@@ -1,0 +1,355 @@
+//! Multipart uploads over real HTTP, on the local store and on S3 (s3s-fs): parts
+//! sent out of order and in parallel, a part of the wrong length, a missing part, a
+//! delete in the middle, and the quota through all of it.
+
+use crate::prelude::*;
+use crate::s3::S3Server;
+
+/// Smallest part S3 accepts (but for the last one).
+const PART: u64 = MIN_PART_BYTES;
+
+/// Which store a story runs on.
+#[derive(Debug, Clone, Copy)]
+enum Store {
+    Local,
+    S3,
+}
+
+/// A server on `store` (and the S3 server it uses, kept alive with it).
+async fn app_on(store: Store, b: Backend) -> (TestApp, Option<S3Server>) {
+    match store {
+        Store::Local => (TestApp::spawn(b).await, None),
+        Store::S3 => {
+            let s3 = S3Server::start().await;
+            let app = TestApp::spawn_with(b, |c| s3.configure(c)).await;
+            (app, Some(s3))
+        }
+    }
+}
+
+/// Bytes that differ at every offset, so a part in the wrong place shows.
+fn object(len: u64) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect()
+}
+
+/// Three parts: 5 MiB + 1000 (as if an age header led it), 5 MiB, and 123 bytes.
+fn plan() -> PartPlan {
+    PartPlan {
+        first_part_bytes: PART + 1000,
+        part_bytes: PART,
+    }
+}
+
+fn multipart_request(size: u64) -> PresignRequest {
+    PresignRequest {
+        parts: Some(plan()),
+        ..presign_request(size)
+    }
+}
+
+async fn part_urls(api: &hashdrop_client::Client, file_id: &str, numbers: &[u64]) -> Vec<PartUrl> {
+    let req = PartUrlsRequest {
+        file_id: file_id.into(),
+        part_numbers: numbers.to_vec(),
+    };
+    expect(api.part_urls(&req), StatusCode::OK, "part urls")
+        .await
+        .parts
+}
+
+/// The object as a recipient downloads it, through the counted download URL.
+async fn download(app: &TestApp, file_id: &str) -> Vec<u8> {
+    let info = expect(app.api.share_info(file_id), StatusCode::OK, "share info").await;
+    let r = reqwest::get(&info.download_url).await.expect("download");
+    assert_eq!(r.status(), StatusCode::OK);
+    r.bytes().await.unwrap().to_vec()
+}
+
+async fn usage(app: &TestApp, email: &str) -> (i64, i64, i64) {
+    let (used, files): (i64, i64) =
+        sqlx::query_as("SELECT used_bytes, file_count FROM users WHERE email = $1")
+            .bind(email)
+            .fetch_one(&app.sql().await)
+            .await
+            .unwrap();
+    let (global,): (i64,) = sqlx::query_as("SELECT used_bytes FROM global_usage WHERE id = 1")
+        .fetch_one(&app.sql().await)
+        .await
+        .unwrap();
+    (used, files, global)
+}
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn local_sqlite() {
+                super::$name(Store::Local, Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn s3_sqlite() {
+                super::$name(Store::S3, Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn local_postgres() {
+                if crate::common::postgres_admin_url().is_some() {
+                    super::$name(Store::Local, Backend::Postgres).await
+                }
+            }
+        }
+    )*};
+}
+
+on_both_stores!(
+    parts_sent_out_of_order_and_in_parallel_make_the_object,
+    a_part_of_the_wrong_length_is_refused_by_the_store,
+    a_delete_in_the_middle_aborts_the_upload_and_releases_the_quota_once,
+);
+
+async fn parts_sent_out_of_order_and_in_parallel_make_the_object(store: Store, b: Backend) {
+    let (app, _s3) = app_on(store, b).await;
+    let t = app.user("parts@example.com").await;
+    let api = app.api_as(&t.access_token);
+    let size = 2 * PART + 1000 + 123;
+    let data = object(size);
+
+    let p = app
+        .presigned(&t.access_token, &multipart_request(size))
+        .await;
+    assert_eq!(p.part_count, Some(3));
+    assert!(
+        p.upload_resource.is_none(),
+        "no single PUT for a multipart upload"
+    );
+    // The quota is held for the whole object from the start.
+    assert_eq!(
+        usage(&app, "parts@example.com").await,
+        (size as i64, 1, size as i64)
+    );
+
+    // Last part first, then the other two at the same time.
+    let urls = part_urls(&api, &p.file_id, &[3, 1, 2]).await;
+    assert_eq!(
+        urls.iter()
+            .map(|u| (u.part_number, u.size_bytes))
+            .collect::<Vec<_>>(),
+        vec![(3, 123), (1, PART + 1000), (2, PART)]
+    );
+    let slice = |u: &PartUrl| {
+        let start = match u.part_number {
+            1 => 0,
+            n => PART + 1000 + (n - 2) * PART,
+        } as usize;
+        data[start..start + u.size_bytes as usize].to_vec()
+    };
+    assert_eq!(
+        app.put_blob(&urls[0].url, slice(&urls[0])).await.status(),
+        StatusCode::OK
+    );
+
+    // Completing with parts missing says which, and changes nothing.
+    let e = refused(
+        api.complete(&complete_request(&p.file_id)),
+        StatusCode::BAD_REQUEST,
+        "complete with parts missing",
+    )
+    .await;
+    assert!(e.message().contains("parts 1, 2"), "{}", e.message());
+    assert_eq!(
+        app.details(&t.access_token, &p.file_id).await.status,
+        "pending"
+    );
+
+    let (a, b2) = tokio::join!(
+        app.put_blob(&urls[1].url, slice(&urls[1])),
+        app.put_blob(&urls[2].url, slice(&urls[2])),
+    );
+    assert_eq!((a.status(), b2.status()), (StatusCode::OK, StatusCode::OK));
+
+    // What a resumed upload asks: the store holds all three, with their lengths.
+    let held = expect(api.stored_parts(&p.file_id), StatusCode::OK, "stored parts").await;
+    assert_eq!(held.part_count, 3);
+    assert_eq!(
+        held.parts
+            .iter()
+            .map(|s| (s.part_number, s.size_bytes))
+            .collect::<Vec<_>>(),
+        vec![(1, PART + 1000), (2, PART), (3, 123)]
+    );
+
+    let done = expect(
+        api.complete(&complete_request(&p.file_id)),
+        StatusCode::OK,
+        "complete",
+    )
+    .await;
+    assert_eq!(done.uploaded_file_size, size);
+    assert!(
+        download(&app, &p.file_id).await == data,
+        "the object is the parts in order"
+    );
+    // Completing again answers the same; the parts are gone, the quota unchanged.
+    expect(
+        api.complete(&complete_request(&p.file_id)),
+        StatusCode::OK,
+        "again",
+    )
+    .await;
+    assert_eq!(
+        usage(&app, "parts@example.com").await,
+        (size as i64, 1, size as i64)
+    );
+    let after = refused(
+        api.stored_parts(&p.file_id),
+        StatusCode::CONFLICT,
+        "parts after",
+    )
+    .await;
+    assert_eq!(after.code(), "conflict");
+}
+
+async fn a_part_of_the_wrong_length_is_refused_by_the_store(store: Store, b: Backend) {
+    let (app, _s3) = app_on(store, b).await;
+    let t = app.user("short@example.com").await;
+    let api = app.api_as(&t.access_token);
+    let size = 2 * PART + 1000 + 123;
+    let p = app
+        .presigned(&t.access_token, &multipart_request(size))
+        .await;
+    let urls = part_urls(&api, &p.file_id, &[2, 3]).await;
+
+    // One byte short, one byte long: the URL is signed for the part's length. The
+    // store answers 4xx, or (S3) may refuse before reading the body and close the
+    // connection under the sender: either way nothing is stored.
+    for (url, len) in [(&urls[0].url, PART - 1), (&urls[1].url, 124)] {
+        match app
+            .client
+            .put(url)
+            .body(vec![7u8; len as usize])
+            .send()
+            .await
+        {
+            Ok(r) => assert!(
+                r.status().is_client_error(),
+                "{len}-byte part: {}",
+                r.status()
+            ),
+            Err(e) => assert!(e.is_request() || e.is_body(), "{len}-byte part: {e}"),
+        }
+    }
+    let held = expect(api.stored_parts(&p.file_id), StatusCode::OK, "stored parts").await;
+    assert!(held.parts.is_empty(), "nothing stored: {:?}", held.parts);
+
+    // A URL for one part does not store another, nor a whole object.
+    let mut moved = reqwest::Url::parse(&urls[1].url).unwrap();
+    let query: Vec<(String, String)> = moved
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k.eq_ignore_ascii_case("part") || k == "partNumber" {
+                "2".into()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    moved.query_pairs_mut().clear().extend_pairs(query);
+    let r = app.put_blob(moved.as_str(), vec![7u8; 123]).await;
+    assert!(
+        r.status().is_client_error(),
+        "part URL for another part: {}",
+        r.status()
+    );
+
+    // Numbers outside the plan are refused before anything is signed.
+    let e = refused(
+        api.part_urls(&PartUrlsRequest {
+            file_id: p.file_id.clone(),
+            part_numbers: vec![4],
+        }),
+        StatusCode::BAD_REQUEST,
+        "part 4 of 3",
+    )
+    .await;
+    assert!(e.message().contains("3 parts"), "{}", e.message());
+}
+
+async fn a_delete_in_the_middle_aborts_the_upload_and_releases_the_quota_once(
+    store: Store,
+    b: Backend,
+) {
+    let (app, s3) = app_on(store, b).await;
+    let _ = store;
+    let email = "midway@example.com";
+    let t = app.user(email).await;
+    let api = app.api_as(&t.access_token);
+    let size = 2 * PART + 1000 + 123;
+    let p = app
+        .presigned(&t.access_token, &multipart_request(size))
+        .await;
+    let urls = part_urls(&api, &p.file_id, &[1, 2, 3]).await;
+    let first = app.put_blob(&urls[0].url, object(PART + 1000)).await;
+    assert_eq!(first.status(), StatusCode::OK);
+
+    // Parts still arriving while eight deletes race: one wins, the quota comes
+    // back exactly once.
+    let puts = futures_util::future::join_all(
+        urls[1..]
+            .iter()
+            .map(|u| app.put_blob(&u.url, object(u.size_bytes))),
+    );
+    let deletes =
+        futures_util::future::join_all((0..8).map(|_| status(api.delete_file(&p.file_id))));
+    let (_, answers) = tokio::join!(puts, deletes);
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|s| **s == StatusCode::NO_CONTENT)
+            .count(),
+        1,
+        "exactly one delete wins"
+    );
+    assert_eq!(usage(&app, email).await, (0, 0, 0), "quota released once");
+
+    // The delete job aborts the store's upload (the server's worker may be running
+    // it already): a part sent before that lands and is dropped with the rest, one
+    // sent after is refused, and in the end nothing of the upload is left.
+    let refused_late = poll(Duration::from_secs(10), || async {
+        hashdrop_server::worker::drain_once(&app.state)
+            .await
+            .unwrap();
+        let late = app.put_blob(&urls[2].url, object(123)).await;
+        late.status().is_client_error().then_some(())
+    })
+    .await;
+    assert!(
+        refused_late.is_some(),
+        "parts are still accepted after the delete"
+    );
+    let leftovers = || match &s3 {
+        // No object. A part whose PUT was already running when the upload was aborted
+        // can still land afterwards: S3 documents this ("abort may need to be repeated");
+        // s3s-fs then keeps it as an orphan file, which docs/SCALING.md covers with a
+        // bucket lifecycle rule. Parts sent after the abort are refused (above).
+        Some(s3) => s3.objects(),
+        None => std::fs::read_dir(app.data_dir.join("blobs").join(".multipart"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path().display().to_string())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let cleaned = poll(Duration::from_secs(10), || async {
+        hashdrop_server::worker::drain_once(&app.state)
+            .await
+            .unwrap();
+        leftovers().is_empty().then_some(())
+    })
+    .await;
+    assert!(cleaned.is_some(), "left behind: {:?}", leftovers());
+    assert_eq!(usage(&app, email).await, (0, 0, 0));
+}
