@@ -9,5 +9,6 @@ mod common;
 mod e2e;
 mod errors;
 mod interop;
+mod resume;
 mod safety;
 mod usage;
