@@ -189,6 +189,10 @@ pub struct DecryptArgs {
     /// Replace the output file if it exists.
     #[arg(long)]
     pub force: bool,
+    /// Discard the partial download an interrupted run kept for this file next to
+    /// the destination, and download from the start.
+    #[arg(long)]
+    pub restart: bool,
 }
 
 /// `vault` actions.

@@ -7,6 +7,7 @@ mod cli;
 mod cmd;
 mod error;
 mod home;
+mod partial;
 mod pipe;
 mod qr;
 mod sealed;

@@ -1,9 +1,10 @@
 //! Streaming and seekable decryption of age files.
 //!
 //! Plaintext is released one authenticated chunk at a time: whatever reaches the writer
-//! has passed its Poly1305 check, and a file cut short is reported as such. A caller that
-//! must not keep partial output (the CLI) writes to a temporary file and renames it only
-//! after `decrypt` returns `Ok`.
+//! has passed its Poly1305 check, and a file cut short is reported as such. The CLI
+//! writes to a hidden partial file and renames it only after `decrypt` returns `Ok`;
+//! when the download stops short it may keep that file and continue it with
+//! [`crate::decrypt_resumed`].
 
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 
@@ -11,7 +12,7 @@ use crate::digest::Digest32;
 use crate::encrypt::Lookahead;
 use crate::error::{CryptoError, Result};
 use crate::hashing::{writable, HashWorker, PlainHasher};
-use crate::header::open_header;
+use crate::header::{open_header, OpenedHeader};
 use crate::keys::Keys;
 use crate::stream::{
     plaintext_len, ChunkCipher, ChunkKind, BATCH_PLAIN, BATCH_SEALED, CHUNK_SIZE,
@@ -89,20 +90,38 @@ fn armor_error(e: CryptoError) -> CryptoError {
 
 fn decrypt_binary<R: BufRead, W: Write>(
     input: &mut R,
-    mut output: W,
+    output: W,
     keys: &Keys,
     digest: PlainDigest,
 ) -> Result<DecryptSummary> {
     let header = open_header(input, keys)?;
-    let mut opener = ChunkCipher::opener(&header.payload_key)?;
-    let mut input = Lookahead::new(input);
+    let hasher = start_digest(&header, digest);
+    decrypt_payload(input, output, &header, hasher, 0)
+}
+
+/// The thread computing the `digest` asked for over the plaintext of `header`'s file.
+pub(crate) fn start_digest(header: &OpenedHeader, digest: PlainDigest) -> HashWorker {
     let digest = match digest {
         PlainDigest::Keyed => header.digest_key.whole_file(),
         PlainDigest::Sha256 => PlainHasher::Sha256(Sha256::new()),
     };
-    let mut hasher = HashWorker::start(digest, 2, BATCH_PLAIN);
+    HashWorker::start(digest, 2, BATCH_PLAIN)
+}
+
+/// Opens the STREAM chunks of `input`, the first being chunk number `first_chunk`, into
+/// `output`, hashing the plaintext with `hasher` (which may already hold the plaintext
+/// of the chunks before). The summary covers everything `hasher` saw.
+pub(crate) fn decrypt_payload<R: Read, W: Write>(
+    input: R,
+    mut output: W,
+    header: &OpenedHeader,
+    mut hasher: HashWorker,
+    first_chunk: u64,
+) -> Result<DecryptSummary> {
+    let mut opener = ChunkCipher::opener(&header.payload_key)?;
+    let mut input = Lookahead::new(input);
     let mut sealed = vec![0u8; BATCH_SEALED];
-    let mut counter = 0u64;
+    let mut counter = first_chunk;
     loop {
         // A read error still lets us release the whole chunks read before it.
         let (n, read_error) = input.fill_until_error(&mut sealed);

@@ -92,6 +92,15 @@ pub enum CryptoError {
         /// Plaintext length.
         len: u64,
     },
+    /// A resumed decryption was handed less plaintext than the chunks before its
+    /// resume point hold.
+    #[error("the plaintext already written is {actual} bytes, fewer than the {expected} bytes before the resume point")]
+    PrefixTooShort {
+        /// Plaintext bytes of the chunks before the resume point.
+        expected: u64,
+        /// Bytes the prefix reader gave.
+        actual: u64,
+    },
     /// Reading the input or writing the output failed.
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
@@ -119,6 +128,7 @@ impl CryptoError {
             Self::InvalidKey(_) => "invalid_key",
             Self::VaultFormat(_) => "vault_format",
             Self::RangeOutOfBounds { .. } => "range_out_of_bounds",
+            Self::PrefixTooShort { .. } => "prefix_too_short",
             Self::Io(_) => "io",
             Self::Backend(_) => "backend",
         }

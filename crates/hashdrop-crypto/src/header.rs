@@ -198,6 +198,35 @@ fn stanza_bodies_are_terminated(header: &[u8]) -> bool {
     false
 }
 
+/// The first line of every binary age file.
+const MAGIC_LINE: &[u8] = b"age-encryption.org/v1\n";
+
+/// Where the payload starts in a binary age file that begins with `prefix`: the length
+/// of its header and payload nonce, once `prefix` holds all of them (`None` before,
+/// and for anything that does not start like a binary age file). Only the layout is
+/// read, nothing is authenticated: that is [`crate::decrypt_resumed`]'s job when it is
+/// handed these bytes.
+pub fn age_header_len(prefix: &[u8]) -> Option<usize> {
+    if !prefix.starts_with(MAGIC_LINE) {
+        return None;
+    }
+    // Stanza lines start with "-> ", their bodies are base64: the first line starting
+    // with "---" is the MAC line, the header's last.
+    let mut line_start = 0;
+    for line in prefix.split_inclusive(|&b| b == b'\n') {
+        let end = line_start + line.len();
+        if !line.ends_with(b"\n") || end > MAX_HEADER_BYTES {
+            return None;
+        }
+        if line.starts_with(b"---") {
+            let len = end + PAYLOAD_NONCE_SIZE;
+            return (prefix.len() >= len).then_some(len);
+        }
+        line_start = end;
+    }
+    None
+}
+
 fn trailing_nonce(header_and_nonce: &[u8]) -> [u8; PAYLOAD_NONCE_SIZE] {
     let mut nonce = [0u8; PAYLOAD_NONCE_SIZE];
     nonce.copy_from_slice(&header_and_nonce[header_and_nonce.len() - PAYLOAD_NONCE_SIZE..]);
@@ -243,7 +272,36 @@ impl<R: BufRead> BufRead for Tee<'_, R> {
 
 #[cfg(test)]
 mod tests {
+    use super::age_header_len;
     use super::stanza_bodies_are_terminated as ok;
+
+    #[test]
+    fn header_length_is_found_once_the_nonce_is_in() {
+        let header = b"age-encryption.org/v1\n-> X25519 abc\nAAAA\n--- mac\n";
+        let mut file = header.to_vec();
+        file.extend_from_slice(&[7u8; 16]);
+        file.extend_from_slice(b"payload---\n");
+        assert_eq!(age_header_len(&file), Some(header.len() + 16));
+        assert_eq!(
+            age_header_len(&file[..header.len() + 16]),
+            Some(header.len() + 16)
+        );
+        assert_eq!(
+            age_header_len(&file[..header.len() + 15]),
+            None,
+            "nonce cut"
+        );
+        assert_eq!(
+            age_header_len(&file[..header.len() - 1]),
+            None,
+            "MAC line cut"
+        );
+        assert_eq!(
+            age_header_len(b"-----BEGIN AGE ENCRYPTED FILE-----\n"),
+            None
+        );
+        assert_eq!(age_header_len(b""), None);
+    }
 
     #[test]
     fn stanza_bodies_must_end_with_a_short_line() {

@@ -9,7 +9,9 @@
 //!
 //! - [`encrypt`] / [`Encryption`]: any reader to any writer, or to an async
 //!   [`EncryptingBody`] usable as a streaming HTTP request body.
-//! - [`decrypt`]: any reader to any writer; [`SeekableDecryptor`]: byte ranges.
+//! - [`decrypt`]: any reader to any writer; [`SeekableDecryptor`]: byte ranges;
+//!   [`decrypt_resumed`]: the rest of a decryption that stopped after whole chunks
+//!   (a resumed download), from the header ([`age_header_len`]) and the plaintext kept.
 //! - [`Encryption::encrypt_parts`] / [`decrypt_parts`] / [`PartDecryption`]: a plaintext
 //!   in memory cut into parts (whole STREAM chunks) sealed or opened on all cores, with
 //!   the keyed digest (keyed BLAKE3 under a key derived from the file key) computed in
@@ -31,6 +33,7 @@ mod header;
 mod keys;
 mod metadata;
 mod parts;
+mod resume;
 mod stream;
 mod vault;
 
@@ -39,11 +42,13 @@ pub use digest::{Digest32, DIGEST_KEY_LABEL};
 pub use encrypt::{encrypt, EncryptSummary, EncryptingBody, Encryption, SummaryHandle};
 pub use error::{CryptoError, Result};
 pub use hashing::to_hex;
+pub use header::age_header_len;
 pub use keys::{
     AgeIdentity, AgeRecipient, Keys, Passphrase, Recipients, WorkFactor, DEFAULT_MAX_WORK_FACTOR,
 };
 pub use metadata::{open_metadata, METADATA_KEY_LABEL};
 pub use parts::{decrypt_parts, PartDecryption, PartLayout, PartsSummary, DEFAULT_PART_SIZE};
+pub use resume::decrypt_resumed;
 pub use stream::{payload_len, plaintext_len, CHUNK_SIZE, ENCRYPTED_CHUNK_SIZE, TAG_SIZE};
 pub use vault::{MergeReport, Vault};
 

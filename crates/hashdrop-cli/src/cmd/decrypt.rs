@@ -1,25 +1,35 @@
-//! `hashdrop decrypt LINK [DEST]`: download, decrypt into a temporary file next to the
-//! destination, and rename it into place only once the whole stream authenticated
+//! `hashdrop decrypt LINK [DEST]`: download, decrypt into a hidden partial file next to
+//! the destination, and rename it into place only once the whole stream authenticated
 //! (and, with `--verify`, the keyed digest, or an older upload's SHA-256, matched).
-//! Any failure leaves no output.
+//!
+//! A download that stops on the transport (a cut connection, Ctrl-C, a killed process)
+//! keeps its authenticated plaintext there (`crate::partial`); the same command run
+//! again continues it with an HTTP Range from the last whole chunk, and then always
+//! checks the whole plaintext's recorded digest. Bad data of any kind (a chunk that
+//! fails authentication, a changed object, a digest that differs) removes the partial:
+//! no plaintext stays behind.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use futures_util::TryStreamExt;
 use hashdrop_client::HttpError;
-use hashdrop_crypto::{decrypt_with, to_hex, AgeIdentity, Keys, Passphrase, PlainDigest};
+use hashdrop_crypto::{
+    decrypt_resumed, decrypt_with, plaintext_len, to_hex, AgeIdentity, DecryptSummary, Keys,
+    Passphrase, PlainDigest, CHUNK_SIZE, ENCRYPTED_CHUNK_SIZE,
+};
 use hashdrop_wire::{FileHash, KeyMode, ShareInfo};
-use reqwest::Method;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 use url::Url;
 
 use crate::api::{transport_error, Explain};
 use crate::cli::DecryptArgs;
 use crate::error::{fail, from_crypto};
+use crate::partial::{self, HeaderTee, Partial, State};
 use crate::pipe::{ChannelReader, ThreadedWriter};
 use crate::secrets::{self, SecretKind};
-use crate::util::{human_bytes, progress};
+use crate::util::{human_bytes, printable, progress};
 use crate::{sealed, vault_store, Ctx};
 
 /// What a link points at.
@@ -129,29 +139,6 @@ async fn share_info(ctx: &Ctx, t: &Target) -> anyhow::Result<ShareInfo> {
         .map_err(|e| e.into_user("shared file"))
 }
 
-/// The download: a GET of the server-given (or linked) download URL, following its
-/// redirect to the object, whose failure is explained as being about the shared file.
-async fn download(ctx: &Ctx, url: &str, origin: &str) -> anyhow::Result<reqwest::Response> {
-    ctx.api.trace(&Method::GET, url);
-    let req = ctx
-        .api
-        .http()
-        .get(url)
-        .build()
-        .map_err(|e| transport_error(e, origin))?;
-    let resp = ctx
-        .api
-        .execute(req, true)
-        .await
-        .map_err(|e| transport_error(e, origin))?;
-    if !resp.status().is_success() {
-        return Err(HttpError::from_response(resp)
-            .await
-            .into_user("shared file"));
-    }
-    Ok(resp)
-}
-
 fn keys_for(ctx: &Ctx, args: &DecryptArgs, t: &Target, info: &ShareInfo) -> anyhow::Result<Keys> {
     let parse = |s: &str| -> anyhow::Result<Keys> {
         let id: AgeIdentity = s.parse().map_err(|_| {
@@ -255,6 +242,7 @@ pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
     // A sealed name is opened with the file's key, before anything is downloaded: a
     // wrong key or passphrase fails here.
     let mut header_match = None;
+    let mut name_header = None;
     if let Some(meta) = &info.metadata {
         let opened = {
             let (meta, keys) = (meta.clone(), keys.clone());
@@ -262,6 +250,7 @@ pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
         };
         let (meta, header) = opened.map_err(|e| from_crypto(e, "the shared file"))?;
         info.file_name = meta.name;
+        name_header = Some(header.clone());
         header_match = Some(sealed::HeaderMatch::new(header));
     }
     let name = safe_name(&info.file_name, &target.file_id);
@@ -272,16 +261,63 @@ pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
         .unwrap_or(Path::new("."))
         .to_path_buf();
 
-    let url = target
+    let counted_url = target
         .download_url
         .clone()
         .unwrap_or_else(|| info.download_url.clone());
-    let resp = download(ctx, &url, &target.origin).await?;
-    let total = resp.content_length().unwrap_or(info.encrypted_size_bytes);
-    let bar = progress(total, "downloading");
+    let partial = Partial::new(&dir, &target.file_id);
+    if args.restart && partial.exists() {
+        partial.discard();
+        ctx.note("Discarded the partial download kept from an earlier run.");
+    }
+    // Kept plaintext is not authenticated again when a download resumes: it is trusted
+    // only because the whole plaintext's recorded digest is checked at the end, the
+    // keyed digest (anyone with the key) or an older upload's SHA-256 (--verify, owner).
+    let checkable = match digest_kind {
+        PlainDigest::Keyed => info.keyed_digest.as_deref().map(str::to_ascii_lowercase),
+        PlainDigest::Sha256 => expected.clone(),
+    };
+    let kept = kept_download(
+        ctx,
+        &partial,
+        &target.file_id,
+        &info,
+        digest_kind,
+        checkable.is_some(),
+        name_header.as_deref(),
+    )?;
+    let source = match kept {
+        Some(k) if k.chunk > 0 => {
+            resume_source(ctx, &partial, k, &counted_url, &target.origin).await?
+        }
+        other => {
+            let kept_url = other.as_ref().and_then(|k| k.state.live_object_url());
+            Source::Whole(fetch(ctx, kept_url, &counted_url, None, &target.origin).await?)
+        }
+    };
+    let (resp, kept) = match source {
+        Source::Whole(resp) => (resp, None),
+        Source::Rest { resp, kept } => (resp, Some(kept)),
+    };
+
+    let ciphertext_len = info.encrypted_size_bytes;
+    let bar = progress(ciphertext_len, "downloading");
+    let resumed_at = kept.as_ref().map_or(0, |k| k.chunk * CHUNK_SIZE as u64);
+    if let Some(k) = &kept {
+        bar.set_position(k.offset());
+        ctx.note(format!(
+            "Resuming at {} of {} (kept from an interrupted download)",
+            human_bytes(resumed_at),
+            human_bytes(k.plaintext_len),
+        ));
+    }
+    let object_url = resp.url().to_string();
     let b = bar.clone();
     // The name was opened with a header the server handed out; the file must start
-    // with that same header, or the name belongs to another file.
+    // with that same header, or the name belongs to another file. (A resumed download
+    // checked the object's first bytes against the kept header, and that header
+    // against the name's, before it asked for the rest.)
+    let header_match = if kept.is_none() { header_match } else { None };
     let header_check = std::sync::Arc::new(std::sync::Mutex::new(header_match));
     let checking = std::sync::Arc::clone(&header_check);
     let stream = resp
@@ -294,47 +330,87 @@ pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
         })
         .map_err(std::io::Error::other);
     let reader = ChannelReader::spawn(stream);
-    let tmp = tempfile::Builder::new()
-        .prefix(".hashdrop-")
-        .suffix(".part")
-        .tempfile_in(&dir)
-        .map_err(|e| {
-            fail(
-                "io",
-                format!("cannot write in {} ({e})", dir.display()),
-                "choose a writable destination",
-            )
-        })?;
-    let out_file = tmp.as_file().try_clone()?;
-    let tmp_path = tmp.path().to_path_buf();
-    let work = tokio::task::spawn_blocking(move || {
-        let mut out = ThreadedWriter::new(out_file);
-        let result = decrypt_with(reader, &mut out, &keys, digest_kind);
-        let finished = out.finish();
-        let result = match (result, finished) {
-            (Ok(s), Ok(())) => Ok(s),
-            (Err(e), _) => Err(e),
-            (Ok(_), Err(e)) => Err(e.into()),
-        };
-        (tmp, result)
-    });
-    // An interrupt would skip the temporary file's cleanup: remove it here, so not even
-    // an authenticated prefix of the plaintext stays behind.
-    let outcome = tokio::select! {
+    let cannot_write = |e: std::io::Error| {
+        fail(
+            "io",
+            format!("cannot write in {} ({e})", dir.display()),
+            "choose a writable destination",
+        )
+    };
+    let work = match kept.as_ref() {
+        None => {
+            let out = partial.start_over().map_err(cannot_write)?;
+            let (p, id) = (partial.clone(), target.file_id.clone());
+            let name_header = name_header.clone();
+            // Runs once the header has gone by, before any plaintext can: from then on
+            // the partial can be resumed. Not for a header other than the sealed name's:
+            // that download fails at its end, and nothing of it is kept.
+            let on_header = move |header: &[u8]| {
+                if name_header.is_some_and(|h| h != header) {
+                    return;
+                }
+                let state = State::new(&id, ciphertext_len, header, digest_kind, &object_url);
+                // Without a state the partial is simply not resumable.
+                let _ = p.write_state(&state);
+            };
+            tokio::task::spawn_blocking(move || {
+                let input = HeaderTee::new(reader, on_header);
+                let mut out = ThreadedWriter::new(out);
+                let result = decrypt_with(input, &mut out, &keys, digest_kind);
+                finish_writing(result, out)
+            })
+        }
+        Some(k) => {
+            let (out, prefix) = partial.continue_at(k.chunk).map_err(cannot_write)?;
+            let (header, chunk) = (k.header.clone(), k.chunk);
+            tokio::task::spawn_blocking(move || {
+                let mut out = ThreadedWriter::new(out);
+                let result =
+                    decrypt_resumed(&header, chunk, prefix, reader, &mut out, &keys, digest_kind);
+                finish_writing(result, out)
+            })
+        }
+    };
+    // What stays when the download stops short: the authenticated plaintext so far, if
+    // it can be resumed (its state is written and its digest can be checked).
+    let keepable = || checkable.is_some() && partial.read_state().is_some();
+    let kept_note = || {
+        format!(
+            "kept the authenticated part ({}) in {}",
+            human_bytes(partial.len()),
+            partial.data.display()
+        )
+    };
+    // An interrupt skips every destructor: decide here what stays.
+    let result = tokio::select! {
         done = work => done?,
         () = interrupted() => {
-            let _ = std::fs::remove_file(&tmp_path);
             bar.finish_and_clear();
-            eprintln!("hashdrop: error: interrupted; no output was written");
+            let line = if keepable() {
+                format!(
+                    "interrupted; {}: run the same command again to resume, or pass --restart (or delete that file) to start over",
+                    kept_note()
+                )
+            } else {
+                partial.discard();
+                "interrupted; no output was written".to_string()
+            };
+            eprintln!("hashdrop: error: {}", printable(&line, false));
             std::process::exit(130);
         }
     };
     bar.finish_and_clear();
-    let (tmp, result) = outcome;
     let summary = match result {
         Ok(s) => s,
+        Err(hashdrop_crypto::CryptoError::Io(e)) if keepable() => {
+            return Err(fail(
+                "download_failed",
+                format!("the download failed ({e}); {}", kept_note()),
+                "run the same command again to resume (--restart starts over)",
+            ));
+        }
         Err(hashdrop_crypto::CryptoError::Io(e)) => {
-            drop(tmp);
+            partial.discard();
             return Err(fail(
                 "download_failed",
                 format!("the download failed ({e}); no output was written"),
@@ -342,7 +418,7 @@ pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
             ));
         }
         Err(e) => {
-            drop(tmp);
+            partial.discard();
             return Err(from_crypto(e, "the downloaded file"));
         }
     };
@@ -352,7 +428,7 @@ pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
         .as_ref()
         .is_none_or(sealed::HeaderMatch::matched);
     if !name_belongs_here {
-        drop(tmp);
+        partial.discard();
         return Err(fail(
             "name_mismatch",
             "the server showed this file under the sealed name of another file; no output was written",
@@ -364,45 +440,49 @@ pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
         PlainDigest::Keyed => "keyed digest",
         PlainDigest::Sha256 => "SHA-256",
     };
-    if let Some(expected) = &expected {
+    // A resumed download is always checked: nothing else vouches for the kept part.
+    let compared = if kept.is_some() { checkable } else { expected };
+    if let Some(expected) = &compared {
         if expected != &actual {
-            drop(tmp);
-            return Err(fail(
-                "hash_mismatch",
-                format!("the decrypted file's {what} {actual} differs from the uploaded one {expected}; no output was written"),
-                "the file on the server is not the one uploaded: ask the owner to upload it again",
-            ));
+            partial.discard();
+            return Err(if kept.is_some() {
+                fail(
+                    "hash_mismatch",
+                    format!("the resumed file's {what} {actual} differs from the uploaded one {expected}: the part kept from the interrupted download was changed on disk, or the file on the server is not the one uploaded; no output was written and the partial download was removed"),
+                    "run the same command again to download it from the start",
+                )
+            } else {
+                fail(
+                    "hash_mismatch",
+                    format!("the decrypted file's {what} {actual} differs from the uploaded one {expected}; no output was written"),
+                    "the file on the server is not the one uploaded: ask the owner to upload it again",
+                )
+            });
         }
     }
-    tmp.as_file().sync_all()?;
-    let persisted = if args.force {
-        tmp.persist(&dest).map(|_| ())
-    } else {
-        tmp.persist_noclobber(&dest).map(|_| ())
-    };
-    persisted.map_err(|e| {
-        fail(
-            "io",
-            format!("cannot create {} ({})", dest.display(), e.error),
-            "choose another destination",
-        )
-    })?;
+    move_into_place(&partial, &dest, args.force)?;
     crate::home::sync_dir(&dir);
-    let verified = expected.is_some();
+    let verified = compared.is_some();
     let mut report = json!({
         "file_id": target.file_id,
         "file_name": info.file_name,
         "path": dest,
         "plaintext_size_bytes": summary.plaintext_len,
         "verified": verified,
+        "resumed_at_bytes": resumed_at,
     });
     report[digest_field(digest_kind)] = json!(actual);
     ctx.emit(
         format!(
-            "Decrypted {} ({}) to {}{}",
+            "Decrypted {} ({}) to {}{}{}",
             info.file_name,
             human_bytes(summary.plaintext_len),
             dest.display(),
+            if kept.is_some() {
+                format!(", resumed at {}", human_bytes(resumed_at))
+            } else {
+                String::new()
+            },
             if verified {
                 format!(", {what} verified")
             } else {
@@ -412,6 +492,256 @@ pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
         report,
     );
     Ok(())
+}
+
+/// The decryption's outcome once the writer thread has written (or failed to write)
+/// everything.
+fn finish_writing(
+    result: hashdrop_crypto::Result<DecryptSummary>,
+    out: ThreadedWriter,
+) -> hashdrop_crypto::Result<DecryptSummary> {
+    let finished = out.finish();
+    match (result, finished) {
+        (Ok(s), Ok(())) => Ok(s),
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(e.into()),
+    }
+}
+
+/// Renames the complete, checked plaintext to `dest` (replacing a file there only with
+/// `--force`) and forgets the partial's state.
+fn move_into_place(partial: &Partial, dest: &Path, force: bool) -> anyhow::Result<()> {
+    std::fs::File::open(&partial.data)?.sync_all()?;
+    let data = tempfile::TempPath::try_from_path(&partial.data)?;
+    let persisted = if force {
+        data.persist(dest)
+    } else {
+        data.persist_noclobber(dest)
+    };
+    // On failure the plaintext is removed (dropping the returned path), then the state.
+    let persisted = persisted.map_err(|e| e.error);
+    partial.finished();
+    persisted.map_err(|e| {
+        fail(
+            "io",
+            format!("cannot create {} ({e})", dest.display()),
+            "choose another destination",
+        )
+    })
+}
+
+/// A partial download found next to the destination, matching the shared file.
+#[derive(Debug)]
+struct Kept {
+    state: State,
+    header: Vec<u8>,
+    /// The STREAM chunk to continue at (0: nothing worth keeping).
+    chunk: u64,
+    plaintext_len: u64,
+}
+
+impl Kept {
+    /// The ciphertext byte the resumed download starts at.
+    fn offset(&self) -> u64 {
+        self.header.len() as u64 + self.chunk * ENCRYPTED_CHUNK_SIZE as u64
+    }
+}
+
+/// Where the ciphertext comes from.
+enum Source {
+    /// The whole object, from its first byte.
+    Whole(reqwest::Response),
+    /// The object from the kept download's resume point on.
+    Rest { resp: reqwest::Response, kept: Kept },
+}
+
+/// The partial download of this file kept next to the destination, if it can be
+/// continued. One that cannot (no state: killed before the header went by; or its
+/// digest cannot be checked) is removed and the download starts over; one whose file
+/// changed on the server is removed with an error.
+fn kept_download(
+    ctx: &Ctx,
+    partial: &Partial,
+    file_id: &str,
+    info: &ShareInfo,
+    digest_kind: PlainDigest,
+    checkable: bool,
+    name_header: Option<&[u8]>,
+) -> anyhow::Result<Option<Kept>> {
+    if !partial.exists() {
+        return Ok(None);
+    }
+    let Some(state) = partial.read_state() else {
+        partial.discard();
+        return Ok(None);
+    };
+    let header = state.header();
+    let plaintext_len = header.as_ref().and_then(|h| {
+        info.encrypted_size_bytes
+            .checked_sub(h.len() as u64)
+            .and_then(plaintext_len)
+    });
+    let same = state.file_id == file_id
+        && state.ciphertext_len == info.encrypted_size_bytes
+        && state.digest == partial::digest_name(digest_kind)
+        && name_header.is_none_or(|h| header.as_deref() == Some(h));
+    let (Some(header), Some(plaintext_len), true) = (header, plaintext_len, same) else {
+        partial.discard();
+        return Err(changed());
+    };
+    if !checkable {
+        partial.discard();
+        ctx.note(
+            "Starting over: a download of a file uploaded before keyed digests resumes only \
+             with --verify, by its owner.",
+        );
+        return Ok(None);
+    }
+    Ok(Some(Kept {
+        chunk: partial.resume_point(plaintext_len),
+        state,
+        header,
+        plaintext_len,
+    }))
+}
+
+/// The kept partial download no longer matches the shared file.
+fn changed() -> anyhow::Error {
+    fail(
+        "changed",
+        "the shared file is not the one the interrupted download started on (its size or header changed); the partial download was removed",
+        "run the same command again to download it from the start",
+    )
+}
+
+/// Asks for the rest of the object after the kept chunks: first its header, which must
+/// still be the kept one, then everything from the resume point (`Range: bytes=N-`),
+/// through the object URL kept from the first run while it is valid, else through a
+/// new counted download. A server that answers with the whole object (200) gets that
+/// download used from the start.
+async fn resume_source(
+    ctx: &Ctx,
+    partial: &Partial,
+    mut kept: Kept,
+    counted_url: &str,
+    origin: &str,
+) -> anyhow::Result<Source> {
+    let total = kept.state.ciphertext_len;
+    let header_len = kept.header.len() as u64;
+    let head = fetch(
+        ctx,
+        kept.state.live_object_url(),
+        counted_url,
+        Some(format!("bytes=0-{}", header_len - 1)),
+        origin,
+    )
+    .await?;
+    let object_url = head.url().to_string();
+    match head.status() {
+        StatusCode::PARTIAL_CONTENT => {
+            if content_range(&head) != Some((0, header_len - 1, total)) {
+                partial.discard();
+                return Err(changed());
+            }
+            let first = head.bytes().await.map_err(|e| transport_error(e, origin))?;
+            if first[..] != kept.header[..] {
+                partial.discard();
+                return Err(changed());
+            }
+        }
+        StatusCode::OK => {
+            ctx.note("The server ignores byte ranges: downloading from the start.");
+            return Ok(Source::Whole(head));
+        }
+        _ => return Err(refused(head).await),
+    }
+    if kept.state.live_object_url() != Some(object_url.as_str()) {
+        kept.state.set_object_url(&object_url);
+        // Only saves a counted download next time.
+        let _ = partial.write_state(&kept.state);
+    }
+    let offset = kept.offset();
+    let rest = get(ctx, &object_url, Some(format!("bytes={offset}-")), origin).await?;
+    match rest.status() {
+        StatusCode::PARTIAL_CONTENT if content_range(&rest) == Some((offset, total - 1, total)) => {
+            Ok(Source::Rest { resp: rest, kept })
+        }
+        StatusCode::PARTIAL_CONTENT | StatusCode::RANGE_NOT_SATISFIABLE => {
+            partial.discard();
+            Err(changed())
+        }
+        StatusCode::OK => {
+            ctx.note("The server ignores byte ranges: downloading from the start.");
+            Ok(Source::Whole(rest))
+        }
+        _ => Err(refused(rest).await),
+    }
+}
+
+/// `Content-Range: bytes FIRST-LAST/TOTAL`.
+fn content_range(resp: &reqwest::Response) -> Option<(u64, u64, u64)> {
+    let value = resp
+        .headers()
+        .get(reqwest::header::CONTENT_RANGE)?
+        .to_str()
+        .ok()?;
+    let (range, total) = value.trim().strip_prefix("bytes ")?.split_once('/')?;
+    let (first, last) = range.split_once('-')?;
+    Some((first.parse().ok()?, last.parse().ok()?, total.parse().ok()?))
+}
+
+/// A successful GET through `kept_url` (an object URL kept from an earlier run) when
+/// it still works, else through the counted download URL.
+async fn fetch(
+    ctx: &Ctx,
+    kept_url: Option<&str>,
+    counted_url: &str,
+    range: Option<String>,
+    origin: &str,
+) -> anyhow::Result<reqwest::Response> {
+    let usable = kept_url.filter(|u| {
+        Url::parse(u).is_ok_and(|u| ctx.api.check_transport(&u, "the kept download URL").is_ok())
+    });
+    if let Some(url) = usable {
+        if let Ok(resp) = get(ctx, url, range.clone(), origin).await {
+            if resp.status().is_success() {
+                return Ok(resp);
+            }
+        }
+        // Expired or refused: a counted download hands out a fresh one.
+    }
+    let resp = get(ctx, counted_url, range, origin).await?;
+    if !resp.status().is_success() {
+        return Err(refused(resp).await);
+    }
+    Ok(resp)
+}
+
+/// A GET of `url` with an optional `Range`, following redirects (the counted download
+/// redirects to the object), whatever the status.
+async fn get(
+    ctx: &Ctx,
+    url: &str,
+    range: Option<String>,
+    origin: &str,
+) -> anyhow::Result<reqwest::Response> {
+    ctx.api.trace(&Method::GET, url);
+    let mut req = ctx.api.http().get(url);
+    if let Some(range) = range {
+        req = req.header(reqwest::header::RANGE, range);
+    }
+    let req = req.build().map_err(|e| transport_error(e, origin))?;
+    ctx.api
+        .execute(req, true)
+        .await
+        .map_err(|e| transport_error(e, origin))
+}
+
+/// A refused download, explained as being about the shared file.
+async fn refused(resp: reqwest::Response) -> anyhow::Error {
+    HttpError::from_response(resp)
+        .await
+        .into_user("shared file")
 }
 
 /// The JSON field a digest of this kind is reported in, as upload and the API name it.

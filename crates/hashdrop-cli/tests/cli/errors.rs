@@ -282,9 +282,12 @@ fn access_token_refreshed_and_dead_session_asks_to_log_in() {
     c.run(&["files", "list"]).fails_with("log in again");
 }
 
-/// Ctrl-C (SIGINT) or SIGTERM in the middle of a download leaves no file behind, not
-/// even the temporary one. A stub server answers the share facts and then stalls the
-/// download after the first bytes, so the interrupt lands mid-stream every time.
+/// Ctrl-C (SIGINT) or SIGTERM in the middle of a download that cannot be resumed leaves
+/// no file behind, not even the hidden partial one: here the download stalls inside the
+/// age header (so no resume state was written yet), and the file has no keyed digest to
+/// check a resumed download against. A stub server answers the share facts and then
+/// stalls the download after the first bytes, so the interrupt lands mid-stream every
+/// time. (`resume.rs` has the interrupt that keeps a resumable partial.)
 #[cfg(unix)]
 #[test]
 fn interrupted_download_leaves_no_file() {
@@ -345,10 +348,10 @@ fn interrupted_download_leaves_no_file() {
                 .unwrap()
                 .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
                 .collect();
-            if names.iter().any(|n| n.ends_with(".part")) {
+            if names.iter().any(|n| n.ends_with(".partial")) {
                 break;
             }
-            assert!(Instant::now() < deadline, "no temporary file appeared");
+            assert!(Instant::now() < deadline, "no partial file appeared");
             assert!(child.try_wait().unwrap().is_none(), "decrypt ended early");
             std::thread::sleep(Duration::from_millis(10));
         }

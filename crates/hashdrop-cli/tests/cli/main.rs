@@ -10,5 +10,6 @@ mod e2e;
 mod errors;
 mod interop;
 mod parts;
+mod resume;
 mod safety;
 mod usage;
