@@ -5,11 +5,15 @@
 # and the peak RSS of client and server (GNU time -v).
 #
 # usage: scripts/bench-cli.sh [SIZE_MIB]        (default 1024)
-# env:   CARGO_TARGET_DIR (default ./target), KEEP=1 keeps the work directory.
+# env:   CARGO_TARGET_DIR (default ./target), KEEP=1 keeps the work directory,
+#        STORE=s3 puts the objects in an s3s-fs server on loopback (installed by
+#        `scripts/cluster.sh install`) instead of the embedded local store: the CLI and
+#        curl then move the bytes to and from s3s-fs through presigned URLs.
 #
 # Notes on what is measured:
-# - "upload" is the whole `hashdrop upload`: the read-only hashing pass the server's
-#   presign needs, then encrypt-while-uploading, complete, and the vault update.
+# - "upload" is the whole `hashdrop upload`: files above 16 MiB are cut into 8 MiB
+#   parts sealed on both cores and sent 4 at a time, then complete (which joins the
+#   parts into the object), and the vault update.
 # - "download" is the whole `hashdrop decrypt --verify`: share facts, hash lookup,
 #   download, decrypt to a temp file, fsync, rename.
 # - curl PUTs the same number of bytes to a signed upload URL of the same server, and
@@ -34,17 +38,33 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/hashdrop-bench.XXXXXX")
 SERVER_PID=""
 cleanup() {
     if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+    if [ -n "${S3_PID:-}" ]; then kill "$S3_PID" 2>/dev/null || true; wait "$S3_PID" 2>/dev/null || true; fi
     if [ "${KEEP:-0}" != 1 ]; then rm -rf "$WORK"; else echo "kept $WORK" >&2; fi
 }
 trap cleanup EXIT
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PORT=$(free_port)
 URL="http://127.0.0.1:$PORT"
 BYTES=$((SIZE_MIB * 1024 * 1024))
 LIMIT=$((BYTES * 4))
 
 echo "writing $SIZE_MIB MiB of random data..." >&2
 head -c "$BYTES" /dev/urandom > "$WORK/input.bin"
+
+S3_PID=""
+if [ "${STORE:-local}" = s3 ]; then
+    S3S=${HASHDROP_TOOLS_DIR:-/var/tmp/hashdrop-tools}/bin/s3s-fs
+    [ -x "$S3S" ] || { echo "bench-cli: STORE=s3 needs s3s-fs: run scripts/cluster.sh install" >&2; exit 1; }
+    S3_PORT=$(free_port)
+    mkdir -p "$WORK/s3/bench"
+    "$S3S" --host 127.0.0.1 --port "$S3_PORT" --access-key benchkey --secret-key benchsecret123 \
+        "$WORK/s3" > "$WORK/s3.log" 2>&1 &
+    S3_PID=$!
+    for _ in $(seq 1 200); do (echo > "/dev/tcp/127.0.0.1/$S3_PORT") 2>/dev/null && break; sleep 0.05; done
+    export HASHDROP_BLOB_STORE="s3://bench?endpoint=http://127.0.0.1:$S3_PORT&region=us-east-1&path_style=true" \
+        HASHDROP_S3__ACCESS_KEY_ID=benchkey HASHDROP_S3__SECRET_ACCESS_KEY=benchsecret123
+fi
 
 HASHDROP_RATE_LIMIT__ENABLED=false \
 HASHDROP_LIMITS__FILE_MAX_BYTES=$LIMIT \
@@ -125,7 +145,7 @@ SERVER_PID=""
 UP=$(rate "$t0" "$t1"); DOWN=$(rate "$t2" "$t3"); CUP=$(rate "$t4" "$t5"); CDOWN=$(rate "$t6" "$t7")
 CDOWNSYNC=$(rate "$t8" "$t9")
 cat <<REPORT
-size: $SIZE_MIB MiB ($BYTES bytes), loopback, $(nproc) CPUs, $(uname -r)
+size: $SIZE_MIB MiB ($BYTES bytes), store: ${STORE:-local}, loopback, $(nproc) CPUs, $(uname -r)
 | direction | hashdrop MB/s | time s | curl MB/s | time s | hashdrop/curl | client peak RSS MiB |
 |---|---|---|---|---|---|---|
 | upload   | $UP | $(secs "$t0" "$t1") | $CUP | $(secs "$t4" "$t5") | $(python3 -c "print(f'{$UP/$CUP:.0%}')") | $(rss_mib "$WORK/up.time") |
