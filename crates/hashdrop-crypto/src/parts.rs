@@ -214,6 +214,53 @@ impl Encryption {
         Ok(hasher.finish())
     }
 
+    /// [`Self::seal_part`] without a second buffer: `buf` is exactly the part's sealed
+    /// size and holds the part's plaintext in its last bytes (read there by the
+    /// caller); on return it holds the part's ciphertext (header included for part 0).
+    /// Each chunk's plaintext is moved down to its sealed position, hashed and sealed
+    /// in place, front to back: a chunk moves at least one tag's length and never
+    /// over plaintext not yet sealed.
+    pub fn seal_part_in_place(
+        &self,
+        layout: &PartLayout,
+        index: u64,
+        buf: &mut [u8],
+    ) -> Result<Digest32> {
+        self.check_layout(layout)?;
+        let plain_range = layout.plaintext_range(index);
+        let plain_len = (plain_range.end - plain_range.start) as usize;
+        layout.check_part(index, plain_len, buf.len())?;
+        let start = if index == 0 {
+            buf[..self.header.len()].copy_from_slice(&self.header);
+            self.header.len()
+        } else {
+            0
+        };
+        let mut sealer = ChunkCipher::sealer(&self.payload_key)?;
+        let mut hasher = self
+            .digest_key
+            .part_hasher(layout.part_count(), plain_range.start);
+        let first_counter = plain_range.start / CHUNK;
+        let last = layout.last_chunk();
+        let mut from = buf.len() - plain_len;
+        let mut to = start;
+        let mut i = 0u64;
+        loop {
+            let n = (buf.len() - from).min(CHUNK_SIZE);
+            buf.copy_within(from..from + n, to);
+            hasher.update(&buf[to..to + n]);
+            let counter = first_counter + i;
+            sealer.seal_in_place(counter, counter == last, &mut buf[to..to + n + TAG_SIZE])?;
+            from += n;
+            to += n + TAG_SIZE;
+            i += 1;
+            if from == buf.len() {
+                break;
+            }
+        }
+        Ok(hasher.finish())
+    }
+
     /// The digest of part `index` without encrypting it: what a resumed upload computes
     /// to check that a part it already sent is unchanged.
     pub fn part_digest(&self, layout: &PartLayout, index: u64, plain: &[u8]) -> Result<Digest32> {

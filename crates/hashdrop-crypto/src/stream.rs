@@ -140,6 +140,28 @@ impl ChunkCipher {
         Ok(())
     }
 
+    /// [`Self::seal`] in place: `chunk` holds the plaintext in all but its last
+    /// `TAG_SIZE` bytes, which receive the tag.
+    pub(crate) fn seal_in_place(
+        &mut self,
+        counter: u64,
+        last: bool,
+        chunk: &mut [u8],
+    ) -> Result<()> {
+        debug_assert!(self.encrypting);
+        let plain_len = chunk.len() - TAG_SIZE;
+        self.ctx
+            .encrypt_init(None, None, Some(&chunk_nonce(counter, last)))?;
+        if plain_len > 0 {
+            // A stream cipher: no extra block of room is needed.
+            self.ctx
+                .cipher_update_inplace(&mut chunk[..plain_len], plain_len)?;
+        }
+        self.ctx.cipher_final(&mut [])?;
+        self.ctx.tag(&mut chunk[plain_len..])?;
+        Ok(())
+    }
+
     /// Authenticates `sealed` (ciphertext plus tag) and decrypts it into `plain`, which
     /// must be `TAG_SIZE` bytes shorter. On failure `plain` is wiped: unauthenticated
     /// plaintext is never left behind.

@@ -205,6 +205,16 @@ impl PartPlan {
         (mins_hold && count <= MAX_PARTS && self.first_part_bytes <= size).then_some(count)
     }
 
+    /// Where part `number` (1-based) starts in an object of `size` bytes, `None` when
+    /// the object has no such part.
+    pub fn part_offset(&self, size: u64, number: u64) -> Option<u64> {
+        self.part_len(size, number)?;
+        Some(match number {
+            1 => 0,
+            n => self.first_part_bytes + (n - 2) * self.part_bytes,
+        })
+    }
+
     /// Bytes of part `number` (1-based) of an object of `size` bytes, `None` when the
     /// object has no such part.
     pub fn part_len(&self, size: u64, number: u64) -> Option<u64> {

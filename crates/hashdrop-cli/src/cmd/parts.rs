@@ -238,6 +238,7 @@ pub async fn send(
     bar.inc(reused_bytes);
     // At most two parts are sealed at once (two cores); up to `parallel` are on the wire.
     let sealing = Arc::new(tokio::sync::Semaphore::new(2));
+    let pool = BufferPool::default();
     let file_id = state.lock().expect("state").file_id.clone();
     let home = ctx.home().clone();
     for batch in todo.chunks(URL_BATCH) {
@@ -253,23 +254,26 @@ pub async fn send(
             .map_err(|e| e.into_user("upload part"))?
             .parts;
         let results = futures_util::stream::iter(urls.into_iter().map(|u| {
-            let (file, enc, state, home, sealing, bar) = (
+            let (file, enc, state, home, sealing, bar, pool) = (
                 file.clone(),
                 encryption.clone(),
                 state.clone(),
                 home.clone(),
                 sealing.clone(),
                 bar.clone(),
+                pool.clone(),
             );
             async move {
                 let index = u.part_number - 1;
                 let permit = sealing.acquire_owned().await.expect("never closed");
-                let (sealed, digest) =
-                    tokio::task::spawn_blocking(move || seal_part(&file, &enc, &layout, index))
-                        .await??;
+                let buf = pool.take();
+                let (sealed, digest) = tokio::task::spawn_blocking(move || {
+                    seal_part(&file, &enc, &layout, index, buf)
+                })
+                .await??;
                 drop(permit);
                 record_digest(&state, &home, index, &digest)?;
-                put_part(ctx, &u, sealed).await?;
+                put_part(ctx, &u, pool.body(sealed)).await?;
                 bar.inc(u.size_bytes);
                 anyhow::Ok((index, digest))
             }
@@ -315,18 +319,71 @@ fn read_range(file: &std::fs::File, range: std::ops::Range<u64>) -> anyhow::Resu
     Ok(plain)
 }
 
-/// Reads and seals part `index`; returns its ciphertext and digest.
+/// Part buffers, reused. A fresh 8 MiB allocation per part makes the peak memory
+/// grow with the number of parts sent (the allocator keeps freed buffers in the arena
+/// of whichever thread freed them), not with how many parts are in flight.
+#[derive(Clone, Default)]
+struct BufferPool(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl BufferPool {
+    /// A buffer (contents and length unspecified).
+    fn take(&self) -> Vec<u8> {
+        self.0.lock().expect("pool").pop().unwrap_or_default()
+    }
+
+    /// `buf` as a request body that returns it here once sent (or dropped).
+    fn body(&self, buf: Vec<u8>) -> bytes::Bytes {
+        bytes::Bytes::from_owner(Pooled {
+            buf,
+            pool: self.clone(),
+        })
+    }
+}
+
+/// A buffer on loan from a [`BufferPool`].
+struct Pooled {
+    buf: Vec<u8>,
+    pool: BufferPool,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        if let Ok(mut free) = self.pool.0.lock() {
+            free.push(buf);
+        }
+    }
+}
+
+/// Reads and seals part `index` in one buffer (the plaintext read into its tail and
+/// sealed in place); returns its ciphertext and digest.
 fn seal_part(
     file: &std::fs::File,
     enc: &Encryption,
     layout: &PartLayout,
     index: u64,
+    mut buf: Vec<u8>,
 ) -> anyhow::Result<(Vec<u8>, Digest32)> {
-    let plain = read_range(file, layout.plaintext_range(index))?;
+    use std::os::unix::fs::FileExt;
+    let p = layout.plaintext_range(index);
     let c = layout.ciphertext_range(index);
-    let mut sealed = vec![0u8; (c.end - c.start) as usize];
-    let digest = enc.seal_part(layout, index, &plain, &mut sealed)?;
-    Ok((sealed, digest))
+    buf.resize((c.end - c.start) as usize, 0);
+    let tail = buf.len() - (p.end - p.start) as usize;
+    file.read_exact_at(&mut buf[tail..], p.start).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            anyhow::Error::from(FileChanged { part: index + 1 })
+        } else {
+            e.into()
+        }
+    })?;
+    let digest = enc.seal_part_in_place(layout, index, &mut buf)?;
+    Ok((buf, digest))
 }
 
 /// Records a part's digest before the part is sent; a different digest recorded by
@@ -351,7 +408,7 @@ fn record_digest(
 }
 
 /// PUTs one sealed part to its signed URL.
-async fn put_part(ctx: &Ctx, url: &PartUrl, sealed: Vec<u8>) -> anyhow::Result<()> {
+async fn put_part(ctx: &Ctx, url: &PartUrl, sealed: bytes::Bytes) -> anyhow::Result<()> {
     ctx.api.trace(&reqwest::Method::PUT, &url.url);
     let resp = ctx
         .api

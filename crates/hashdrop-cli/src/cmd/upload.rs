@@ -380,9 +380,10 @@ async fn resume(
     let held_numbers: Vec<u64> = held
         .parts
         .iter()
+        .filter(|p| (1..=layout.part_count()).contains(&p.part_number))
         .filter(|p| {
-            let c = layout.ciphertext_range(p.part_number.saturating_sub(1));
-            p.part_number >= 1 && p.size_bytes == c.end - c.start
+            let c = layout.ciphertext_range(p.part_number - 1);
+            p.size_bytes == c.end - c.start
         })
         .map(|p| p.part_number)
         .collect();

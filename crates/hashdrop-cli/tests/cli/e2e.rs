@@ -50,14 +50,8 @@ fn full_flow_register_upload_share_decrypt_delete() {
     }
 
     // list / show / share
-    let list = alice.run(&["--json", "files", "list"]).ok().json();
-    let ids: Vec<&str> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["file_id"].as_str().unwrap())
-        .collect();
-    assert!(ids.contains(&id_v.as_str()) && ids.contains(&id_p.as_str()));
+    let ids = alice.file_ids();
+    assert!(ids.contains(&id_v) && ids.contains(&id_p));
     let human = alice.run(&["files", "list"]).ok();
     assert!(human.stdout.contains("report.bin") && human.stdout.contains("secret.bin"));
     let show = alice

@@ -217,12 +217,6 @@ fn a_file_changed_after_the_kill_is_sent_again_under_a_new_key() {
         "the changed content"
     );
     // The abandoned upload is gone from the server.
-    let list = c.run(&["--json", "files", "list"]).ok().json();
-    let ids: Vec<&str> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["file_id"].as_str().unwrap())
-        .collect();
-    assert!(!ids.contains(&old_id.as_str()), "{ids:?}");
+    let ids = c.file_ids();
+    assert!(!ids.contains(&old_id), "{ids:?}");
 }

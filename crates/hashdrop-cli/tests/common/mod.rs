@@ -312,6 +312,16 @@ impl Client {
         c
     }
 
+    /// The ids `files list --json` shows.
+    pub fn file_ids(&self) -> Vec<String> {
+        let list = self.run(&["--json", "files", "list"]).ok().json();
+        list.as_array()
+            .expect("files list answers an array")
+            .iter()
+            .map(|f| f["file_id"].as_str().expect("file_id").to_string())
+            .collect()
+    }
+
     /// Uploads and returns the `--json` answer.
     pub fn upload(&self, path: &Path, extra: &[&str]) -> serde_json::Value {
         let p = path.to_str().unwrap();

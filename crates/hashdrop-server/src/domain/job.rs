@@ -94,7 +94,8 @@ impl Job {
 pub enum Cleaner {
     /// Uploads presigned long ago and never completed: failed, quota released.
     StalePendingUploads,
-    /// `.part-*` files of the local store left by a crash or a dropped PUT.
+    /// `.part-*` files of the local store left by a crash or a dropped PUT, and part
+    /// directories of multipart uploads nothing owns any more.
     StaleUploadParts,
     /// `failed`/`deleted` records older than a day.
     StaleFileRecords,

@@ -76,7 +76,10 @@ pub async fn put_blob(
                 "part {number} must be exactly {max_bytes} bytes"
             )));
         }
-        store.write_part(upload_id, number, body, limits).await?;
+        let offset = q.at.unwrap_or(0);
+        store
+            .write_part(upload_id, number, offset, body, limits)
+            .await?;
         // Deleted meanwhile: its delete job aborts the upload, or already did.
         if !awaits_upload(&state, &key).await? {
             let _ = store.abort_multipart(&key, upload_id).await;

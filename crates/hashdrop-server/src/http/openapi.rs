@@ -374,6 +374,7 @@ fn parameters(route: &RouteDoc) -> Vec<utoipa::openapi::path::Parameter> {
         out.push(param("max", ParameterIn::Query, false, Type::Integer));
         out.push(param("upload", ParameterIn::Query, false, Type::String));
         out.push(param("part", ParameterIn::Query, false, Type::Integer));
+        out.push(param("at", ParameterIn::Query, false, Type::Integer));
     }
     out
 }

@@ -56,6 +56,18 @@ pub struct HeldPart {
     pub etag: String,
 }
 
+/// Where one part of a multipart upload lies in the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartSpan {
+    /// 1-based part number.
+    pub number: u64,
+    /// Its first byte's offset in the object (a store that assembles the object in
+    /// place writes it there).
+    pub offset: u64,
+    /// Its exact length.
+    pub size: u64,
+}
+
 /// An object store that hands out presigned URLs.
 #[async_trait]
 pub trait BlobStore: Send + Sync + std::fmt::Debug {
@@ -68,15 +80,14 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     fn presign_get(&self, key: &str, ttl: Duration) -> String;
     /// Starts a multipart upload of `key`; returns the store's upload id.
     async fn start_multipart(&self, key: &str) -> anyhow::Result<String>;
-    /// URL accepting one `PUT` of part `number` of `upload_id`, of exactly
-    /// `size_bytes` (signed, so the store refuses any other length), until the
-    /// returned expiry (unix ms). A part sent again replaces the earlier copy.
+    /// URL accepting one `PUT` of `part` of `upload_id`, of exactly its size (signed,
+    /// so the store refuses any other length), until the returned expiry (unix ms). A
+    /// part sent again replaces the earlier copy.
     fn presign_part(
         &self,
         key: &str,
         upload_id: &str,
-        number: u64,
-        size_bytes: u64,
+        part: PartSpan,
         ttl: Duration,
     ) -> (String, i64);
     /// The parts `upload_id` holds, ascending by number.
@@ -182,10 +193,15 @@ pub fn valid_key(key: &str) -> bool {
 const MULTIPART_DIR: &str = ".multipart";
 
 /// What a part URL's signature covers besides key, expiry and length: the method,
-/// the upload and the part number, so a URL for one part can do nothing else.
-fn part_method(method: &str, upload_id: &str, number: u64) -> String {
-    format!("{method} part {number} of {upload_id}")
+/// the upload, the part number and where it goes, so a URL for one part can do
+/// nothing else.
+fn part_method(method: &str, upload_id: &str, number: u64, offset: u64) -> String {
+    format!("{method} part {number} at {offset} of {upload_id}")
 }
+
+/// In a local upload's directory: the object being assembled, each part written at
+/// its offset (so completing is a rename, not a copy of gigabytes).
+const ASSEMBLY_FILE: &str = "object";
 
 /// A local upload id: 32 lowercase hex digits, as [`BlobStore::start_multipart`]
 /// makes them.
@@ -227,7 +243,7 @@ impl LocalBlobStore {
             return Err(forbidden);
         }
         let method = match (&q.upload, q.part) {
-            (Some(upload), Some(part)) => part_method(method, upload, part),
+            (Some(upload), Some(part)) => part_method(method, upload, part, q.at.unwrap_or(0)),
             (None, None) => method.to_string(),
             _ => return Err(forbidden),
         };
@@ -274,15 +290,24 @@ impl BlobStore for LocalBlobStore {
         &self,
         key: &str,
         upload_id: &str,
-        number: u64,
-        size_bytes: u64,
+        part: PartSpan,
         ttl: Duration,
     ) -> (String, i64) {
         let exp = now_ms() / 1000 + ttl.as_secs() as i64;
-        let sig = self.sign(&part_method("PUT", upload_id, number), key, exp, size_bytes);
+        let PartSpan {
+            number,
+            offset,
+            size,
+        } = part;
+        let sig = self.sign(
+            &part_method("PUT", upload_id, number, offset),
+            key,
+            exp,
+            size,
+        );
         (
             format!(
-                "{}/blob/{key}?upload={upload_id}&part={number}&exp={exp}&max={size_bytes}&sig={sig}",
+                "{}/blob/{key}?upload={upload_id}&part={number}&at={offset}&exp={exp}&max={size}&sig={sig}",
                 self.public_url
             ),
             exp * 1000,
@@ -325,39 +350,25 @@ impl BlobStore for LocalBlobStore {
     ) -> anyhow::Result<()> {
         let dst = self.path(key)?;
         let dir = self.upload_dir(upload_id)?;
-        let sources: Vec<PathBuf> = parts
-            .iter()
-            .map(|p| dir.join(p.number.to_string()))
-            .collect();
-        let parent = dst
-            .parent()
-            .context("object path has a parent")?
-            .to_path_buf();
-        crate::infra::private_fs::create_dir_async(&parent).await?;
-        let tmp = dst.with_extension(format!("part-{}", crate::infra::crypto::random_hex(6)));
-        let joined = {
-            let (tmp, dst) = (tmp.clone(), dst.clone());
-            // Copies run in the kernel (copy_file_range) where the filesystem allows.
-            tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-                let mut out = crate::infra::private_fs::create_file_sync(&tmp)?;
-                for src in &sources {
-                    let mut part = std::fs::File::open(src)
-                        .with_context(|| format!("opening part {}", src.display()))?;
-                    std::io::copy(&mut part, &mut out)?;
-                }
-                out.sync_all()?;
-                drop(out);
-                match std::fs::hard_link(&tmp, &dst) {
-                    Ok(()) => Ok(()),
-                    // Completed before (a retried complete): the object is there.
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-                    Err(e) => Err(e.into()),
-                }
-            })
-            .await?
-        };
-        let _ = tokio::fs::remove_file(&tmp).await;
-        joined?;
+        for p in parts {
+            anyhow::ensure!(
+                tokio::fs::metadata(dir.join(p.number.to_string()))
+                    .await
+                    .is_ok(),
+                "part {} is not stored",
+                p.number
+            );
+        }
+        let parent = dst.parent().context("object path has a parent")?;
+        crate::infra::private_fs::create_dir_async(parent).await?;
+        // The parts were written in place, each synced before it was acknowledged:
+        // the assembled file becomes the object under its key, create-only.
+        match tokio::fs::hard_link(dir.join(ASSEMBLY_FILE), &dst).await {
+            Ok(()) => {}
+            // Completed before (a retried complete): the object is there.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).context("linking the assembled object"),
+        }
         let _ = tokio::fs::remove_dir_all(&dir).await;
         Ok(())
     }
@@ -447,7 +458,7 @@ impl LocalBlobStore {
             Err(e) => return Err(e.into()),
         };
         while let Some(prefix) = prefixes.next_entry().await? {
-            if !prefix.file_type().await?.is_dir() {
+            if !prefix.file_type().await?.is_dir() || prefix.file_name() == MULTIPART_DIR {
                 continue;
             }
             let mut files = tokio::fs::read_dir(prefix.path()).await?;
@@ -463,6 +474,34 @@ impl LocalBlobStore {
                 if stale && tokio::fs::remove_file(f.path()).await.is_ok() {
                     removed += 1;
                 }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Removes the part directories of multipart uploads that nothing touched for
+    /// `idle_for`: a directory changes whenever a part arrives, and a file's upload
+    /// is failed `pending_upload_ttl_secs` after presign, so past that no live upload
+    /// owns it. Normally the delete job of the failed file aborts the upload; this
+    /// catches what a crash left (an upload started whose file row was never
+    /// written, a server killed while joining). Returns how many were removed.
+    pub async fn sweep_multipart(&self, idle_for: Duration) -> anyhow::Result<u64> {
+        let cutoff = std::time::SystemTime::now() - idle_for;
+        let mut removed = 0;
+        let mut uploads = match tokio::fs::read_dir(self.root.join(MULTIPART_DIR)).await {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        while let Some(upload) = uploads.next_entry().await? {
+            let idle = upload
+                .metadata()
+                .await
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < cutoff);
+            let ours = upload.file_name().to_str().is_some_and(valid_upload_id);
+            if idle && ours && tokio::fs::remove_dir_all(upload.path()).await.is_ok() {
+                removed += 1;
             }
         }
         Ok(removed)
@@ -485,6 +524,9 @@ pub struct SignedQuery {
     /// A part URL's part number.
     #[serde(default)]
     pub part: Option<u64>,
+    /// A part URL's offset in the object.
+    #[serde(default)]
+    pub at: Option<u64>,
 }
 
 /// How long a local PUT may take.
@@ -523,42 +565,57 @@ impl LocalBlobStore {
         result
     }
 
-    /// Stores `body` as part `number` of `upload_id`, exactly `limits.max_bytes`
-    /// long: a shorter or longer body is refused and leaves nothing. A part sent
-    /// again replaces the earlier copy (its first PUT may have landed unacknowledged).
+    /// Writes `body` as part `number` of `upload_id` at `offset` of the object being
+    /// assembled, exactly `limits.max_bytes` long, syncs it, and only then records the
+    /// part (an empty marker file named by its number, as long as the part, sparse).
+    /// A shorter or longer body is refused and records nothing; a part sent again
+    /// overwrites the same bytes (its first PUT may have landed unacknowledged).
     pub async fn write_part<S, E>(
         &self,
         upload_id: &str,
         number: u64,
-        body: S,
+        offset: u64,
+        mut body: S,
         limits: PutLimits,
     ) -> Result<u64, Error>
     where
         S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
     {
+        use tokio::io::AsyncSeekExt;
         let dir = self.upload_dir(upload_id)?;
         if tokio::fs::metadata(&dir).await.is_err() {
             return Err(Error::NotFound("no such multipart upload"));
         }
-        let dst = dir.join(number.to_string());
+        let mut options = tokio::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        options.mode(crate::infra::private_fs::FILE_MODE);
+        let mut file = options.open(dir.join(ASSEMBLY_FILE)).await?;
+        file.seek(std::io::SeekFrom::Start(offset)).await?;
+        let written = copy_body(&mut file, &mut body, limits).await?;
+        if written != limits.max_bytes {
+            return Err(Error::Invalid(format!(
+                "part {number} is {written} bytes; its URL was signed for {}",
+                limits.max_bytes
+            )));
+        }
+        file.sync_data().await?;
+        drop(file);
         let tmp = dir.join(format!(
             "{number}.part-{}",
             crate::infra::crypto::random_hex(6)
         ));
-        let result = async {
-            let written = write_body(&tmp, body, limits).await?;
-            if written != limits.max_bytes {
-                return Err(Error::Invalid(format!(
-                    "part {number} is {written} bytes; its URL was signed for {}",
-                    limits.max_bytes
-                )));
-            }
-            tokio::fs::rename(&tmp, &dst).await?;
-            Ok(written)
+        let marked = async {
+            let marker = crate::infra::private_fs::create_file(&tmp).await?;
+            marker.set_len(written).await?;
+            tokio::fs::rename(&tmp, dir.join(number.to_string())).await
         }
         .await;
-        let _ = tokio::fs::remove_file(&tmp).await;
-        result
+        if marked.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        marked?;
+        Ok(written)
     }
 
     /// Removes an object written a moment ago whose upload turned out unwanted.
@@ -601,6 +658,21 @@ where
     S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
 {
     let mut file = crate::infra::private_fs::create_file(tmp).await?;
+    let written = copy_body(&mut file, &mut body, limits).await?;
+    file.sync_all().await?;
+    Ok(written)
+}
+
+/// Copies `body` into `file` within `limits`: cut off past `max_bytes`, abandoned
+/// when it stalls. Returns the bytes written.
+async fn copy_body<S, E>(
+    file: &mut tokio::fs::File,
+    body: &mut S,
+    limits: PutLimits,
+) -> Result<u64, Error>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+{
     let mut written: u64 = 0;
     let stalled = || Error::Stalled("upload stalled; start it again");
     loop {
@@ -620,7 +692,7 @@ where
         }
         file.write_all(&chunk).await?;
     }
-    file.sync_all().await?;
+    file.flush().await?;
     Ok(written)
 }
 

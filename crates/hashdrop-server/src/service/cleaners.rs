@@ -35,8 +35,15 @@ pub async fn run(state: &AppState, cleaner: Cleaner) -> anyhow::Result<u64> {
             // idle timeout, plus a minute of slack.
             let limits = &state.cfg.limits;
             let age = limits.upload_url_ttl_secs + limits.upload_idle_timeout_secs + 60;
+            // Multipart directories: idle longer than a pending upload may live.
+            let abandoned = limits.pending_upload_ttl_secs.max(age) + 60;
             match &state.local_blobs {
-                Some(local) => local.sweep_parts(Duration::from_secs(age)).await?,
+                Some(local) => {
+                    local.sweep_parts(Duration::from_secs(age)).await?
+                        + local
+                            .sweep_multipart(Duration::from_secs(abandoned))
+                            .await?
+                }
                 None => 0,
             }
         }

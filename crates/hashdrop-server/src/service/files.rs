@@ -11,7 +11,7 @@ use crate::domain::file::{self, Ending, FileStatus, NewSealedMeta, PlainDigest};
 use crate::domain::job::Job;
 use crate::domain::time::{now_ms, parse_rfc3339};
 use crate::domain::{error::FILE_NOT_FOUND, Error, Result};
-use crate::infra::blob::{store_error, HeldPart};
+use crate::infra::blob::{store_error, HeldPart, PartSpan};
 use crate::state::AppState;
 use crate::store::files::{self as rows, Details, Freshness, NewFile};
 use crate::store::quota::{self, QuotaLimits};
@@ -285,9 +285,12 @@ pub async fn part_urls(
                     plan.part_count(size).unwrap_or(0)
                 ))
             })?;
-            let (url, expires_at) = state
-                .blobs
-                .presign_part(&key, &upload_id, number, part_size, ttl);
+            let span = PartSpan {
+                number,
+                offset: plan.part_offset(size, number).unwrap_or(0),
+                size: part_size,
+            };
+            let (url, expires_at) = state.blobs.presign_part(&key, &upload_id, span, ttl);
             Ok(PartUrl {
                 number,
                 size: part_size,

@@ -571,6 +571,22 @@ pub fn complete_request(file_id: &str) -> CompleteRequest {
     }
 }
 
+/// An account's quota counters and the global one, read by an outside observer:
+/// (the user's used bytes, the user's file count, all users' used bytes).
+pub async fn usage(app: &TestApp, email: &str) -> (i64, i64, i64) {
+    let (used, files): (i64, i64) =
+        sqlx::query_as("SELECT used_bytes, file_count FROM users WHERE email = $1")
+            .bind(email)
+            .fetch_one(&app.sql().await)
+            .await
+            .unwrap();
+    let (global,): (i64,) = sqlx::query_as("SELECT used_bytes FROM global_usage WHERE id = 1")
+        .fetch_one(&app.sql().await)
+        .await
+        .unwrap();
+    (used, files, global)
+}
+
 /// Polls `f` every 20 ms until it yields `Some` or `timeout` passes.
 pub async fn poll<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
 where

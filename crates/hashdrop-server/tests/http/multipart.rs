@@ -2,6 +2,7 @@
 //! sent out of order and in parallel, a part of the wrong length, a missing part, a
 //! delete in the middle, and the quota through all of it.
 
+use crate::common::usage;
 use crate::prelude::*;
 use crate::s3::S3Server;
 
@@ -65,20 +66,6 @@ async fn download(app: &TestApp, file_id: &str) -> Vec<u8> {
     let r = reqwest::get(&info.download_url).await.expect("download");
     assert_eq!(r.status(), StatusCode::OK);
     r.bytes().await.unwrap().to_vec()
-}
-
-async fn usage(app: &TestApp, email: &str) -> (i64, i64, i64) {
-    let (used, files): (i64, i64) =
-        sqlx::query_as("SELECT used_bytes, file_count FROM users WHERE email = $1")
-            .bind(email)
-            .fetch_one(&app.sql().await)
-            .await
-            .unwrap();
-    let (global,): (i64,) = sqlx::query_as("SELECT used_bytes FROM global_usage WHERE id = 1")
-        .fetch_one(&app.sql().await)
-        .await
-        .unwrap();
-    (used, files, global)
 }
 
 macro_rules! on_both_stores {
@@ -352,4 +339,36 @@ async fn a_delete_in_the_middle_aborts_the_upload_and_releases_the_quota_once(
     .await;
     assert!(cleaned.is_some(), "left behind: {:?}", leftovers());
     assert_eq!(usage(&app, email).await, (0, 0, 0));
+}
+
+/// Part directories that nothing touched for longer than a pending upload may live
+/// (a crash between starting an upload and recording its file, say) are swept; a
+/// directory still receiving parts is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_part_directory_is_swept_once_idle() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let root = app.data_dir.join("blobs").join(".multipart");
+    let abandoned = root.join("0123456789abcdef0123456789abcdef");
+    let active = root.join("fedcba9876543210fedcba9876543210");
+    for dir in [&abandoned, &active] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("1"), b"part").unwrap();
+    }
+    let idle = app.state.cfg.limits.pending_upload_ttl_secs + 3600;
+    let long_ago = std::time::SystemTime::now() - Duration::from_secs(idle);
+    std::fs::File::open(&abandoned)
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
+    hashdrop_server::service::cleaners::run(
+        &app.state,
+        hashdrop_server::domain::job::Cleaner::StaleUploadParts,
+    )
+    .await
+    .expect("cleaner runs");
+    assert!(
+        !abandoned.exists(),
+        "an abandoned upload's parts are removed"
+    );
+    assert!(active.join("1").exists(), "an upload in progress is kept");
 }

@@ -154,17 +154,11 @@ async fn parallel_deletes_release_quota_once(b: Backend) {
         .filter(|s| **s == StatusCode::NO_CONTENT)
         .count();
     assert_eq!(ok, 1, "exactly one delete wins");
-    let (used, files): (i64, i64) =
-        sqlx::query_as("SELECT used_bytes, file_count FROM users WHERE email = $1")
-            .bind("parallel-delete@example.com")
-            .fetch_one(&app.sql().await)
-            .await
-            .unwrap();
-    let (global,): (i64,) = sqlx::query_as("SELECT used_bytes FROM global_usage WHERE id = 1")
-        .fetch_one(&app.sql().await)
-        .await
-        .unwrap();
-    assert_eq!((used, files, global), (0, 0, 0), "quota released once");
+    assert_eq!(
+        crate::common::usage(&app, "parallel-delete@example.com").await,
+        (0, 0, 0),
+        "quota released once"
+    );
 }
 
 async fn verify(app: &TestApp, email: &str, otp: &str) -> reqwest::Response {

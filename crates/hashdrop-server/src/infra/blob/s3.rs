@@ -18,7 +18,7 @@ use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use tokio::io::AsyncWriteExt;
 use url::Url;
 
-use super::{valid_key, valid_segment, BlobStore, HeldPart, StoreUnavailable};
+use super::{valid_key, valid_segment, BlobStore, HeldPart, PartSpan, StoreUnavailable};
 use crate::config::S3Config;
 use crate::domain::time::now_ms;
 
@@ -283,6 +283,20 @@ impl S3BlobStore {
         }
     }
 
+    /// Sends a signed DELETE whose target may already be gone: AWS answers 204 for an
+    /// absent key, some compatible stores 404, and an aborted or finished multipart
+    /// upload is NoSuchUpload (404).
+    async fn delete_url(&self, url: Url, what: &str) -> anyhow::Result<()> {
+        let resp = self
+            .send(self.http.delete(url).timeout(REQUEST_TIMEOUT))
+            .await?;
+        if resp.status().is_success() || resp.status() == StatusCode::NOT_FOUND {
+            Ok(())
+        } else {
+            Err(self.refused(what, resp).await)
+        }
+    }
+
     /// An unexpected 4xx turned into an error naming the S3 error code.
     async fn refused(&self, what: &str, resp: reqwest::Response) -> anyhow::Error {
         let status = resp.status();
@@ -381,12 +395,13 @@ impl BlobStore for S3BlobStore {
         &self,
         key: &str,
         upload_id: &str,
-        number: u64,
-        size_bytes: u64,
+        part: PartSpan,
         ttl: Duration,
     ) -> (String, i64) {
-        // Part numbers are checked against the plan (at most 10,000) before signing.
-        let number = u16::try_from(number).unwrap_or(u16::MAX);
+        // Part numbers are checked against the plan (at most 10,000) before signing;
+        // S3 assembles the object itself, so the offset is not needed.
+        let number = u16::try_from(part.number).unwrap_or(u16::MAX);
+        let size_bytes = part.size;
         let mut put = UploadPart::new(
             &self.public_bucket,
             Some(&self.creds),
@@ -493,14 +508,7 @@ impl BlobStore for S3BlobStore {
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> anyhow::Result<()> {
         let url = AbortMultipartUpload::new(&self.bucket, Some(&self.creds), key, upload_id)
             .sign(SELF_URL_TTL);
-        let resp = self
-            .send(self.http.delete(url).timeout(REQUEST_TIMEOUT))
-            .await?;
-        if resp.status().is_success() || resp.status() == StatusCode::NOT_FOUND {
-            Ok(())
-        } else {
-            Err(self.refused("AbortMultipartUpload", resp).await)
-        }
+        self.delete_url(url, "AbortMultipartUpload").await
     }
 
     async fn size(&self, key: &str) -> anyhow::Result<Option<u64>> {
@@ -526,15 +534,7 @@ impl BlobStore for S3BlobStore {
 
     async fn delete(&self, key: &str) -> anyhow::Result<()> {
         let url = DeleteObject::new(&self.bucket, Some(&self.creds), key).sign(SELF_URL_TTL);
-        let resp = self
-            .send(self.http.delete(url).timeout(REQUEST_TIMEOUT))
-            .await?;
-        // AWS answers 204 for an absent key; some compatible stores answer 404.
-        if resp.status().is_success() || resp.status() == StatusCode::NOT_FOUND {
-            Ok(())
-        } else {
-            Err(self.refused("DELETE object", resp).await)
-        }
+        self.delete_url(url, "DELETE object").await
     }
 
     async fn put_file(&self, key: &str, src: &Path) -> anyhow::Result<()> {
