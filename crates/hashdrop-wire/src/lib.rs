@@ -605,4 +605,70 @@ mod tests {
         .unwrap();
         assert_eq!(r.plaintext_hash, None);
     }
+
+    #[test]
+    fn a_part_plan_cuts_the_object_into_contiguous_parts() {
+        let plan = PartPlan {
+            first_part_bytes: MIN_PART_BYTES + 1000,
+            part_bytes: MIN_PART_BYTES,
+        };
+        let size = 2 * MIN_PART_BYTES + 1000 + 123;
+        assert_eq!(plan.part_count(size), Some(3));
+        let parts: Vec<_> = (1..=3)
+            .map(|n| {
+                (
+                    plan.part_offset(size, n).unwrap(),
+                    plan.part_len(size, n).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            parts,
+            vec![
+                (0, MIN_PART_BYTES + 1000),
+                (MIN_PART_BYTES + 1000, MIN_PART_BYTES),
+                (2 * MIN_PART_BYTES + 1000, 123)
+            ]
+        );
+        // No part 0, none past the end; an object smaller than part 1 is one part.
+        assert_eq!(plan.part_len(size, 0), None);
+        assert_eq!(plan.part_len(size, 4), None);
+        assert_eq!(plan.part_offset(size, 4), None);
+        assert_eq!(plan.part_count(100), None, "part 1 larger than the object");
+    }
+
+    #[test]
+    fn part_plans_outside_the_store_limits_are_refused() {
+        let small = PartPlan {
+            first_part_bytes: MIN_PART_BYTES - 1,
+            part_bytes: MIN_PART_BYTES,
+        };
+        assert_eq!(
+            small.part_count(3 * MIN_PART_BYTES),
+            None,
+            "part 1 below 5 MiB"
+        );
+        let small_middle = PartPlan {
+            first_part_bytes: MIN_PART_BYTES,
+            part_bytes: MIN_PART_BYTES - 1,
+        };
+        assert_eq!(small_middle.part_count(4 * MIN_PART_BYTES), None);
+        // Two parts: only part 1 has a minimum.
+        assert_eq!(small_middle.part_count(MIN_PART_BYTES + 10), Some(2));
+        let zero = PartPlan {
+            first_part_bytes: 0,
+            part_bytes: 0,
+        };
+        assert_eq!(zero.part_count(10), None);
+        let too_many = PartPlan {
+            first_part_bytes: MIN_PART_BYTES,
+            part_bytes: MIN_PART_BYTES,
+        };
+        assert_eq!(
+            too_many.part_count(MAX_PARTS * MIN_PART_BYTES),
+            Some(MAX_PARTS)
+        );
+        assert_eq!(too_many.part_count(MAX_PARTS * MIN_PART_BYTES + 1), None);
+        assert_eq!(too_many.part_count(u64::MAX), None, "no overflow");
+    }
 }
