@@ -175,7 +175,8 @@ pub struct PresignRequest {
 
 /// How a multipart upload's object is cut: part 1 is `first_part_bytes`, every later
 /// part `part_bytes`, the last one whatever remains (at most `part_bytes`). Every part
-/// but the last is at least [`MIN_PART_BYTES`]; there are at most [`MAX_PARTS`].
+/// but the last is at least [`MIN_PART_BYTES`], none above [`MAX_PART_BYTES`]; there are
+/// at most [`MAX_PARTS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PartPlan {
@@ -189,12 +190,17 @@ pub struct PartPlan {
 pub const MIN_PART_BYTES: u64 = 5 << 20;
 /// Most parts of one multipart upload (S3's limit).
 pub const MAX_PARTS: u64 = 10_000;
+/// Largest part of a multipart upload (S3's limit).
+pub const MAX_PART_BYTES: u64 = 5 << 30;
 
 impl PartPlan {
     /// Number of parts of an object of `size` bytes, `None` if the plan does not fit
     /// it (a part below the minimum, too many parts, a zero size).
     pub fn part_count(&self, size: u64) -> Option<u64> {
         if size == 0 || self.first_part_bytes == 0 || self.part_bytes == 0 {
+            return None;
+        }
+        if self.first_part_bytes > MAX_PART_BYTES || self.part_bytes > MAX_PART_BYTES {
             return None;
         }
         let rest = size.saturating_sub(self.first_part_bytes);
@@ -670,5 +676,14 @@ mod tests {
         );
         assert_eq!(too_many.part_count(MAX_PARTS * MIN_PART_BYTES + 1), None);
         assert_eq!(too_many.part_count(u64::MAX), None, "no overflow");
+        let huge = PartPlan {
+            first_part_bytes: MIN_PART_BYTES,
+            part_bytes: u64::MAX,
+        };
+        assert_eq!(
+            huge.part_count(3 * MIN_PART_BYTES),
+            None,
+            "a part above 5 GiB"
+        );
     }
 }

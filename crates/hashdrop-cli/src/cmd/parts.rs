@@ -40,6 +40,9 @@ pub const MULTIPART_ABOVE: u64 = 2 * PART_SIZE;
 /// Parts sent at the same time unless `--parallel` says otherwise.
 pub const DEFAULT_PARALLEL: usize = 4;
 
+/// Tries per part before the upload stops (it can then be resumed).
+const PART_ATTEMPTS: u32 = 3;
+
 /// Part URLs asked for in one request (the upload rate limit counts requests).
 const URL_BATCH: usize = 64;
 
@@ -253,6 +256,15 @@ pub async fn send(
             .await?
             .map_err(|e| e.into_user("upload part"))?
             .parts;
+        // Trust no part number the server did not get asked for.
+        if urls.len() != batch.len() || urls.iter().any(|u| !batch.contains(&u.part_number)) {
+            bar.finish_and_clear();
+            return Err(fail(
+                "bad_answer",
+                "the server answered part URLs for parts that were not asked for",
+                "check that --server points at a Hashdrop server",
+            ));
+        }
         let results = futures_util::stream::iter(urls.into_iter().map(|u| {
             let (file, enc, state, home, sealing, bar, pool) = (
                 file.clone(),
@@ -410,16 +422,30 @@ fn record_digest(
 /// PUTs one sealed part to its signed URL.
 async fn put_part(ctx: &Ctx, url: &PartUrl, sealed: bytes::Bytes) -> anyhow::Result<()> {
     ctx.api.trace(&reqwest::Method::PUT, &url.url);
-    let resp = ctx
-        .api
-        .http()
-        .put(&url.url)
-        .header(CONTENT_LENGTH, sealed.len())
-        .header(CONTENT_TYPE, "application/octet-stream")
-        .body(sealed)
-        .send()
-        .await
-        .map_err(|e| transport_error(e, &ctx.api.base()))?;
+    // A part is sent again as it is: a dropped connection, a store that is briefly
+    // failing (5xx) or rate limiting (429) should not end an upload of thousands of
+    // parts. The body is shared, not copied, between attempts.
+    let mut attempt = 0;
+    let resp = loop {
+        attempt += 1;
+        let sent = ctx
+            .api
+            .http()
+            .put(&url.url)
+            .header(CONTENT_LENGTH, sealed.len())
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(sealed.clone())
+            .send()
+            .await;
+        let retry = match &sent {
+            Ok(r) => r.status().is_server_error() || r.status().as_u16() == 429,
+            Err(e) => !e.is_builder(),
+        };
+        if !retry || attempt == PART_ATTEMPTS {
+            break sent.map_err(|e| transport_error(e, &ctx.api.base()))?;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500 << attempt)).await;
+    };
     if resp.status().is_success() {
         return Ok(());
     }

@@ -328,8 +328,12 @@ async fn resume(
     if state.key_mode != mode_now {
         return abandon("it was encrypted in the other key mode").await;
     }
+    // `None`: the server completed the upload already (its answer was lost, or the
+    // run was stopped before it saved the key): every part is there, only the
+    // finishing steps remain.
     let held = match ctx.api.authed(|c| c.stored_parts(&state.file_id)).await? {
-        Ok(held) => held,
+        Ok(held) => Some(held),
+        Err(e) if e.status.as_u16() == 409 && is_uploaded(ctx, &state.file_id).await => None,
         Err(e) if matches!(e.status.as_u16(), 404 | 409) => {
             return abandon("the server no longer holds it (deleted, expired or swept)").await;
         }
@@ -374,19 +378,22 @@ async fn resume(
     let layout = encryption
         .part_layout(size, state.part_size)
         .map_err(|e| from_crypto(e, "the file"))?;
-    if held.part_count != layout.part_count() {
-        return abandon("the server describes it differently").await;
-    }
-    let held_numbers: Vec<u64> = held
-        .parts
-        .iter()
-        .filter(|p| (1..=layout.part_count()).contains(&p.part_number))
-        .filter(|p| {
-            let c = layout.ciphertext_range(p.part_number - 1);
-            p.size_bytes == c.end - c.start
-        })
-        .map(|p| p.part_number)
-        .collect();
+    let held_numbers: Vec<u64> = match held {
+        None => (1..=layout.part_count()).collect(),
+        Some(held) if held.part_count != layout.part_count() => {
+            return abandon("the server describes it differently").await;
+        }
+        Some(held) => held
+            .parts
+            .iter()
+            .filter(|p| (1..=layout.part_count()).contains(&p.part_number))
+            .filter(|p| {
+                let c = layout.ciphertext_range(p.part_number - 1);
+                p.size_bytes == c.end - c.start
+            })
+            .map(|p| p.part_number)
+            .collect(),
+    };
     let path = state.path.clone();
     let (file_id, name) = (state.file_id.clone(), state.name.clone());
     let state = Arc::new(Mutex::new(state));
@@ -431,6 +438,14 @@ async fn resume(
         resumed: Some(sent),
         state: Some(state),
     }))
+}
+
+/// Whether the owner's file `file_id` is `uploaded` (completed).
+async fn is_uploaded(ctx: &Ctx, file_id: &str) -> bool {
+    matches!(
+        ctx.api.authed(|c| c.details(file_id)).await,
+        Ok(Ok(found)) if found.iter().any(|d| d.file_id == file_id && d.status == "uploaded")
+    )
 }
 
 /// The file changed while its first run read it: say so plainly.

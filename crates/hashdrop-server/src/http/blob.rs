@@ -58,7 +58,9 @@ pub async fn put_blob(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > max_bytes) {
-        return Err(Error::TooLarge("object exceeds the per-file size limit"));
+        return Err(Error::TooLarge(
+            "the body is larger than this upload URL allows",
+        ));
     }
     let idle = Duration::from_secs(state.cfg.limits.upload_idle_timeout_secs.max(1));
     let limits = PutLimits {

@@ -188,6 +188,29 @@ pub fn valid_key(key: &str) -> bool {
     matches!((parts.next(), parts.next(), parts.next()), (Some(a), Some(b), None) if valid_segment(a) && valid_segment(b))
 }
 
+/// Opens the object being assembled for one part's write, holding a shared lock
+/// until the file is closed. If the upload completed meanwhile (`complete_multipart`
+/// links the file into place under an exclusive lock and removes this name), the
+/// name no longer leads to the file opened, and nothing may be written into what is
+/// now a finished object.
+fn open_for_part(path: &Path) -> Result<std::fs::File, Error> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(crate::infra::private_fs::FILE_MODE)
+        .open(path)?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockShared)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("locking the upload: {e}")))?;
+    let opened = file.metadata()?;
+    let named = std::fs::metadata(path).ok();
+    if named.is_none_or(|m| (m.dev(), m.ino()) != (opened.dev(), opened.ino())) {
+        return Err(Error::Conflict("the upload was completed"));
+    }
+    Ok(file)
+}
+
 /// Where the local store keeps the parts of unfinished multipart uploads, one
 /// directory per upload id (dot-led, so no object key or listing can reach it).
 const MULTIPART_DIR: &str = ".multipart";
@@ -362,14 +385,30 @@ impl BlobStore for LocalBlobStore {
         let parent = dst.parent().context("object path has a parent")?;
         crate::infra::private_fs::create_dir_async(parent).await?;
         // The parts were written in place, each synced before it was acknowledged:
-        // the assembled file becomes the object under its key, create-only.
-        match tokio::fs::hard_link(dir.join(ASSEMBLY_FILE), &dst).await {
-            Ok(()) => {}
-            // Completed before (a retried complete): the object is there.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e).context("linking the assembled object"),
+        // the assembled file becomes the object under its key, create-only. Under an
+        // exclusive lock, so no part write is still running into it, and its name in
+        // the upload directory goes, so none starts after (see `write_part`).
+        let assembled = dir.join(ASSEMBLY_FILE);
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let file = match std::fs::File::open(&assembled) {
+                Ok(f) => f,
+                // Completed before (a retried complete): the object is there.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && dst.exists() => return Ok(()),
+                Err(e) => return Err(e).context("opening the assembled object"),
+            };
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
+            match std::fs::hard_link(&assembled, &dst) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e).context("linking the assembled object"),
+            }
+            std::fs::remove_file(&assembled)?;
+            Ok(())
+        })
+        .await??;
+        if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+            tracing::warn!(error = %e, "removing a completed upload's directory failed; the sweeper will");
         }
-        let _ = tokio::fs::remove_dir_all(&dir).await;
         Ok(())
     }
 
@@ -586,11 +625,11 @@ impl LocalBlobStore {
         if tokio::fs::metadata(&dir).await.is_err() {
             return Err(Error::NotFound("no such multipart upload"));
         }
-        let mut options = tokio::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        options.mode(crate::infra::private_fs::FILE_MODE);
-        let mut file = options.open(dir.join(ASSEMBLY_FILE)).await?;
+        let path = dir.join(ASSEMBLY_FILE);
+        let file = tokio::task::spawn_blocking(move || open_for_part(&path))
+            .await
+            .map_err(anyhow::Error::from)??;
+        let mut file = tokio::fs::File::from_std(file);
         file.seek(std::io::SeekFrom::Start(offset)).await?;
         let written = copy_body(&mut file, &mut body, limits).await?;
         if written != limits.max_bytes {

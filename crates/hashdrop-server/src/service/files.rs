@@ -125,9 +125,11 @@ fn check_presign<'a>(
         None => None,
         Some(plan) => Some(plan.part_count(req.encrypted_size_bytes).ok_or_else(|| {
             Error::Invalid(format!(
-                "parts: every part but the last must be at least {} bytes, part 1 at most \
-                 the whole object, and there may be at most {} parts",
+                "parts: every part but the last must be at least {} bytes, no part more \
+                 than {} bytes, part 1 at most the whole object, and there may be at most \
+                 {} parts",
                 hashdrop_wire::MIN_PART_BYTES,
+                hashdrop_wire::MAX_PART_BYTES,
                 hashdrop_wire::MAX_PARTS
             ))
         })?),

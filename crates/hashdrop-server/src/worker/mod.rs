@@ -52,10 +52,13 @@ async fn run_job(state: &AppState, job: &Claimed) -> anyhow::Result<()> {
     match Job::decode(&job.kind, &job.payload)? {
         Job::SendMail(mail) => state.mailer.send(&mail).await,
         Job::DeleteBlob { key, upload_id } => {
-            if let Some(upload_id) = upload_id {
-                state.blobs.abort_multipart(&key, &upload_id).await?;
+            // The object first: a completed upload's id lingers in its row, and a
+            // store that refuses to abort it must not keep the object alive.
+            state.blobs.delete(&key).await?;
+            match upload_id {
+                Some(upload_id) => state.blobs.abort_multipart(&key, &upload_id).await,
+                None => Ok(()),
             }
-            state.blobs.delete(&key).await
         }
         Job::Cleanup(cleaner) => {
             let n = service::cleaners::run(state, cleaner).await?;

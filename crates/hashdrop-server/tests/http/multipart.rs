@@ -178,6 +178,26 @@ async fn parts_sent_out_of_order_and_in_parallel_make_the_object(store: Store, b
         download(&app, &p.file_id).await == data,
         "the object is the parts in order"
     );
+    // A part URL used again after complete changes nothing in the finished object.
+    // (A connection of its own: the refusal may come before the body is read, and
+    // the server then closes that connection.)
+    let again = reqwest::Client::new()
+        .put(&urls[1].url)
+        .body(vec![0u8; urls[1].size_bytes as usize])
+        .send()
+        .await;
+    match again {
+        Ok(r) => assert!(
+            r.status().is_client_error(),
+            "a part after complete: {}",
+            r.status()
+        ),
+        Err(e) => assert!(e.is_request() || e.is_body(), "a part after complete: {e}"),
+    }
+    assert!(
+        download(&app, &p.file_id).await == data,
+        "the object is unchanged"
+    );
     // Completing again answers the same; the parts are gone, the quota unchanged.
     expect(
         api.complete(&complete_request(&p.file_id)),

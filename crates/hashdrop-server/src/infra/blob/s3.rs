@@ -317,10 +317,59 @@ impl S3BlobStore {
     }
 }
 
-/// Text of every `<tag>...</tag>` in a flat S3 answer. Not rusty-s3's typed parser:
-/// it insists on fields (ETag) that compatible stores such as s3s-fs leave out, and
-/// listing needs only the keys.
+/// Text of every `<tag>...</tag>` in a flat S3 answer, with XML's character
+/// references decoded (AWS sends an ETag as `&quot;…&quot;`, MinIO as `&#34;…&#34;`).
+/// Not rusty-s3's typed parser: it insists on fields (ETag) that compatible stores
+/// such as s3s-fs leave out, and listing needs only the keys.
 fn xml_values(xml: &str, tag: &str) -> Vec<String> {
+    xml_blocks(xml, tag)
+        .iter()
+        .map(|v| xml_unescape(v))
+        .collect()
+}
+
+/// `text` with the five predefined entities and numeric character references
+/// decoded; anything else is kept as it is.
+fn xml_unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        let tail = &rest[amp..];
+        let decoded = tail.find(';').and_then(|end| {
+            let name = &tail[1..end];
+            let ch = match name {
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                _ => name
+                    .strip_prefix("#x")
+                    .map(|h| u32::from_str_radix(h, 16))
+                    .or_else(|| name.strip_prefix('#').map(str::parse::<u32>))
+                    .and_then(Result::ok)
+                    .and_then(char::from_u32),
+            }?;
+            Some((ch, end + 1))
+        });
+        match decoded {
+            Some((ch, used)) => {
+                out.push(ch);
+                rest = &tail[used..];
+            }
+            None => {
+                out.push('&');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The raw inner text of every `<tag>...</tag>` (for elements that hold others).
+fn xml_blocks(xml: &str, tag: &str) -> Vec<String> {
     let open = format!("<{tag}>");
     let close = format!("</{tag}>");
     let mut out = Vec::new();
@@ -439,7 +488,7 @@ impl BlobStore for S3BlobStore {
                 return Err(self.refused("ListParts", resp).await);
             }
             let text = resp.text().await.context("reading ListParts")?;
-            for part in xml_values(&text, "Part") {
+            for part in xml_blocks(&text, "Part") {
                 let field = |tag: &str| xml_values(&part, tag).into_iter().next();
                 let number = field("PartNumber")
                     .and_then(|n| n.parse().ok())
@@ -661,6 +710,28 @@ impl S3BlobStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An AWS ListParts answer: ETags come entity-encoded, and CompleteMultipartUpload
+    /// must get them back as the plain quoted strings.
+    #[test]
+    fn list_parts_answers_are_decoded() {
+        let xml = r#"<ListPartsResult><IsTruncated>false</IsTruncated>
+            <Part><PartNumber>1</PartNumber><ETag>&quot;7778aef83f66abc1fa1e8477f296d394&quot;</ETag><Size>5242880</Size></Part>
+            <Part><PartNumber>2</PartNumber><ETag>&#34;aaaa&#34;</ETag><Size>12</Size></Part>
+            </ListPartsResult>"#;
+        let parts = xml_blocks(xml, "Part");
+        assert_eq!(parts.len(), 2);
+        assert_eq!(
+            xml_values(&parts[0], "ETag"),
+            vec!["\"7778aef83f66abc1fa1e8477f296d394\"".to_string()]
+        );
+        assert_eq!(xml_values(&parts[1], "ETag"), vec!["\"aaaa\"".to_string()]);
+        assert_eq!(xml_values(&parts[1], "Size"), vec!["12".to_string()]);
+        assert_eq!(
+            xml_unescape("a&amp;b &lt;&gt; &#x41;&apos; &bogus; &"),
+            "a&b <> A' &bogus; &"
+        );
+    }
 
     #[test]
     fn url_defaults_and_parameters() {
