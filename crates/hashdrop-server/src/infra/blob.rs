@@ -625,6 +625,14 @@ impl LocalBlobStore {
         if tokio::fs::metadata(&dir).await.is_err() {
             return Err(Error::NotFound("no such multipart upload"));
         }
+        // The part is not held while its bytes are being rewritten: a send that fails
+        // halfway must not leave a record of the bytes it damaged, or a resumed upload
+        // would skip the part.
+        match tokio::fs::remove_file(dir.join(number.to_string())).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
         let path = dir.join(ASSEMBLY_FILE);
         let file = tokio::task::spawn_blocking(move || open_for_part(&path))
             .await

@@ -250,6 +250,34 @@ async fn a_part_of_the_wrong_length_is_refused_by_the_store(store: Store, b: Bac
     let held = expect(api.stored_parts(&p.file_id), StatusCode::OK, "stored parts").await;
     assert!(held.parts.is_empty(), "nothing stored: {:?}", held.parts);
 
+    // A part stored whole, then sent again too long: S3 refuses the unsigned length
+    // and keeps the first copy; the local store, which rewrites in place, cuts the
+    // body off and forgets the part until it comes whole.
+    let ok = reqwest::Client::new()
+        .put(&urls[1].url)
+        .body(vec![7u8; 123])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    // Chunked, so no Content-Length stops it before the store starts writing.
+    let chunked = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(vec![7u8; 124])]);
+    let _ = reqwest::Client::new()
+        .put(&urls[1].url)
+        .body(reqwest::Body::wrap_stream(chunked))
+        .send()
+        .await;
+    let held = expect(api.stored_parts(&p.file_id), StatusCode::OK, "stored parts").await;
+    let part3: Vec<_> = held
+        .parts
+        .iter()
+        .map(|s| (s.part_number, s.size_bytes))
+        .collect();
+    match store {
+        Store::S3 => assert_eq!(part3, vec![(3, 123)]),
+        Store::Local => assert_eq!(part3, vec![], "a damaged part is not held"),
+    }
+
     // A URL for one part does not store another, nor a whole object.
     let mut moved = reqwest::Url::parse(&urls[1].url).unwrap();
     let query: Vec<(String, String)> = moved
