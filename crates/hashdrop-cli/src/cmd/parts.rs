@@ -47,7 +47,7 @@ const PART_ATTEMPTS: u32 = 3;
 const URL_BATCH: usize = 64;
 
 /// Version of the state file's layout.
-const STATE_VERSION: u32 = 1;
+pub const STATE_VERSION: u32 = 1;
 
 /// What an interrupted multipart upload needs to continue.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -217,7 +217,9 @@ pub async fn send(
         let digest = {
             let (file, enc, layout) = (file.clone(), encryption.clone(), layout);
             tokio::task::spawn_blocking(move || -> anyhow::Result<Digest32> {
-                let plain = read_range(&file, layout.plaintext_range(index))?;
+                let range = layout.plaintext_range(index);
+                let mut plain = vec![0u8; (range.end - range.start) as usize];
+                read_part(&file, &layout, index, &mut plain)?;
                 Ok(enc.part_digest(&layout, index, &plain)?)
             })
             .await??
@@ -317,18 +319,23 @@ pub async fn send(
     })
 }
 
-/// Reads plaintext bytes `range` of the file.
-fn read_range(file: &std::fs::File, range: std::ops::Range<u64>) -> anyhow::Result<Vec<u8>> {
+/// Reads the plaintext of part `index` into `into` (exactly its length); a file that
+/// has become shorter is a changed file.
+fn read_part(
+    file: &std::fs::File,
+    layout: &PartLayout,
+    index: u64,
+    into: &mut [u8],
+) -> anyhow::Result<()> {
     use std::os::unix::fs::FileExt;
-    let mut plain = vec![0u8; (range.end - range.start) as usize];
-    file.read_exact_at(&mut plain, range.start).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            anyhow::Error::from(FileChanged { part: 0 })
-        } else {
-            e.into()
-        }
-    })?;
-    Ok(plain)
+    file.read_exact_at(into, layout.plaintext_range(index).start)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                anyhow::Error::from(FileChanged { part: index + 1 })
+            } else {
+                e.into()
+            }
+        })
 }
 
 /// Part buffers, reused. A fresh 8 MiB allocation per part makes the peak memory
@@ -382,18 +389,11 @@ fn seal_part(
     index: u64,
     mut buf: Vec<u8>,
 ) -> anyhow::Result<(Vec<u8>, Digest32)> {
-    use std::os::unix::fs::FileExt;
     let p = layout.plaintext_range(index);
     let c = layout.ciphertext_range(index);
     buf.resize((c.end - c.start) as usize, 0);
     let tail = buf.len() - (p.end - p.start) as usize;
-    file.read_exact_at(&mut buf[tail..], p.start).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            anyhow::Error::from(FileChanged { part: index + 1 })
-        } else {
-            e.into()
-        }
-    })?;
+    read_part(file, layout, index, &mut buf[tail..])?;
     let digest = enc.seal_part_in_place(layout, index, &mut buf)?;
     Ok((buf, digest))
 }

@@ -235,7 +235,7 @@ pub async fn run(ctx: &Ctx, args: crate::cli::UploadArgs) -> anyhow::Result<()> 
             KeyPlan::Passphrase(_) => None,
         };
         let state = parts::UploadState {
-            version: 1,
+            version: parts::STATE_VERSION,
             server: ctx.api.base(),
             path: canonical,
             size,
