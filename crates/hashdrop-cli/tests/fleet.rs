@@ -786,18 +786,6 @@ fn upload_resumes_on_s3(c: &Cluster) {
     let plain = work.path().join("resume.bin");
     let data = sample(5 * (8 << 20) + 4321, 12);
     std::fs::write(&plain, &data).unwrap();
-    let mut upload = carol
-        .cmd(&[
-            "--json",
-            "upload",
-            plain.to_str().unwrap(),
-            "--parallel",
-            "1",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     // With one part at a time, a part's digest is recorded just before it is sent:
     // three digests mean parts 1 and 2 were acknowledged.
     let uploads = carol.home.path().join("uploads");
@@ -812,16 +800,7 @@ fn upload_resumes_on_s3(c: &Cluster) {
             .max()
             .unwrap_or(0)
     };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while recorded() < 3 {
-        if let Some(status) = upload.try_wait().unwrap() {
-            panic!("the upload ended before it could be killed: {status}");
-        }
-        assert!(Instant::now() < deadline, "the upload made no progress");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    upload.kill().unwrap();
-    upload.wait().unwrap();
+    carol.upload_killed_when(&plain, || recorded() >= 3);
 
     let up = carol.upload(&plain, &[]);
     let reused = up["parts_reused"].as_u64().expect("a resumed upload");

@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use crate::common::{sample, tool_available, Client, Server};
 
@@ -57,31 +56,10 @@ fn file_objects(server: &Server) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Starts `hashdrop upload FILE --parallel 1` and SIGKILLs it once the server holds
-/// `parts` finished parts; returns how many it holds after the kill.
+/// Starts an upload of `file` one part at a time and SIGKILLs it once the server
+/// holds `parts` finished parts; returns how many it holds after the kill.
 fn upload_killed_after(c: &Client, server: &Server, file: &Path, parts: usize) -> usize {
-    let mut child = c
-        .cmd(&[
-            "--json",
-            "upload",
-            file.to_str().unwrap(),
-            "--parallel",
-            "1",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start upload");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while stored_parts(server).len() < parts {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the upload ended before it could be killed: {status}");
-        }
-        assert!(Instant::now() < deadline, "no {parts} parts stored in time");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    c.upload_killed_when(file, || stored_parts(server).len() >= parts);
     stored_parts(server).len()
 }
 

@@ -312,6 +312,35 @@ impl Client {
         c
     }
 
+    /// Starts `hashdrop upload FILE --parallel 1` (one part at a time, so progress is
+    /// easy to read from outside) and SIGKILLs it as soon as `progressed()` says so.
+    /// An upload that ends, or makes no progress in two minutes, fails the test: it
+    /// would have tested nothing.
+    pub fn upload_killed_when(&self, file: &Path, mut progressed: impl FnMut() -> bool) {
+        let mut child = self
+            .cmd(&[
+                "--json",
+                "upload",
+                file.to_str().unwrap(),
+                "--parallel",
+                "1",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start upload");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !progressed() {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the upload ended before it could be killed: {status}");
+            }
+            assert!(Instant::now() < deadline, "the upload made no progress");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
     /// The ids `files list --json` shows.
     pub fn file_ids(&self) -> Vec<String> {
         let list = self.run(&["--json", "files", "list"]).ok().json();
