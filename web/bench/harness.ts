@@ -4,6 +4,7 @@
 
 import { Decrypter, Encrypter, generateIdentity, identityToRecipient } from "age-encryption";
 import sodium from "libsodium-wrappers";
+import { drainInto, passThrough } from "../src/bytes";
 import { decryptAge as decryptAgeParallel, type PayloadPath } from "../src/crypto/parallel";
 import { decryptAge as decryptAgeWasm, payloadEngine, type Secret } from "../src/crypto/stream-wasm";
 
@@ -37,20 +38,20 @@ async function decryptVia(
   return decryptAgeParallel(ciphertext, secret, { ...knobs, onPath: (p) => (lastPath = p) });
 }
 
-/** Drains a stream, counting bytes and (optionally) checking them against `expect`. */
+/**
+ * Drains a stream as the page's save picker does (bytes.ts's drainInto: one reused 1 MiB
+ * buffer), counting bytes and (optionally) checking them against `expect`.
+ */
 async function drain(stream: ReadableStream<Uint8Array>, expect?: Uint8Array): Promise<number> {
-  const reader = stream.getReader();
   let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
+  await drainInto(stream, (value) => {
     if (expect) {
       for (let i = 0; i < value.length; i += 4099) {
         if (value[i] !== expect[total + i]) throw new Error(`plaintext differs at byte ${total + i}`);
       }
     }
     total += value.length;
-  }
+  });
   if (expect && total !== expect.length) throw new Error(`got ${total} bytes, want ${expect.length}`);
   return total;
 }
@@ -231,22 +232,34 @@ async function roundTrip(
     ct = ct.subarray(0, ct.length - lastChunk);
   }
   let offset = 0;
-  const input = new ReadableStream<Uint8Array>({
-    pull(controller) {
-      if (offset >= ct.length) return controller.close();
-      controller.enqueue(ct.slice(offset, offset + piece));
-      offset += piece;
-    },
-  });
+  // `piece` 0: a byte stream read as the page reads a download (a body arriving a few KB
+  // per read, behind bytes.ts's passThrough; the plaintext drained through one reused
+  // buffer smaller than a batch); otherwise a default stream of `piece`-byte chunks read
+  // the default way.
+  const bytes = piece === 0;
+  const input = bytes
+    ? passThrough(trickle(ct, 5000))
+    : new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (offset >= ct.length) return controller.close();
+          controller.enqueue(ct.slice(offset, offset + piece));
+          offset += piece;
+        },
+      });
   const got: Uint8Array[] = [];
   let error: string | null = null;
   let message = "";
   try {
-    const reader = (await decryptVia(path, input, key, knobs)).getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      got.push(value);
+    const plain = await decryptVia(path, input, key, knobs);
+    if (bytes) {
+      await drainInto(plain, (value) => void got.push(value.slice()), 50_000);
+    } else {
+      const reader = plain.getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        got.push(value);
+      }
     }
   } catch (e) {
     error = e instanceof Error ? e.name : String(e);
@@ -259,6 +272,34 @@ async function roundTrip(
     at += c.length;
   }
   return { error, message, releasedBytes: at, matches, ...(path === "parallel" ? { path: lastPath } : {}) };
+}
+
+/**
+ * `bytes` as a byte stream that answers each read with at most `most` bytes, as a
+ * network body does: a reader's buffer is rarely filled by one read.
+ */
+function trickle(bytes: Uint8Array, most: number): ReadableStream<Uint8Array> {
+  let offset = 0;
+  return new ReadableStream({
+    type: "bytes",
+    pull(controller) {
+      if (offset >= bytes.length) {
+        controller.close();
+        controller.byobRequest?.respond(0);
+        return;
+      }
+      const request = controller.byobRequest;
+      if (request?.view) {
+        const n = Math.min(most, request.view.byteLength, bytes.length - offset);
+        new Uint8Array(request.view.buffer, request.view.byteOffset, n).set(bytes.subarray(offset, offset + n));
+        offset += n;
+        request.respond(n);
+      } else {
+        controller.enqueue(bytes.slice(offset, offset + most));
+        offset += most;
+      }
+    },
+  });
 }
 
 /** A file sealed to a fresh identity, opened with `identity` instead. */

@@ -3,6 +3,7 @@
 // (crypto/parallel.ts) where the context has them — the page — and on one thread where
 // it has none — the service worker.
 
+import { passThrough } from "./bytes";
 import { DamagedFileError, type Secret } from "./crypto/decrypt";
 import { decryptAge } from "./crypto/parallel";
 import { fetchCiphertext } from "./share";
@@ -25,25 +26,23 @@ export async function openDownload(
 ): Promise<ReadableStream<Uint8Array>> {
   const { body } = await fetchCiphertext(downloadUrl);
   let received = 0;
-  const counted = body.pipeThrough(
-    new TransformStream<Uint8Array, Uint8Array>({
-      transform(chunk, c) {
-        if (expectedHeader && received < expectedHeader.length) {
-          const want = expectedHeader.subarray(received, received + chunk.byteLength);
-          if (want.some((b, i) => b !== chunk[i])) {
-            throw new DamagedFileError("The file does not match its sealed name: it is another file's.");
-          }
+  // A byte stream like the body, so the decryptor's buffers reach the network (bytes.ts).
+  const counted = passThrough(body, {
+    onChunk(chunk) {
+      if (expectedHeader && received < expectedHeader.length) {
+        const want = expectedHeader.subarray(received, received + chunk.byteLength);
+        if (want.some((b, i) => b !== chunk[i])) {
+          throw new DamagedFileError("The file does not match its sealed name: it is another file's.");
         }
-        received += chunk.byteLength;
-        onProgress(received);
-        c.enqueue(chunk);
-      },
-      flush() {
-        if (expectedHeader && received < expectedHeader.length) {
-          throw new DamagedFileError("The file ends inside its header.");
-        }
-      },
-    }),
-  );
+      }
+      received += chunk.byteLength;
+      onProgress(received);
+    },
+    onEnd() {
+      if (expectedHeader && received < expectedHeader.length) {
+        throw new DamagedFileError("The file ends inside its header.");
+      }
+    },
+  });
   return decryptAge(counted, secret);
 }

@@ -4,6 +4,7 @@
 //   3. an in-memory Blob, only up to IN_MEMORY_CAP bytes.
 // Each one leaves no completed file behind when the download or decryption fails.
 
+import { drainInto } from "./bytes";
 import type { Secret } from "./crypto/decrypt";
 import { openDownload, type OnProgress } from "./pipeline";
 import { ShareRefusedError } from "./share";
@@ -55,7 +56,10 @@ export async function saveWithPicker(req: SaveRequest): Promise<void> {
   const writable = await handle.createWritable();
   try {
     const plaintext = await openDownload(req.downloadUrl, req.secret, req.onProgress, req.expectedHeader);
-    await plaintext.pipeTo(writable);
+    // Through one reused buffer rather than pipeTo, which would take a fresh buffer per
+    // read: on a multi-GB file that garbage is what the browser's memory grows by.
+    await drainInto(plaintext, (chunk) => writable.write(chunk as Uint8Array<ArrayBuffer>));
+    await writable.close();
   } catch (e) {
     await writable.abort().catch(() => undefined);
     const removable = handle as FileSystemFileHandle & { remove?: () => Promise<void> };

@@ -1,6 +1,7 @@
 // The server's share API as the page and the service worker see it, with every
 // refusal turned into one typed reason. No DOM access (used by the service worker).
 
+import { passThrough } from "./bytes";
 import type { SealedMetadata } from "./crypto/metadata";
 
 /** `GET /api/share/{id}` answer (hashdrop-wire ShareInfo). */
@@ -97,22 +98,9 @@ export async function fetchCiphertext(
 }
 
 // A body read that fails is a broken connection: give it a name the page can explain.
+// A byte stream, so the decryptor reads the body into its own buffers (bytes.ts).
 function networkErrorsNamed(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
-  const reader = body.getReader();
-  return new ReadableStream<Uint8Array>({
-    async pull(c) {
-      try {
-        const { done, value } = await reader.read();
-        if (done) c.close();
-        else c.enqueue(value);
-      } catch {
-        c.error(new NetworkError("the connection broke during the download"));
-      }
-    },
-    cancel(reason) {
-      return reader.cancel(reason);
-    },
-  });
+  return passThrough(body, { mapError: () => new NetworkError("the connection broke during the download") });
 }
 
 // The server hands out an absolute download URL; the page only ever talks to its own

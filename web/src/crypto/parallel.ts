@@ -30,6 +30,7 @@
 // no answer in time), which is found before any payload byte is read. A worker failing
 // once decryption runs errors the stream: no file completes.
 
+import { ChunkSource } from "../bytes";
 import { type Engine, SEALED_CHUNK_BYTES } from "./aead";
 import { DamagedFileError, type Secret } from "./decrypt";
 import { openHeader, openPayload, type OpenedHeader } from "./stream-wasm";
@@ -39,7 +40,6 @@ import type { FromWorker, ToWorker } from "./worker-protocol";
 export const DEFAULT_WORKER_URL = "/web/decrypt-worker.js";
 /** Sealed chunks per batch: 16 × (64 KiB + 16 B) ≈ 1 MiB per message to a worker. */
 const DEFAULT_BATCH_CHUNKS = 16;
-const EMPTY = new Uint8Array(0);
 /** How long workers may take to load libsodium before this thread does the work itself. */
 const WORKER_START_MS = 15_000;
 
@@ -223,14 +223,18 @@ class Slot {
 }
 
 /**
- * The payload as a stream: a pump reads ciphertext into batches and dispatches them while
- * fewer than `window` batches are out; each pull releases the next batch in file order.
+ * The payload as a byte stream: a pump reads ciphertext into batches and dispatches them
+ * while fewer than `window` batches are out; each pull releases plaintext of the next
+ * batch in file order, into the reader's own buffer when it brings one (BYOB).
  */
 class ParallelPayload {
   readonly stream: ReadableStream<Uint8Array>;
-  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private readonly source: ChunkSource;
   private carry: Uint8Array;
+  private readonly batches: BatchBuffers;
   private readonly slots = new Map<number, Slot>();
+  /** Plaintext of the batch being handed out, and where the next byte is. */
+  private current: { buffer: ArrayBuffer; offset: number; end: number } | null = null;
   private dispatched = 0;
   private released = 0;
   private nextChunk = 0;
@@ -246,8 +250,11 @@ class ParallelPayload {
     private readonly batchBytes: number,
     private readonly window: number,
   ) {
-    this.reader = header.source;
+    // The header was read the default way; the payload is read into batch buffers.
+    header.source.releaseLock();
+    this.source = ChunkSource.of(header.stream);
     this.carry = header.readAhead;
+    this.batches = new BatchBuffers(batchBytes, window + 1);
     pool.onOpened = (m) => this.slot(m.id).settle({ kind: "opened", ...m });
     // A worker that fails fails the whole file: every batch still out (and the next one
     // to be released, whichever it is) resolves as failed.
@@ -255,15 +262,18 @@ class ParallelPayload {
       for (let id = this.released; id <= this.dispatched; id++) this.slot(id).settle({ kind: "failed", error });
       this.stop();
     };
-    this.stream = new ReadableStream<Uint8Array>(
+    this.stream = new ReadableStream(
       {
+        type: "bytes",
+        // A default reader gets a fresh buffer of one batch's plaintext per read.
+        autoAllocateChunkSize: batchBytes,
         pull: (controller) => this.pull(controller),
         cancel: async (reason) => {
           this.stop();
-          await this.reader.cancel(reason).catch(() => {});
+          await this.source.cancel(reason);
         },
       },
-      new CountQueuingStrategy({ highWaterMark: 1 }),
+      { highWaterMark: 0 },
     );
   }
 
@@ -276,16 +286,20 @@ class ParallelPayload {
     return s;
   }
 
-  private async pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+  private async pull(controller: ReadableByteStreamController): Promise<void> {
     if (!this.pumping) {
       this.pumping = true;
       void this.pump();
     }
     try {
-      // A damaged chunk stops a batch: its good chunks went out with the last pull,
-      // the error goes out now.
-      if (this.deferredError) throw this.deferredError;
       for (;;) {
+        if (this.current) {
+          this.handOut(controller, this.current);
+          return;
+        }
+        // A damaged chunk stops a batch: its good chunks went out before, the error
+        // goes out now.
+        if (this.deferredError) throw this.deferredError;
         const id = this.released;
         const outcome = await this.slot(id).promise;
         this.slots.delete(id);
@@ -296,6 +310,7 @@ class ParallelPayload {
           }
           this.stop();
           controller.close();
+          controller.byobRequest?.respond(0);
           return;
         }
         if (this.endedFile) throw new DamagedFileError("The file has extra data after its last chunk.");
@@ -303,26 +318,31 @@ class ParallelPayload {
         this.wakePump?.();
         this.endedFile = outcome.endsFile;
         if (outcome.error !== null) this.deferredError = new DamagedFileError(outcome.error);
-        if (outcome.plainBytes > 0) {
-          // The plaintext fills the batch's buffers from the first one on; the last ones
-          // may be left partly or wholly empty (each chunk is 16 bytes shorter open).
-          let left = outcome.plainBytes;
-          for (const b of outcome.buffers) {
-            if (left === 0) break;
-            const n = Math.min(left, b.byteLength);
-            controller.enqueue(new Uint8Array(b, 0, n));
-            left -= n;
-          }
-          return;
-        }
-        if (this.deferredError) throw this.deferredError;
-        // An empty batch (an empty file's only chunk): go on to the next outcome.
+        // A batch is one buffer; its plaintext starts at its beginning (each chunk is 16
+        // bytes shorter open). An empty batch (an empty file's only chunk) has none.
+        const buffer = outcome.buffers[0]!;
+        if (outcome.plainBytes > 0) this.current = { buffer, offset: 0, end: outcome.plainBytes };
+        else this.batches.give(buffer);
       }
     } catch (e) {
       this.stop();
-      await this.reader.cancel(e).catch(() => {});
+      await this.source.cancel(e);
       throw e;
     }
+  }
+
+  /** Copies plaintext into the reader's buffer; a batch used up goes back to the pool. */
+  private handOut(controller: ReadableByteStreamController, at: { buffer: ArrayBuffer; offset: number; end: number }): void {
+    const request = controller.byobRequest!;
+    const view = request.view!;
+    const n = Math.min(view.byteLength, at.end - at.offset);
+    new Uint8Array(view.buffer, view.byteOffset, n).set(new Uint8Array(at.buffer, at.offset, n));
+    at.offset += n;
+    if (at.offset === at.end) {
+      this.batches.give(at.buffer);
+      this.current = null;
+    }
+    request.respond(n);
   }
 
   /** Reads the payload into batches and dispatches them, `window` at most out at once. */
@@ -336,11 +356,13 @@ class ParallelPayload {
           this.wakePump = null;
         }
         if (this.stopped) return;
-        const { buffers, length, ended } = await this.fill();
+        const { buffer, length, ended } = await this.fill();
         if (this.stopped) return;
         if (length > 0) {
-          this.pool.dispatch(this.dispatched++, buffers, length, this.nextChunk);
+          this.pool.dispatch(this.dispatched++, [buffer], length, this.nextChunk);
           this.nextChunk += Math.ceil(length / SEALED_CHUNK_BYTES);
+        } else {
+          this.batches.give(buffer);
         }
         if (ended) {
           this.slot(this.dispatched).settle({ kind: "end" });
@@ -355,35 +377,17 @@ class ParallelPayload {
   }
 
   /**
-   * One batch of ciphertext as the buffers the download delivered, each handed on whole
-   * (it will carry the plaintext back): at least `batchBytes`, trimmed to whole sealed
-   * chunks, or what is left when the payload ends. The bytes past the last whole chunk
-   * (less than one chunk) are copied out for the next batch; a buffer that is a view
-   * into a larger one is copied too.
+   * One batch of ciphertext in a recycled buffer: `batchBytes` (whole sealed chunks), or
+   * what is left when the payload ends. The bytes read past the header go first.
    */
-  private async fill(): Promise<{ buffers: ArrayBuffer[]; length: number; ended: boolean }> {
-    const buffers: ArrayBuffer[] = [];
-    let length = 0;
-    while (length < this.batchBytes) {
-      if (this.carry.length === 0) {
-        const { done, value } = await this.reader.read();
-        if (done || this.stopped) return { buffers, length, ended: true };
-        this.carry = value;
-        continue;
-      }
-      const c = this.carry;
-      this.carry = EMPTY;
-      const whole = c.byteOffset === 0 && c.byteLength === c.buffer.byteLength && c.buffer instanceof ArrayBuffer;
-      buffers.push(whole ? (c.buffer as ArrayBuffer) : c.slice().buffer);
-      length += c.length;
-    }
-    // batchBytes is whole chunks, so the excess lies within the last buffer.
-    const keep = length - (length % SEALED_CHUNK_BYTES);
-    if (keep < length) {
-      const last = buffers[buffers.length - 1]!;
-      this.carry = new Uint8Array(last, last.byteLength - (length - keep)).slice();
-    }
-    return { buffers, length: keep, ended: false };
+  private async fill(): Promise<{ buffer: ArrayBuffer; length: number; ended: boolean }> {
+    const buffer = this.batches.take();
+    const head = Math.min(this.carry.length, this.batchBytes);
+    new Uint8Array(buffer).set(this.carry.subarray(0, head));
+    this.carry = this.carry.subarray(head);
+    if (head === this.batchBytes) return { buffer, length: head, ended: false };
+    const { filled, ended } = await this.source.fill(new Uint8Array(buffer, head));
+    return { buffer: filled.buffer, length: head + filled.length, ended };
   }
 
   private stop(): void {
@@ -391,5 +395,27 @@ class ParallelPayload {
     this.stopped = true;
     this.wakePump?.();
     this.pool.terminate();
+  }
+}
+
+/**
+ * Batch buffers, recycled: a batch's buffer goes to a worker and back and carries the
+ * plaintext until the reader has copied it out, then ciphertext again. At most `keep`
+ * are kept; one more is allocated only when all of them are out.
+ */
+class BatchBuffers {
+  private readonly free: ArrayBuffer[] = [];
+
+  constructor(
+    private readonly bytes: number,
+    private readonly keep: number,
+  ) {}
+
+  take(): ArrayBuffer {
+    return this.free.pop() ?? new ArrayBuffer(this.bytes);
+  }
+
+  give(buffer: ArrayBuffer): void {
+    if (buffer.byteLength === this.bytes && this.free.length < this.keep) this.free.push(buffer);
   }
 }

@@ -56,6 +56,8 @@ export interface OpenedHeader {
   payloadKey: Uint8Array;
   /** The rest of the ciphertext, after `readAhead`. */
   source: ReadableStreamDefaultReader<Uint8Array>;
+  /** The stream `source` reads (locked to it): its reader may be swapped for a BYOB one. */
+  stream: ReadableStream<Uint8Array>;
   /** Payload bytes already read past the nonce (may be empty). */
   readAhead: Uint8Array;
 }
@@ -68,11 +70,11 @@ export interface OpenedHeader {
  */
 export async function openHeader(ciphertext: ReadableStream<Uint8Array>, secret: Secret): Promise<OpenedHeader> {
   const decrypter = await decrypterFor(secret);
-  const reader = ciphertext.getReader();
-  let input = new PrefixedReader(reader);
+  let input = new PrefixedReader(ciphertext);
+  const reader = input.reader;
   try {
     if (await input.startsWithArmor()) {
-      input = new PrefixedReader(singleChunk(await dearmor(input)).getReader());
+      input = new PrefixedReader(singleChunk(await dearmor(input)));
     }
     const header = await input.readHeader();
     let fileKey: Uint8Array;
@@ -97,7 +99,7 @@ export async function openHeader(ciphertext: ReadableStream<Uint8Array>, secret:
  */
 export async function fileKeyOf(headerAndNonce: Uint8Array, secret: Secret): Promise<Uint8Array> {
   const decrypter = await decrypterFor(secret);
-  const header = await new PrefixedReader(singleChunk(headerAndNonce).getReader()).readHeader();
+  const header = await new PrefixedReader(singleChunk(headerAndNonce)).readHeader();
   try {
     return await decrypter.decryptHeader(header);
   } catch (e) {
@@ -319,7 +321,11 @@ class PrefixedReader {
   private buffered: Uint8Array = new Uint8Array(0);
   private ended = false;
 
-  constructor(private readonly reader: ReadableStreamDefaultReader<Uint8Array>) {}
+  readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+
+  constructor(private readonly stream: ReadableStream<Uint8Array>) {
+    this.reader = stream.getReader();
+  }
 
   private async more(): Promise<boolean> {
     if (this.ended) return false;
@@ -377,8 +383,8 @@ class PrefixedReader {
   }
 
   /** The underlying reader and the bytes already read past what was asked for. */
-  detach(): { source: ReadableStreamDefaultReader<Uint8Array>; readAhead: Uint8Array } {
-    return { source: this.reader, readAhead: this.take(this.buffered.length) };
+  detach(): { source: ReadableStreamDefaultReader<Uint8Array>; stream: ReadableStream<Uint8Array>; readAhead: Uint8Array } {
+    return { source: this.reader, stream: this.stream, readAhead: this.take(this.buffered.length) };
   }
 
   private take(n: number): Uint8Array {
