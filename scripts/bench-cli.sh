@@ -51,6 +51,9 @@ LIMIT=$((BYTES * 4))
 
 echo "writing $SIZE_MIB MiB of random data..." >&2
 head -c "$BYTES" /dev/urandom > "$WORK/input.bin"
+# Every timed step starts with nothing left to write back: otherwise the first one (the
+# hashdrop upload) would share the disk with the writeback of this 4 GiB input file.
+sync
 
 S3_PID=""
 if [ "${STORE:-local}" = s3 ]; then
@@ -100,6 +103,7 @@ rate() { python3 -c "print(f'{$BYTES/($2-$1)/1e6:.0f}')"; }
 secs() { python3 -c "print(f'{$2-$1:.2f}')"; }
 
 # hashdrop upload
+sync
 t0=$(now)
 /usr/bin/time -v -o "$WORK/up.time" "$CLI" --json upload "$WORK/input.bin" </dev/null > "$WORK/up.json"
 t1=$(now)
@@ -107,6 +111,7 @@ FILE_ID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["file_
 LINK=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["share_link"])' "$WORK/up.json")
 
 # hashdrop decrypt
+sync
 t2=$(now)
 /usr/bin/time -v -o "$WORK/down.time" "$CLI" decrypt "$LINK" "$WORK/output.bin" --verify </dev/null >/dev/null
 t3=$(now)
@@ -121,18 +126,21 @@ PRESIGN=$(curl -sf -X POST "$URL/api/files/presign" -H "Authorization: Bearer $A
     -d "{\"file_name\":\"curl.bin\",\"plaintext_hash\":\"$(printf '0%.0s' $(seq 1 64))\",\"encrypted_size_bytes\":$BYTES,\"key_management_mode\":\"passphrase\"}")
 PUT_URL=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["upload_resource"]["url"])' "$PRESIGN")
 CURL_ID=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["file_id"])' "$PRESIGN")
+sync
 t4=$(now)
 /usr/bin/time -v -o "$WORK/curl-up.time" curl -sf -T "$WORK/input.bin" "$PUT_URL" -o /dev/null
 t5=$(now)
 curl -sf -X POST "$URL/api/files/complete" -H "Authorization: Bearer $ACCESS" \
     -H 'Content-Type: application/json' -d "{\"file_id\":\"$CURL_ID\"}" >/dev/null
 DL_URL=$(curl -sf "$URL/api/share/$CURL_ID" | python3 -c 'import json,sys; print(json.load(sys.stdin)["download_url"])')
+sync
 t6=$(now)
 /usr/bin/time -v -o "$WORK/curl-down.time" curl -sf -L "$DL_URL" -o "$WORK/curl-out.bin"
 t7=$(now)
 # Same, plus an fsync of the result: hashdrop fsyncs the plaintext before the rename
 # that publishes it, curl does not.
 rm -f "$WORK/curl-out.bin"
+sync
 t8=$(now)
 curl -sf -L "$DL_URL" -o "$WORK/curl-out.bin" && sync "$WORK/curl-out.bin"
 t9=$(now)

@@ -10,6 +10,8 @@
 #   (a1) the same with web/src/crypto/stream-wasm.ts on one thread (the path the
 #        service worker, which cannot start workers, takes);
 #   (b)  the same browser fetching the same ciphertext into a discard sink;
+#   every path drains its stream as the page's save picker does: through one reused
+#   buffer (web/src/bytes.ts's drainInto, BYOB where the stream is a byte stream);
 #   (c)  `hashdrop decrypt LINK OUT` of the same link;
 # with medians over the rounds, plus the browser's peak memory growth during (a) and
 # (a1): the summed RSS of every Chromium process (workers included), sampled from /proc

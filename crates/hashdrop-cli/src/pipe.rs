@@ -2,7 +2,7 @@
 //! an async task through a bounded channel, and a writer that hands full buffers to a
 //! thread of its own. Memory stays bounded by the channel capacities.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
@@ -82,12 +82,14 @@ pub struct ThreadedWriter {
 }
 
 impl ThreadedWriter {
-    /// Starts the writer thread over `out`.
-    pub fn new<W: Write + Send + 'static>(mut out: W) -> Self {
+    /// Starts the writer thread over `out`, appending from its current position.
+    pub fn new(mut out: std::fs::File) -> Self {
         let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(WRITE_AHEAD);
         let thread = std::thread::spawn(move || {
+            let mut behind = WriteBehind::at(out.stream_position()?);
             for piece in rx {
                 out.write_all(&piece)?;
+                behind.wrote(&out, piece.len() as u64);
             }
             out.flush()
         });
@@ -131,6 +133,47 @@ impl ThreadedWriter {
     pub fn finish(mut self) -> io::Result<()> {
         self.send()?;
         self.join()
+    }
+}
+
+/// Starts the disk writing what was written a window ago, so the sync at the end
+/// (the file is synced before it is renamed into place) waits for the last window,
+/// not for the whole file, and the disk works while the download is still running.
+/// Without it, a multi-GB file sits in the page cache until the kernel's dirty
+/// threshold and the final sync then writes gigabytes at once.
+#[derive(Debug)]
+struct WriteBehind {
+    /// Start of the bytes not yet handed to the disk.
+    flushed_to: u64,
+    /// Bytes written so far (file offset).
+    written_to: u64,
+}
+
+/// Bytes per write-behind step.
+const WRITE_BEHIND: u64 = 16 << 20;
+
+impl WriteBehind {
+    fn at(offset: u64) -> Self {
+        Self {
+            flushed_to: offset,
+            written_to: offset,
+        }
+    }
+
+    fn wrote(&mut self, file: &std::fs::File, len: u64) {
+        self.written_to += len;
+        if self.written_to - self.flushed_to >= WRITE_BEHIND {
+            // POSIX_FADV_DONTNEED starts writeback of the range's dirty pages without
+            // waiting for it (and drops pages already clean): a hint, so its failure
+            // only costs speed.
+            let _ = rustix::fs::fadvise(
+                file,
+                self.flushed_to,
+                std::num::NonZeroU64::new(self.written_to - self.flushed_to),
+                rustix::fs::Advice::DontNeed,
+            );
+            self.flushed_to = self.written_to;
+        }
     }
 }
 

@@ -215,22 +215,25 @@ impl Encryption {
     }
 
     /// [`Self::seal_part`] without a second buffer: `buf` is exactly the part's sealed
-    /// size and holds the part's plaintext in its last bytes (read there by the
-    /// caller); on return it holds the part's ciphertext (header included for part 0).
-    /// Each chunk's plaintext is moved down to its sealed position, hashed and sealed
-    /// in place, front to back: a chunk moves at least one tag's length and never
-    /// over plaintext not yet sealed.
-    pub fn seal_part_in_place(
+    /// size; `read(offset, slot)` fills `slot` with the plaintext at `offset` of the
+    /// file, one chunk at a time, each read straight into the place where that chunk
+    /// is then hashed and sealed in place. On return `buf` holds the part's ciphertext
+    /// (header included for part 0). Reading chunk by chunk rather than the whole part
+    /// at once saves a pass over the part (nothing is moved) and hashes and seals each
+    /// chunk while the read has just brought it into the cache. An error of `read`
+    /// stops the part (as [`CryptoError::Io`]).
+    pub fn seal_part_reading(
         &self,
         layout: &PartLayout,
         index: u64,
         buf: &mut [u8],
+        mut read: impl FnMut(u64, &mut [u8]) -> std::io::Result<()>,
     ) -> Result<Digest32> {
         self.check_layout(layout)?;
         let plain_range = layout.plaintext_range(index);
         let plain_len = (plain_range.end - plain_range.start) as usize;
         layout.check_part(index, plain_len, buf.len())?;
-        let start = if index == 0 {
+        let mut to = if index == 0 {
             buf[..self.header.len()].copy_from_slice(&self.header);
             self.header.len()
         } else {
@@ -242,19 +245,18 @@ impl Encryption {
             .part_hasher(layout.part_count(), plain_range.start);
         let first_counter = plain_range.start / CHUNK;
         let last = layout.last_chunk();
-        let mut from = buf.len() - plain_len;
-        let mut to = start;
+        let mut done = 0usize;
         let mut i = 0u64;
         loop {
-            let n = (buf.len() - from).min(CHUNK_SIZE);
-            buf.copy_within(from..from + n, to);
+            let n = (plain_len - done).min(CHUNK_SIZE);
+            read(plain_range.start + done as u64, &mut buf[to..to + n])?;
             hasher.update(&buf[to..to + n]);
             let counter = first_counter + i;
             sealer.seal_in_place(counter, counter == last, &mut buf[to..to + n + TAG_SIZE])?;
-            from += n;
+            done += n;
             to += n + TAG_SIZE;
             i += 1;
-            if from == buf.len() {
+            if done == plain_len {
                 break;
             }
         }

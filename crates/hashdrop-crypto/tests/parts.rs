@@ -373,9 +373,9 @@ fn a_reopened_header_seals_the_same_parts_as_the_first_run() {
     assert!(Encryption::reopen(&longer, &setup.keys()).is_err());
 }
 
-/// Sealing a part in place (plaintext read into the tail of the part's buffer) gives
-/// the same bytes and digest as sealing it into a second buffer, for every part of
-/// files at chunk and part boundaries, the empty file included.
+/// Sealing a part in place (each chunk's plaintext read straight into its sealed
+/// position) gives the same bytes and digest as sealing it into a second buffer, for
+/// every part of files at chunk and part boundaries, the empty file included.
 #[test]
 fn sealing_in_place_matches_sealing_into_a_second_buffer() {
     let setup = Setup::new();
@@ -401,11 +401,48 @@ fn sealing_in_place_matches_sealing_into_a_second_buffer() {
                 .seal_part(&layout, index, part_plain, &mut expected)
                 .unwrap();
             let mut buf = vec![0xAAu8; expected.len()];
-            let tail = buf.len() - part_plain.len();
-            buf[tail..].copy_from_slice(part_plain);
-            let in_place = enc.seal_part_in_place(&layout, index, &mut buf).unwrap();
+            let mut reads = 0;
+            let read_in = enc
+                .seal_part_reading(&layout, index, &mut buf, |offset, slot| {
+                    reads += 1;
+                    let at = (offset - p.start) as usize;
+                    slot.copy_from_slice(&part_plain[at..at + slot.len()]);
+                    Ok(())
+                })
+                .unwrap();
             assert_eq!(buf, expected, "len {len} part {index}");
-            assert_eq!(in_place, digest, "len {len} part {index}");
+            assert_eq!(read_in, digest, "len {len} part {index}");
+            assert_eq!(
+                reads,
+                part_plain.len().div_ceil(CHUNK_SIZE).max(1),
+                "one read per chunk"
+            );
         }
     }
+}
+
+/// A read that fails stops the part with the reader's error, as an I/O error.
+#[test]
+fn a_failed_read_stops_the_part() {
+    let setup = Setup::new();
+    let enc = setup.encryption();
+    let layout = enc.part_layout(3 * PART as u64, PART as u64).unwrap();
+    let c = layout.ciphertext_range(1);
+    let mut buf = vec![0u8; (c.end - c.start) as usize];
+    let mut reads = 0;
+    let err = enc
+        .seal_part_reading(&layout, 1, &mut buf, |_, slot| {
+            reads += 1;
+            if reads == 2 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            slot.fill(7);
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&err, hashdrop_crypto::CryptoError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof),
+        "{err:?}"
+    );
+    assert_eq!(reads, 2, "no read after the failed one");
 }

@@ -246,28 +246,15 @@ pub async fn send(
     let pool = BufferPool::default();
     let file_id = state.lock().expect("state").file_id.clone();
     let home = ctx.home().clone();
-    for batch in todo.chunks(URL_BATCH) {
-        let urls: Vec<PartUrl> = ctx
-            .api
-            .authed(|c| {
-                c.part_urls(&PartUrlsRequest {
-                    file_id: file_id.clone(),
-                    part_numbers: batch.to_vec(),
-                })
-            })
-            .await?
-            .map_err(|e| e.into_user("upload part"))?
-            .parts;
-        // Trust no part number the server did not get asked for.
-        if urls.len() != batch.len() || urls.iter().any(|u| !batch.contains(&u.part_number)) {
-            bar.finish_and_clear();
-            return Err(fail(
-                "bad_answer",
-                "the server answered part URLs for parts that were not asked for",
-                "check that --server points at a Hashdrop server",
-            ));
-        }
-        let results = futures_util::stream::iter(urls.into_iter().map(|u| {
+    // One stream over every part to send: a batch's URLs are asked for when the parts
+    // before it have all been taken up, so `parallel` parts stay on the wire across
+    // batch boundaries instead of draining to none at the end of each batch.
+    let urls = futures_util::stream::iter(todo.chunks(URL_BATCH).map(<[u64]>::to_vec))
+        .then(|batch| part_urls(ctx, &file_id, batch))
+        .map_ok(|urls| futures_util::stream::iter(urls.into_iter().map(anyhow::Ok)))
+        .try_flatten();
+    let results = urls
+        .map_ok(|u| {
             let (file, enc, state, home, sealing, bar, pool) = (
                 file.clone(),
                 encryption.clone(),
@@ -291,20 +278,19 @@ pub async fn send(
                 bar.inc(u.size_bytes);
                 anyhow::Ok((index, digest))
             }
-        }))
-        .buffer_unordered(parallel.max(1))
+        })
+        .try_buffer_unordered(parallel.max(1))
         .try_collect::<Vec<_>>()
         .await;
-        let results = match results {
-            Ok(r) => r,
-            Err(e) => {
-                bar.finish_and_clear();
-                return Err(e);
-            }
-        };
-        for (index, digest) in results {
-            digests[index as usize] = Some(digest);
+    let results = match results {
+        Ok(r) => r,
+        Err(e) => {
+            bar.finish_and_clear();
+            return Err(e);
         }
+    };
+    for (index, digest) in results {
+        digests[index as usize] = Some(digest);
     }
     bar.finish_and_clear();
     let digests: Vec<Digest32> = digests
@@ -317,6 +303,30 @@ pub async fn send(
         parts_reused: held.len() as u64,
         reused_bytes,
     })
+}
+
+/// Signed URLs for the parts in `batch`, checked to be exactly those asked for.
+async fn part_urls(ctx: &Ctx, file_id: &str, batch: Vec<u64>) -> anyhow::Result<Vec<PartUrl>> {
+    let urls: Vec<PartUrl> = ctx
+        .api
+        .authed(|c| {
+            c.part_urls(&PartUrlsRequest {
+                file_id: file_id.to_string(),
+                part_numbers: batch.clone(),
+            })
+        })
+        .await?
+        .map_err(|e| e.into_user("upload part"))?
+        .parts;
+    // Trust no part number the server did not get asked for.
+    if urls.len() != batch.len() || urls.iter().any(|u| !batch.contains(&u.part_number)) {
+        return Err(fail(
+            "bad_answer",
+            "the server answered part URLs for parts that were not asked for",
+            "check that --server points at a Hashdrop server",
+        ));
+    }
+    Ok(urls)
 }
 
 /// Reads the plaintext of part `index` into `into` (exactly its length); a file that
@@ -380,8 +390,8 @@ impl Drop for Pooled {
     }
 }
 
-/// Reads and seals part `index` in one buffer (the plaintext read into its tail and
-/// sealed in place); returns its ciphertext and digest.
+/// Reads and seals part `index` in one buffer (each chunk read into its sealed place
+/// and sealed there); returns its ciphertext and digest.
 fn seal_part(
     file: &std::fs::File,
     enc: &Encryption,
@@ -389,12 +399,22 @@ fn seal_part(
     index: u64,
     mut buf: Vec<u8>,
 ) -> anyhow::Result<(Vec<u8>, Digest32)> {
-    let p = layout.plaintext_range(index);
+    use std::os::unix::fs::FileExt;
     let c = layout.ciphertext_range(index);
     buf.resize((c.end - c.start) as usize, 0);
-    let tail = buf.len() - (p.end - p.start) as usize;
-    read_part(file, layout, index, &mut buf[tail..])?;
-    let digest = enc.seal_part_in_place(layout, index, &mut buf)?;
+    let digest = enc
+        .seal_part_reading(layout, index, &mut buf, |offset, slot| {
+            file.read_exact_at(slot, offset)
+        })
+        .map_err(|e| match e {
+            // A file that has become shorter is a changed file.
+            hashdrop_crypto::CryptoError::Io(io)
+                if io.kind() == std::io::ErrorKind::UnexpectedEof =>
+            {
+                anyhow::Error::from(FileChanged { part: index + 1 })
+            }
+            e => e.into(),
+        })?;
     Ok((buf, digest))
 }
 
