@@ -1,7 +1,8 @@
 //! Large files go up in parts: sent several at a time, the object decrypts byte for
 //! byte (also with stock `age -d`), an upload killed midway resumes and sends only the
-//! parts the server does not hold, and a file that changed in between is never sealed
-//! again under its old key.
+//! parts the server does not hold, a file that changed in between is never sealed
+//! again under its old key, and an upload completed on the server whose key was never
+//! saved is finished, not started over, by the next run.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -197,4 +198,65 @@ fn a_file_changed_after_the_kill_is_sent_again_under_a_new_key() {
     // The abandoned upload is gone from the server.
     let ids = c.file_ids();
     assert!(!ids.contains(&old_id), "{ids:?}");
+}
+
+#[test]
+fn an_upload_completed_but_not_yet_saved_is_finished_by_the_next_run() {
+    let server = Server::start(|_| {});
+    let c = Client::signed_up(&server, "unsaved@example.com");
+    let work = tempfile::tempdir().unwrap();
+    // A first upload creates the vault.
+    let small = work.path().join("small.txt");
+    std::fs::write(&small, b"first").unwrap();
+    c.upload(&small, &[]);
+    let data = sample(3 * PART + 5, 24);
+    let src = work.path().join("unsaved.bin");
+    std::fs::write(&src, &data).unwrap();
+
+    // Holding the vault's lock, taken once parts are going up (the CLI has opened the
+    // vault by then), lets the upload complete on the server and then keeps the CLI
+    // from saving the key: it is killed in that window, as a crash or a lost
+    // connection after complete would leave it.
+    let lock = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(c.home.path().join(".vault.lock"))
+        .unwrap();
+    let mut locked = false;
+    c.upload_killed_when(&src, || {
+        if !locked {
+            if stored_parts(&server).is_empty() {
+                return false;
+            }
+            fs4::fs_std::FileExt::lock_exclusive(&lock).unwrap();
+            locked = true;
+        }
+        file_objects(&server).len() == 2 && stored_parts(&server).is_empty()
+    });
+    fs4::fs_std::FileExt::unlock(&lock).unwrap();
+    let state_file = std::fs::read_dir(c.home.path().join("uploads"))
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("the state of the upload whose key was not saved")
+        .path();
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    let id = field(&state, "file_id");
+
+    // The same command finishes it: no part sent again, nothing deleted, same file.
+    let up = c.upload(&src, &[]);
+    assert_eq!(field(&up, "file_id"), id, "{up}");
+    assert_eq!(up["parts_sent"], 0, "{up}");
+    assert_eq!(up["parts_reused"], 4, "{up}");
+    let link = field(&up, "share_link");
+    assert!(decrypted(&c, &link, work.path(), "out.bin") == data);
+    assert!(c.file_ids().contains(&id));
+    assert_eq!(file_objects(&server).len(), 2);
+    assert!(
+        !state_file.exists(),
+        "the state is removed once the key is saved"
+    );
 }
