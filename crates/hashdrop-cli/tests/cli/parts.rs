@@ -57,6 +57,20 @@ fn file_objects(server: &Server) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The state file an interrupted upload left in the client's home, and its file id.
+fn interrupted_upload(c: &Client) -> (PathBuf, String) {
+    let state_file = std::fs::read_dir(c.home.path().join("uploads"))
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("the interrupted upload's state")
+        .path();
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    let id = field(&state, "file_id");
+    (state_file, id)
+}
+
 /// Starts an upload of `file` one part at a time and SIGKILLs it once the server
 /// holds `parts` finished parts; returns how many it holds after the kill.
 fn upload_killed_after(c: &Client, server: &Server, file: &Path, parts: usize) -> usize {
@@ -161,15 +175,7 @@ fn a_file_changed_after_the_kill_is_sent_again_under_a_new_key() {
     std::fs::write(&src, &data).unwrap();
     let held = upload_killed_after(&c, &server, &src, 1);
     assert!((1..4).contains(&held));
-    let state_file = std::fs::read_dir(c.home.path().join("uploads"))
-        .unwrap()
-        .flatten()
-        .next()
-        .expect("the interrupted upload's state")
-        .path();
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
-    let old_id = field(&state, "file_id");
+    let (_, old_id) = interrupted_upload(&c);
 
     // One byte of the first part changes; size and modification time stay as they
     // were, so only the part digests can tell.
@@ -236,15 +242,7 @@ fn an_upload_completed_but_not_yet_saved_is_finished_by_the_next_run() {
         file_objects(&server).len() == 2 && stored_parts(&server).is_empty()
     });
     fs4::fs_std::FileExt::unlock(&lock).unwrap();
-    let state_file = std::fs::read_dir(c.home.path().join("uploads"))
-        .unwrap()
-        .flatten()
-        .next()
-        .expect("the state of the upload whose key was not saved")
-        .path();
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
-    let id = field(&state, "file_id");
+    let (state_file, id) = interrupted_upload(&c);
 
     // The same command finishes it: no part sent again, nothing deleted, same file.
     let up = c.upload(&src, &[]);
