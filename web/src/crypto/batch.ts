@@ -11,9 +11,8 @@
 // opened as the last, or whether a file ends without a last chunk — the caller checks
 // with `endsFile`.
 //
-// A batch is the network's own buffers, as they came, read as one run of bytes
-// (Segments): the plaintext is written back over them, so the buffers that carried the
-// ciphertext carry the plaintext out, and no buffer is allocated per batch.
+// A batch is one buffer: the plaintext is written back over the ciphertext already
+// read, so the buffer that carried the ciphertext carries the plaintext out.
 
 import { type Aead, SEALED_CHUNK_BYTES, setChunkNonce, TAG_BYTES } from "./aead";
 
@@ -26,69 +25,14 @@ export interface BatchOutcome {
   error: string | null;
 }
 
-/** Consecutive buffers read and written as one run of bytes. */
-export class Segments {
-  readonly length: number;
-  private readonly starts: number[] = [];
-  private at = 0;
-
-  constructor(readonly parts: Uint8Array[]) {
-    let n = 0;
-    for (const p of parts) {
-      this.starts.push(n);
-      n += p.length;
-    }
-    this.length = n;
-  }
-
-  /** The part holding byte `offset` (accesses run forwards: search from the last one). */
-  private partAt(offset: number): number {
-    if (offset < this.starts[this.at]!) this.at = 0;
-    while (this.at + 1 < this.parts.length && this.starts[this.at + 1]! <= offset) this.at++;
-    return this.at;
-  }
-
-  /** Bytes [offset, offset + n): a view where they lie in one part, else a copy in `scratch`. */
-  read(offset: number, n: number, scratch: Uint8Array): Uint8Array {
-    let i = this.partAt(offset);
-    const local = offset - this.starts[i]!;
-    if (local + n <= this.parts[i]!.length) return this.parts[i]!.subarray(local, local + n);
-    let copied = 0;
-    let from = local;
-    while (copied < n) {
-      const part = this.parts[i++]!;
-      const take = Math.min(part.length - from, n - copied);
-      scratch.set(part.subarray(from, from + take), copied);
-      copied += take;
-      from = 0;
-    }
-    return scratch.subarray(0, n);
-  }
-
-  /** Writes `bytes` at `offset`, across parts as needed. */
-  write(offset: number, bytes: Uint8Array): void {
-    let i = this.partAt(offset);
-    let local = offset - this.starts[i]!;
-    let done = 0;
-    while (done < bytes.length) {
-      const part = this.parts[i++]!;
-      const take = Math.min(part.length - local, bytes.length - done);
-      part.set(bytes.subarray(done, done + take), local);
-      done += take;
-      local = 0;
-    }
-  }
-}
-
 /**
  * Opens the chunks in `data`, the first of which is chunk number `firstChunk` of the file,
  * writing each plaintext over the ciphertext already read (plaintext chunk i lands at
  * i × 64 KiB, before sealed chunk i + 1 starts). A length that is not a whole number of
  * sealed chunks means the file ends inside this batch: the remainder is its last chunk.
  */
-export function openBatch(aead: Aead, key: Uint8Array, data: Segments, firstChunk: number): BatchOutcome {
+export function openBatch(aead: Aead, key: Uint8Array, data: Uint8Array, firstChunk: number): BatchOutcome {
   const nonce = new Uint8Array(12);
-  const scratch = new Uint8Array(SEALED_CHUNK_BYTES);
   const fullChunks = Math.floor(data.length / SEALED_CHUNK_BYTES);
   const tail = data.length - fullChunks * SEALED_CHUNK_BYTES;
   let plainBytes = 0;
@@ -98,7 +42,7 @@ export function openBatch(aead: Aead, key: Uint8Array, data: Segments, firstChun
   for (let i = 0; i < fullChunks; i++) {
     const n = firstChunk + i;
     if (lastAt >= 0) return failed("The file has extra data after its last chunk.");
-    const sealed = data.read(i * SEALED_CHUNK_BYTES, SEALED_CHUNK_BYTES, scratch);
+    const sealed = data.subarray(i * SEALED_CHUNK_BYTES, (i + 1) * SEALED_CHUNK_BYTES);
     setChunkNonce(nonce, n, false);
     let plain = aead(sealed, nonce, key);
     if (plain === null) {
@@ -107,7 +51,7 @@ export function openBatch(aead: Aead, key: Uint8Array, data: Segments, firstChun
       if (plain === null) return failed(`The file is damaged (chunk ${n + 1} does not authenticate).`);
       lastAt = i;
     }
-    data.write(plainBytes, plain);
+    data.set(plain, plainBytes);
     plainBytes += plain.length;
   }
 
@@ -120,11 +64,11 @@ export function openBatch(aead: Aead, key: Uint8Array, data: Segments, firstChun
     // Only a file whose whole plaintext is empty may end in an empty chunk.
     if (tail === TAG_BYTES && n > 0) return failed("The file is damaged (it ends in an empty chunk).");
     setChunkNonce(nonce, n, true);
-    const plain = aead(data.read(fullChunks * SEALED_CHUNK_BYTES, tail, scratch), nonce, key);
+    const plain = aead(data.subarray(fullChunks * SEALED_CHUNK_BYTES), nonce, key);
     if (plain === null) {
       return failed(`The file is damaged or cut short (chunk ${n + 1} does not authenticate as the last one).`);
     }
-    data.write(plainBytes, plain);
+    data.set(plain, plainBytes);
     plainBytes += plain.length;
     return { plainBytes, endsFile: true, error: null };
   }

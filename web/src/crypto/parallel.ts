@@ -17,12 +17,12 @@
 //  - the end-of-file rules that span batches stay here: after a batch whose final chunk
 //    opened as the last one, any further batch is an error; a file whose final batch
 //    does not end in a last chunk is cut short.
-// At most `2 × workers` batches (each 1 MiB and up to one download buffer more) are out at once, and a batch only
+// At most `2 × workers` batches (each ≈ 1 MiB) are out at once, and a batch only
 // leaves that window when the consumer takes its plaintext, so memory stays bounded by a
-// few MiB whatever the file size and however slow the disk. A batch travels as the
-// download's own buffers (transferred to the worker and back, not copied), and the
-// plaintext comes back in them: per byte downloaded, one buffer to collect, as when
-// nothing is decrypted.
+// few MiB whatever the file size and however slow the disk. A batch is one of a few
+// recycled buffers, filled straight from the download (BYOB, bytes.ts), transferred to
+// the worker and back (not copied) with the plaintext in it, which the reader then
+// copies into its own buffer: nothing is allocated per batch.
 //
 // Where workers cannot run, the same file opens on this thread (stream-wasm.ts): when
 // `Worker` does not exist (Chromium's service workers have none, so the service-worker
@@ -188,11 +188,11 @@ class WorkerPool {
     for (const w of this.workers) this.post(w, { type: "key", key });
   }
 
-  dispatch(id: number, buffers: ArrayBuffer[], length: number, firstChunk: number): void {
+  dispatch(id: number, buffer: ArrayBuffer, length: number, firstChunk: number): void {
     let best = 0;
     for (let i = 1; i < this.workers.length; i++) if (this.queued[i]! < this.queued[best]!) best = i;
     this.queued[best]!++;
-    this.post(this.workers[best]!, { type: "batch", id, buffers, length, firstChunk }, buffers);
+    this.post(this.workers[best]!, { type: "batch", id, buffer, length, firstChunk }, [buffer]);
   }
 
   terminate(): void {
@@ -208,7 +208,7 @@ class WorkerPool {
 
 /** What the next batch in file order turned out to be. */
 type Outcome =
-  | { kind: "opened"; buffers: ArrayBuffer[]; plainBytes: number; endsFile: boolean; error: string | null }
+  | { kind: "opened"; buffer: ArrayBuffer; plainBytes: number; endsFile: boolean; error: string | null }
   | { kind: "end" }
   | { kind: "failed"; error: unknown };
 
@@ -318,11 +318,10 @@ class ParallelPayload {
         this.wakePump?.();
         this.endedFile = outcome.endsFile;
         if (outcome.error !== null) this.deferredError = new DamagedFileError(outcome.error);
-        // A batch is one buffer; its plaintext starts at its beginning (each chunk is 16
-        // bytes shorter open). An empty batch (an empty file's only chunk) has none.
-        const buffer = outcome.buffers[0]!;
-        if (outcome.plainBytes > 0) this.current = { buffer, offset: 0, end: outcome.plainBytes };
-        else this.batches.give(buffer);
+        // The plaintext starts at the batch buffer's beginning (each chunk is 16 bytes
+        // shorter open). An empty batch (an empty file's only chunk) has none.
+        if (outcome.plainBytes > 0) this.current = { buffer: outcome.buffer, offset: 0, end: outcome.plainBytes };
+        else this.batches.give(outcome.buffer);
       }
     } catch (e) {
       this.stop();
@@ -359,7 +358,7 @@ class ParallelPayload {
         const { buffer, length, ended } = await this.fill();
         if (this.stopped) return;
         if (length > 0) {
-          this.pool.dispatch(this.dispatched++, [buffer], length, this.nextChunk);
+          this.pool.dispatch(this.dispatched++, buffer, length, this.nextChunk);
           this.nextChunk += Math.ceil(length / SEALED_CHUNK_BYTES);
         } else {
           this.batches.give(buffer);

@@ -8,24 +8,24 @@ export type ToWorker =
   | { type: "key"; key: Uint8Array }
   /**
    * Sealed chunks `firstChunk`, `firstChunk + 1`, … in the first `length` bytes of
-   * `buffers` read one after the other (the download's own buffers, transferred, not
-   * copied; bytes past `length` are not part of the batch). Only the file's final batch
-   * may end in a partial chunk.
+   * `buffer` (one of the page's recycled batch buffers, transferred, not copied; bytes
+   * past `length` are not part of the batch). Only the file's final batch may end in a
+   * partial chunk.
    */
-  | { type: "batch"; id: number; buffers: ArrayBuffer[]; length: number; firstChunk: number };
+  | { type: "batch"; id: number; buffer: ArrayBuffer; length: number; firstChunk: number };
 
 /** Worker → page. */
 export type FromWorker =
   /** The cipher is loaded; `engine` says which one. */
   | { type: "ready"; engine: Engine }
   /**
-   * A batch opened (or stopped at a bad chunk): its first `plainBytes` bytes, read
-   * across `buffers` (the same ones, handed back), are the plaintext.
+   * A batch opened (or stopped at a bad chunk): the first `plainBytes` bytes of
+   * `buffer` (the same one, handed back) are the plaintext.
    */
   | {
       type: "opened";
       id: number;
-      buffers: ArrayBuffer[];
+      buffer: ArrayBuffer;
       plainBytes: number;
       endsFile: boolean;
       error: string | null;

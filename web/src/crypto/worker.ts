@@ -7,7 +7,7 @@
 /// <reference lib="webworker" />
 
 import { type Aead, payloadAead } from "./aead";
-import { openBatch, Segments } from "./batch";
+import { openBatch } from "./batch";
 import type { FromWorker, ToWorker } from "./worker-protocol";
 
 declare const self: DedicatedWorkerGlobalScope;
@@ -37,16 +37,8 @@ async function handle(msg: ToWorker): Promise<void> {
     return;
   }
   if (key === null) throw new Error("a batch arrived before the payload key");
-  const parts: Uint8Array[] = [];
-  let left = msg.length;
-  for (const b of msg.buffers) {
-    const n = Math.min(left, b.byteLength);
-    parts.push(new Uint8Array(b, 0, n));
-    left -= n;
-  }
-  const data = new Segments(parts);
-  const outcome = openBatch(aead, key, data, msg.firstChunk);
-  post({ type: "opened", id: msg.id, buffers: msg.buffers, ...outcome }, msg.buffers);
+  const outcome = openBatch(aead, key, new Uint8Array(msg.buffer, 0, msg.length), msg.firstChunk);
+  post({ type: "opened", id: msg.id, buffer: msg.buffer, ...outcome }, [msg.buffer]);
 }
 
 function post(msg: FromWorker, transfer: Transferable[] = []): void {
