@@ -157,7 +157,7 @@ pub const ROUTES: &[RouteDoc] = &[
     r(
         "POST",
         "/api/files/presign",
-        "Reserve quota and get a signed upload URL",
+        "Reserve quota and get a signed upload URL (multipart: the file, its parts as their URLs are signed)",
         true,
         Some("PresignRequest"),
         Some(("PresignResponse", false)),
@@ -175,11 +175,11 @@ pub const ROUTES: &[RouteDoc] = &[
     r(
         "POST",
         "/api/files/parts",
-        "Signed URLs for parts of a pending multipart upload, each for its exact length",
+        "Signed URLs for parts of a pending multipart upload, each for its exact length; reserves the quota of parts not counted before",
         true,
         Some("PartUrlsRequest"),
         Some(("PartUrlsResponse", false)),
-        &[200, 400, 401, 404, 409],
+        &[200, 400, 401, 403, 404, 409, 503],
     ),
     r(
         "GET",

@@ -14,7 +14,7 @@ use crate::domain::{error::FILE_NOT_FOUND, Error, Result};
 use crate::infra::blob::{store_error, HeldPart, PartSpan};
 use crate::state::AppState;
 use crate::store::files::{self as rows, Details, Freshness, NewFile};
-use crate::store::quota::{self, QuotaLimits};
+use crate::store::quota::{self, QuotaLimits, Reservation};
 use crate::store::{jobs, Tx};
 
 /// A reserved upload slot.
@@ -218,17 +218,28 @@ pub async fn presign(state: &AppState, user_id: &str, req: &PresignRequest) -> R
     })
 }
 
-/// Reserves the file's quota and writes its `pending` row, in one transaction.
+/// Reserves the file's quota and writes its `pending` row, in one transaction. A
+/// single PUT reserves its whole size; a multipart upload reserves the file and
+/// then its parts one by one as their URLs are signed ([`part_urls`]), once it is
+/// clear that the whole file fits now.
 async fn record_pending(state: &AppState, new: &NewFile<'_>) -> Result<()> {
+    let limits = quota_limits(state);
     let mut tx = state.db.begin().await?;
+    let bytes = match new.multipart {
+        Some(_) => 0,
+        None => new.encrypted_size,
+    };
     quota::reserve(
         &mut tx,
         new.user_id,
-        new.encrypted_size,
-        quota_limits(state),
+        Reservation { bytes, files: 1 },
+        limits,
         new.now,
     )
     .await?;
+    if new.multipart.is_some() {
+        quota::check_room(&mut tx, new.user_id, new.encrypted_size, limits).await?;
+    }
     rows::insert_pending(&mut tx, new).await?;
     tx.commit().await?;
     Ok(())
@@ -276,9 +287,9 @@ pub async fn part_urls(
             "part_numbers must list 1 to {MAX_PART_URLS_PER_REQUEST} parts"
         )));
     }
-    let (key, upload_id, size, plan) = pending_multipart(state, user_id, file_id).await?;
-    let ttl = Duration::from_secs(state.cfg.limits.upload_url_ttl_secs);
-    numbers
+    let file_id = file::parse_file_id(file_id)?;
+    let (key, upload_id, size, plan) = pending_multipart(state, user_id, &file_id).await?;
+    let spans = numbers
         .iter()
         .map(|&number| {
             let part_size = plan.part_len(size, number).ok_or_else(|| {
@@ -287,20 +298,57 @@ pub async fn part_urls(
                     plan.part_count(size).unwrap_or(0)
                 ))
             })?;
-            let span = PartSpan {
+            Ok(PartSpan {
                 number,
                 offset: plan.part_offset(size, number).unwrap_or(0),
                 size: part_size,
-            };
-            let (url, expires_at) = state.blobs.presign_part(&key, &upload_id, span, ttl);
-            Ok(PartUrl {
-                number,
-                size: part_size,
-                url,
-                expires_at,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    hold_parts(state, user_id, &file_id, &spans).await?;
+    let ttl = Duration::from_secs(state.cfg.limits.upload_url_ttl_secs);
+    Ok(spans
+        .into_iter()
+        .map(|span| {
+            let (url, expires_at) = state.blobs.presign_part(&key, &upload_id, span, ttl);
+            PartUrl {
+                number: span.number,
+                size: span.size,
+                url,
+                expires_at,
+            }
+        })
+        .collect())
+}
+
+/// Reserves the quota of the parts about to be signed that were never counted
+/// before (a URL lets exactly its part's bytes land, so a part counts from its first
+/// URL on), in one transaction: either every new part is counted or, over the quota,
+/// none is and nothing is signed.
+async fn hold_parts(
+    state: &AppState,
+    user_id: &str,
+    file_id: &str,
+    spans: &[PartSpan],
+) -> Result<()> {
+    let parts: Vec<(u64, u64)> = spans.iter().map(|s| (s.number, s.size)).collect();
+    let mut tx = state.db.begin().await?;
+    quota::lock_global(&mut tx).await?;
+    let Some(added) = rows::count_parts(&mut tx, file_id, &parts).await? else {
+        return Err(Error::Conflict(
+            "the upload is not pending (completed, failed or deleted)",
+        ));
+    };
+    if added == 0 {
+        return Ok(());
+    }
+    let more = Reservation {
+        bytes: added,
+        files: 0,
+    };
+    quota::reserve(&mut tx, user_id, more, quota_limits(state), now_ms()).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// The parts the store holds of the owner's pending multipart upload, and how many
@@ -536,7 +584,7 @@ pub async fn end_in(state: &AppState, tx: &mut Tx, which: Ended<'_>) -> Result<V
     let mut ids = Vec::with_capacity(ended.len());
     for f in ended {
         if f.was_live {
-            quota::release(tx, &f.user_id, f.encrypted_size).await?;
+            quota::release(tx, &f.user_id, f.held_bytes).await?;
         }
         let delete = Job::DeleteBlob {
             key: f.object_key,

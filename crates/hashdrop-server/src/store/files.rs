@@ -37,22 +37,25 @@ pub struct NewFile<'a> {
     pub multipart: Option<(&'a str, u64, u64)>,
 }
 
-/// Inserts a `pending` row (the caller reserved its quota in the same transaction).
+/// Inserts a `pending` row (the caller reserved what it holds in the same
+/// transaction: the whole size for a single PUT, nothing yet for a multipart upload).
 pub async fn insert_pending(tx: &mut Tx, f: &NewFile<'_>) -> Result<(), sqlx::Error> {
     const SQL: &str = "INSERT INTO files (id, user_id, object_key, file_name, mime_type, \
          plaintext_hash, encrypted_size, key_mode, status, expires_at, max_downloads, \
          created_at, updated_at, created_at_rfc3339, keyed_digest, meta_header, meta_sealed, \
-         meta_owner, upload_id, first_part_bytes, part_bytes) \
+         meta_owner, upload_id, first_part_bytes, part_bytes, held_bytes) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $11, $11, $12, $13, $14, \
-         $15, $16, $17, $18, $19)";
+         $15, $16, $17, $18, $19, $20)";
     let (plaintext_hash, keyed_digest) = f.digest.map_or(("", ""), PlainDigest::columns);
     let (meta, owner_copy) = match f.meta {
         Some(m) => (&m.public, m.owner_copy.as_str()),
         None => (&NO_META, ""),
     };
-    let (upload_id, first_part, part) = match f.multipart {
-        Some((id, first, part)) => (id, first as i64, part as i64),
-        None => ("", 0, 0),
+    // A single PUT holds its whole size from the start; a multipart upload holds
+    // its parts as they are counted (`count_parts`).
+    let (upload_id, first_part, part, held) = match f.multipart {
+        Some((id, first, part)) => (id, first as i64, part as i64, 0),
+        None => ("", 0, 0, f.encrypted_size),
     };
     sql!(
         tx.conn(),
@@ -76,7 +79,8 @@ pub async fn insert_pending(tx: &mut Tx, f: &NewFile<'_>) -> Result<(), sqlx::Er
         owner_copy,
         upload_id,
         first_part,
-        part
+        part,
+        held
     )?;
     Ok(())
 }
@@ -165,7 +169,61 @@ pub async fn mark_uploaded(
         plaintext_hash,
         keyed_digest
     )?;
+    if n == 1 {
+        // The ledger of counted parts is only read while the file is pending.
+        const PARTS: &str = "DELETE FROM upload_parts WHERE file_id = $1";
+        sql!(db.writer().await?.conn(), execute, PARTS, id)?;
+    }
     Ok(n == 1)
+}
+
+/// Counts the parts in `parts` (number, bytes) of pending multipart upload `id` that
+/// were not counted before, each once however often its URL is signed, and adds
+/// their bytes to what the file holds, never past its declared size (a file that
+/// held its whole size from presign, as before parts were counted, takes nothing
+/// more). Returns the bytes added, for the caller to reserve in the same
+/// transaction, or `None` when the file is not pending. The caller holds the global
+/// usage row (`quota::lock_global`), which serializes this with the end of the
+/// file's life.
+pub async fn count_parts(
+    tx: &mut Tx,
+    id: &str,
+    parts: &[(u64, u64)],
+) -> Result<Option<i64>, sqlx::Error> {
+    const FILE: &str = "SELECT held_bytes, encrypted_size FROM files \
+         WHERE id = $1 AND status = 'pending'";
+    const HOLD: &str = "UPDATE files SET held_bytes = held_bytes + $1 WHERE id = $2";
+    let Some((held, size)): Option<(i64, i64)> =
+        sql!(tx.conn(), query_as fetch_optional, FILE, id)?
+    else {
+        return Ok(None);
+    };
+    if parts.is_empty() {
+        return Ok(Some(0));
+    }
+    // One INSERT for the whole batch: `ON CONFLICT DO NOTHING` skips parts counted
+    // before, and RETURNING yields only the rows it inserted.
+    let mut statement =
+        String::from("INSERT INTO upload_parts (file_id, part_number, bytes) VALUES ");
+    for i in 0..parts.len() {
+        if i > 0 {
+            statement.push_str(", ");
+        }
+        statement.push_str(&format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3));
+    }
+    statement.push_str(" ON CONFLICT DO NOTHING RETURNING bytes");
+    let counted: Vec<i64> = super::on_conn!(tx.conn(), |c| {
+        let mut q = sqlx::query_scalar(&statement).bind(id);
+        for &(number, bytes) in parts {
+            q = q.bind(number as i64).bind(bytes as i64);
+        }
+        q.fetch_all(&mut *c).await
+    })?;
+    let added = counted.iter().sum::<i64>().min(size - held).max(0);
+    if added > 0 {
+        sql!(tx.conn(), execute, HOLD, added, id)?;
+    }
+    Ok(Some(added))
 }
 
 /// A file whose life a statement of this module just ended.
@@ -177,8 +235,8 @@ pub struct EndedFile {
     pub user_id: String,
     /// The object to delete.
     pub object_key: String,
-    /// Declared ciphertext size: the quota it held if it was live.
-    pub encrypted_size: i64,
+    /// The bytes of quota it held if it was live.
+    pub held_bytes: i64,
     /// Whether it held quota until the statement that ended it.
     pub was_live: bool,
     /// The store's multipart upload id, or empty.
@@ -187,7 +245,7 @@ pub struct EndedFile {
 
 /// A removed row's columns, `was_live` from its last status.
 const REMOVED_COLUMNS: &str =
-    "id, user_id, object_key, encrypted_size, status IN ('pending', 'uploaded') AS was_live, \
+    "id, user_id, object_key, held_bytes, status IN ('pending', 'uploaded') AS was_live, \
      upload_id";
 
 /// Moves a live file to `to` (`failed` or `deleted`). The conditional UPDATE is the
@@ -201,7 +259,7 @@ pub async fn end_life(
 ) -> Result<Option<EndedFile>, sqlx::Error> {
     const SQL: &str = "UPDATE files SET status = $1, updated_at = $2 \
          WHERE id = $3 AND status IN ('pending', 'uploaded') \
-         RETURNING id, user_id, object_key, encrypted_size, TRUE AS was_live, upload_id";
+         RETURNING id, user_id, object_key, held_bytes, TRUE AS was_live, upload_id";
     sql!(tx.conn(), query_as fetch_optional, SQL, to.as_str(), now, id)
 }
 

@@ -94,6 +94,7 @@ on_both_stores!(
     parts_sent_out_of_order_and_in_parallel_make_the_object,
     a_part_of_the_wrong_length_is_refused_by_the_store,
     a_delete_in_the_middle_aborts_the_upload_and_releases_the_quota_once,
+    parts_past_the_quota_are_refused_and_counted_nowhere,
 );
 
 async fn parts_sent_out_of_order_and_in_parallel_make_the_object(store: Store, b: Backend) {
@@ -111,14 +112,20 @@ async fn parts_sent_out_of_order_and_in_parallel_make_the_object(store: Store, b
         p.upload_resource.is_none(),
         "no single PUT for a multipart upload"
     );
-    // The quota is held for the whole object from the start.
+    // The file counts from presign; its bytes count part by part as their URLs are
+    // signed.
+    assert_eq!(usage(&app, "parts@example.com").await, (0, 1, 0));
+    let last = part_urls(&api, &p.file_id, &[3]).await;
+    assert_eq!(usage(&app, "parts@example.com").await, (123, 1, 123));
+
+    // Last part first, then the other two at the same time. Part 3 signed again
+    // counts once.
+    let urls = part_urls(&api, &p.file_id, &[3, 1, 2]).await;
     assert_eq!(
         usage(&app, "parts@example.com").await,
         (size as i64, 1, size as i64)
     );
-
-    // Last part first, then the other two at the same time.
-    let urls = part_urls(&api, &p.file_id, &[3, 1, 2]).await;
+    assert_eq!(last[0].size_bytes, urls[0].size_bytes);
     assert_eq!(
         urls.iter()
             .map(|u| (u.part_number, u.size_bytes))
@@ -310,6 +317,85 @@ async fn a_part_of_the_wrong_length_is_refused_by_the_store(store: Store, b: Bac
     )
     .await;
     assert!(e.message().contains("3 parts"), "{}", e.message());
+}
+
+/// Two uploads that each fit the quota but not together: presign lets both start
+/// (each fits now), their part URLs race, and the parts that would pass the quota
+/// are refused with nothing counted or signed; the refused upload goes on once room
+/// is freed.
+async fn parts_past_the_quota_are_refused_and_counted_nowhere(store: Store, b: Backend) {
+    let size = 2 * PART + 1000 + 123;
+    let (app, _s3) = match store {
+        Store::Local => (
+            TestApp::spawn_with(b, |c| c.limits.user_bytes = size + PART).await,
+            None,
+        ),
+        Store::S3 => {
+            let s3 = S3Server::start().await;
+            let app = TestApp::spawn_with(b, |c| {
+                s3.configure(c);
+                c.limits.user_bytes = size + PART;
+            })
+            .await;
+            (app, Some(s3))
+        }
+    };
+    let email = "tight@example.com";
+    let t = app.user(email).await;
+    let api = app.api_as(&t.access_token);
+
+    // A file that cannot fit at all is refused at presign, before anything starts.
+    let e = refused(
+        api.presign(&multipart_request(2 * size)),
+        StatusCode::FORBIDDEN,
+        "presign past the quota",
+    )
+    .await;
+    assert_eq!(e.code(), "quota_exceeded");
+
+    let one = app
+        .presigned(&t.access_token, &multipart_request(size))
+        .await;
+    let two = app
+        .presigned(&t.access_token, &multipart_request(size))
+        .await;
+    assert_eq!(usage(&app, email).await, (0, 2, 0));
+    let all = PartUrlsRequest {
+        file_id: String::new(),
+        part_numbers: vec![1, 2, 3],
+    };
+    let ask = |file_id: &str| {
+        api.part_urls(&PartUrlsRequest {
+            file_id: file_id.into(),
+            ..all.clone()
+        })
+    };
+    let (a, b2) = tokio::join!(ask(&one.file_id).send(), ask(&two.file_id).send());
+    let (won, lost) = match (a, b2) {
+        (Ok(urls), Err(e)) => ((one.file_id.clone(), urls), (two.file_id.clone(), e)),
+        (Err(e), Ok(urls)) => ((two.file_id.clone(), urls), (one.file_id.clone(), e)),
+        other => panic!("exactly one upload gets its parts: {other:?}"),
+    };
+    let refusal = lost.1.http().expect("a refusal");
+    assert_eq!(refusal.status, StatusCode::FORBIDDEN);
+    assert_eq!(refusal.code(), "quota_exceeded");
+    assert_eq!(won.1.parts.len(), 3);
+    assert_eq!(usage(&app, email).await, (size as i64, 2, size as i64));
+    // Within the room left (one part's worth), the loser's parts are signed one by
+    // one: its short last part fits.
+    let last = part_urls(&api, &lost.0, &[3]).await;
+    assert_eq!(last[0].size_bytes, 123);
+    let used = size as i64 + 123;
+    assert_eq!(usage(&app, email).await, (used, 2, used));
+    refused(ask(&lost.0), StatusCode::FORBIDDEN, "still past the quota").await;
+    assert_eq!(usage(&app, email).await, (used, 2, used), "nothing counted");
+
+    // Deleting the winner frees its bytes; the loser's parts then all fit, its
+    // last part counted once.
+    expect(api.delete_file(&won.0), StatusCode::NO_CONTENT, "delete").await;
+    let rest = part_urls(&api, &lost.0, &[1, 2, 3]).await;
+    assert_eq!(rest.len(), 3);
+    assert_eq!(usage(&app, email).await, (size as i64, 1, size as i64));
 }
 
 async fn a_delete_in_the_middle_aborts_the_upload_and_releases_the_quota_once(

@@ -14,7 +14,7 @@ use hashdrop_server::domain::job::{Cleaner, Job};
 use hashdrop_server::domain::time::rfc3339;
 use hashdrop_server::store::accounts::{self, CodeOutcome, Guess, NewCode, Rotation};
 use hashdrop_server::store::files::{self, Freshness, NewFile};
-use hashdrop_server::store::quota::{self, QuotaError, QuotaLimits};
+use hashdrop_server::store::quota::{self, QuotaError, QuotaLimits, Reservation};
 use hashdrop_server::store::{jobs, Db};
 use hashdrop_wire::{FileSummary, KeyMode, SealedMetadata};
 
@@ -58,7 +58,11 @@ async fn verified_user(db: &Db, id: &str) {
 /// Reserves quota and inserts a pending file of `size` bytes, as presign does.
 async fn pending_file(db: &Db, owner: &str, id: &str, size: i64) -> Result<(), QuotaError> {
     let mut tx = db.begin().await?;
-    quota::reserve(&mut tx, owner, size, LIMITS, NOW).await?;
+    let file = Reservation {
+        bytes: size,
+        files: 1,
+    };
+    quota::reserve(&mut tx, owner, file, LIMITS, NOW).await?;
     let key = format!("usrh-{owner}/{id}");
     files::insert_pending(
         &mut tx,
@@ -81,6 +85,57 @@ async fn pending_file(db: &Db, owner: &str, id: &str, size: i64) -> Result<(), Q
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// A pending multipart upload of `size` bytes in parts of 200 as presign records it:
+/// the file counted, none of its bytes yet.
+async fn pending_multipart_file(db: &Db, owner: &str, id: &str, size: i64) {
+    let mut tx = db.begin().await.unwrap();
+    let file = Reservation { bytes: 0, files: 1 };
+    quota::reserve(&mut tx, owner, file, LIMITS, NOW)
+        .await
+        .unwrap();
+    let key = format!("usrh-{owner}/{id}");
+    files::insert_pending(
+        &mut tx,
+        &NewFile {
+            id,
+            user_id: owner,
+            object_key: &key,
+            file_name: "",
+            mime_type: None,
+            digest: None,
+            meta: None,
+            encrypted_size: size,
+            key_mode: "vault",
+            expires_at: None,
+            max_downloads: None,
+            now: NOW,
+            multipart: Some(("upload-1", 200, 200)),
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// Counts `parts` of file `id` and reserves what they add, as signing their URLs
+/// does: all or nothing.
+async fn count_parts(
+    db: &Db,
+    owner: &str,
+    id: &str,
+    parts: &[(u64, u64)],
+) -> Result<Option<i64>, QuotaError> {
+    let mut tx = db.begin().await?;
+    quota::lock_global(&mut tx).await?;
+    let added = files::count_parts(&mut tx, id, parts).await?;
+    if let Some(bytes) = added.filter(|b| *b > 0) {
+        let more = Reservation { bytes, files: 0 };
+        quota::reserve(&mut tx, owner, more, LIMITS, NOW).await?;
+    }
+    tx.commit().await?;
+    Ok(added)
 }
 
 fn file_id(n: u8) -> String {
@@ -164,7 +219,7 @@ async fn quota_holds_its_limits_and_is_released_once(b: Backend) {
         .unwrap()
         .expect("a live file ends");
     assert!(ended.was_live);
-    quota::release(&mut tx, &ended.user_id, ended.encrypted_size)
+    quota::release(&mut tx, &ended.user_id, ended.held_bytes)
         .await
         .unwrap();
     assert!(
@@ -200,7 +255,7 @@ async fn parallel_endings_of_one_file_release_its_quota_once(b: Backend) {
             };
             if let Some(f) = &ended {
                 if f.was_live {
-                    quota::release(&mut tx, &f.user_id, f.encrypted_size)
+                    quota::release(&mut tx, &f.user_id, f.held_bytes)
                         .await
                         .unwrap();
                 }
@@ -499,11 +554,106 @@ async fn the_database_built_listing_matches_the_typed_rows(b: Backend) {
     );
 }
 
+async fn the_parts_of_a_multipart_upload_are_counted_once(b: Backend) {
+    let (db, _guard) = fresh_store(b).await;
+    verified_user(&db, "ann").await;
+    let id = file_id(1);
+    pending_multipart_file(&db, "ann", &id, 450).await;
+    assert_eq!(
+        quota::global_used(&db).await.unwrap(),
+        0,
+        "no bytes at presign"
+    );
+
+    // Parts count when their URLs are first signed, in any order, each once.
+    let counted = count_parts(&db, "ann", &id, &[(3, 50), (1, 200)]).await;
+    assert_eq!(counted.unwrap(), Some(250));
+    let again = count_parts(&db, "ann", &id, &[(1, 200), (2, 200), (2, 200)]).await;
+    assert_eq!(again.unwrap(), Some(200), "part 1 was counted before");
+    assert_eq!(
+        count_parts(&db, "ann", &id, &[(2, 200)]).await.unwrap(),
+        Some(0)
+    );
+    assert_eq!(quota::global_used(&db).await.unwrap(), 450);
+
+    // A single PUT holds its whole size from presign: nothing more to count.
+    pending_file(&db, "ann", &file_id(2), 100).await.unwrap();
+    let single = count_parts(&db, "ann", &file_id(2), &[(1, 100)]).await;
+    assert_eq!(single.unwrap(), Some(0));
+    assert_eq!(quota::global_used(&db).await.unwrap(), 550);
+
+    // The end gives back what was counted, and no part counts after it.
+    let mut tx = db.begin().await.unwrap();
+    quota::lock_global(&mut tx).await.unwrap();
+    let ended = files::end_life(&mut tx, &id, FileStatus::Deleted, NOW)
+        .await
+        .unwrap()
+        .expect("live");
+    assert_eq!(ended.held_bytes, 450);
+    quota::release(&mut tx, &ended.user_id, ended.held_bytes)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(quota::global_used(&db).await.unwrap(), 100);
+    assert_eq!(
+        count_parts(&db, "ann", &id, &[(1, 200)]).await.unwrap(),
+        None
+    );
+}
+
+async fn parts_racing_for_the_last_room_never_pass_the_quota(b: Backend) {
+    let (db, _guard) = fresh_store(b).await;
+    verified_user(&db, "ann").await;
+    // Two uploads of 400 each: either fits the user's 600, both do not.
+    let (one, two) = (file_id(1), file_id(2));
+    pending_multipart_file(&db, "ann", &one, 400).await;
+    pending_multipart_file(&db, "ann", &two, 400).await;
+    let db = Arc::new(db);
+    let racers = [one.clone(), two.clone()].map(|id| {
+        let db = db.clone();
+        tokio::spawn(async move { count_parts(&db, "ann", &id, &[(1, 200), (2, 200)]).await })
+    });
+    let mut outcomes = Vec::new();
+    for r in racers {
+        outcomes.push(r.await.unwrap());
+    }
+    let won: Vec<bool> = outcomes
+        .iter()
+        .map(|o| matches!(o, Ok(Some(400))))
+        .collect();
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| matches!(o, Err(QuotaError::UserFull))),
+        "{outcomes:?}"
+    );
+    assert_eq!(quota::global_used(&db).await.unwrap(), 400);
+
+    // The refused batch counted nothing: once the winner is gone, the same parts
+    // count in full.
+    let (winner, loser) = if won[0] { (&one, &two) } else { (&two, &one) };
+    let mut tx = db.begin().await.unwrap();
+    quota::lock_global(&mut tx).await.unwrap();
+    let ended = files::remove_owned(&mut tx, winner, "ann")
+        .await
+        .unwrap()
+        .unwrap();
+    quota::release(&mut tx, &ended.user_id, ended.held_bytes)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let retried = count_parts(&db, "ann", loser, &[(1, 200), (2, 200)]).await;
+    assert_eq!(retried.unwrap(), Some(400));
+}
+
 both_backends!(
     the_database_built_listing_matches_the_typed_rows,
     file_rows_read_back_as_written,
     quota_holds_its_limits_and_is_released_once,
     parallel_endings_of_one_file_release_its_quota_once,
+    the_parts_of_a_multipart_upload_are_counted_once,
+    parts_racing_for_the_last_room_never_pass_the_quota,
     downloads_are_counted_only_within_the_caps,
     a_code_gets_a_capped_number_of_guesses,
     a_refresh_token_rotates_once_and_a_replay_revokes_all,
