@@ -13,7 +13,6 @@ use anyhow::Context;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use serde::Deserialize;
-use tokio::io::AsyncWriteExt;
 
 use crate::config::S3Config;
 use crate::domain::time::now_ms;
@@ -620,7 +619,6 @@ impl LocalBlobStore {
     where
         S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
     {
-        use tokio::io::AsyncSeekExt;
         let dir = self.upload_dir(upload_id)?;
         if tokio::fs::metadata(&dir).await.is_err() {
             return Err(Error::NotFound("no such multipart upload"));
@@ -634,20 +632,19 @@ impl LocalBlobStore {
             Err(e) => return Err(e.into()),
         }
         let path = dir.join(ASSEMBLY_FILE);
-        let file = tokio::task::spawn_blocking(move || open_for_part(&path))
-            .await
-            .map_err(anyhow::Error::from)??;
-        let mut file = tokio::fs::File::from_std(file);
-        file.seek(std::io::SeekFrom::Start(offset)).await?;
-        let written = copy_body(&mut file, &mut body, limits).await?;
+        let file = Arc::new(
+            tokio::task::spawn_blocking(move || open_for_part(&path))
+                .await
+                .map_err(anyhow::Error::from)??,
+        );
+        let written = copy_body(&file, offset, &mut body, limits).await?;
         if written != limits.max_bytes {
             return Err(Error::Invalid(format!(
                 "part {number} is {written} bytes; its URL was signed for {}",
                 limits.max_bytes
             )));
         }
-        file.sync_data().await?;
-        drop(file);
+        blocking(move || file.sync_data()).await?;
         let tmp = dir.join(format!(
             "{number}.part-{}",
             crate::infra::crypto::random_hex(6)
@@ -704,16 +701,92 @@ async fn write_body<S, E>(tmp: &Path, mut body: S, limits: PutLimits) -> Result<
 where
     S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
 {
-    let mut file = crate::infra::private_fs::create_file(tmp).await?;
-    let written = copy_body(&mut file, &mut body, limits).await?;
-    file.sync_all().await?;
+    let file = Arc::new(
+        crate::infra::private_fs::create_file(tmp)
+            .await?
+            .into_std()
+            .await,
+    );
+    let written = copy_body(&file, 0, &mut body, limits).await?;
+    blocking(move || file.sync_all()).await?;
     Ok(written)
 }
 
-/// Copies `body` into `file` within `limits`: cut off past `max_bytes`, abandoned
-/// when it stalls. Returns the bytes written.
+/// Runs blocking file I/O off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, Error> {
+    Ok(tokio::task::spawn_blocking(f)
+        .await
+        .map_err(anyhow::Error::from)??)
+}
+
+/// Body bytes gathered before one write. The body arrives in chunks of a few KiB to
+/// a few hundred; each batch is written by a blocking thread straight from the
+/// buffers the chunks arrived in (no copy), one batch going to disk while the next
+/// arrives.
+const WRITE_BATCH: usize = 1 << 20;
+
+/// Writes batches of body chunks at increasing offsets of one file, one batch in
+/// flight at a time.
+struct WriteBehind<'f> {
+    file: &'f Arc<std::fs::File>,
+    in_flight: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl WriteBehind<'_> {
+    /// Starts writing `chunks` at `offset` once the batch before has landed.
+    async fn write(&mut self, offset: u64, chunks: Vec<bytes::Bytes>) -> Result<(), Error> {
+        self.landed().await?;
+        let file = self.file.clone();
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let mut at = offset;
+            for chunk in &chunks {
+                file.write_all_at(chunk, at)?;
+                at += chunk.len() as u64;
+            }
+            Ok(())
+        }));
+        Ok(())
+    }
+
+    /// Waits for the batch in flight, if any.
+    async fn landed(&mut self) -> Result<(), Error> {
+        match self.in_flight.take() {
+            Some(write) => Ok(write.await.map_err(anyhow::Error::from)??),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Copies `body` into `file` from `offset` on within `limits`: cut off past
+/// `max_bytes`, abandoned when it stalls. Returns the bytes written. Whatever
+/// happens, no write of this body is still running when it returns (a part sent
+/// again must not be overwritten by the remains of an earlier send).
 async fn copy_body<S, E>(
-    file: &mut tokio::fs::File,
+    file: &Arc<std::fs::File>,
+    offset: u64,
+    body: &mut S,
+    limits: PutLimits,
+) -> Result<u64, Error>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+{
+    let mut writer = WriteBehind {
+        file,
+        in_flight: None,
+    };
+    let copied = copy_batches(&mut writer, offset, body, limits).await;
+    let landed = writer.landed().await;
+    let written = copied?;
+    landed?;
+    Ok(written)
+}
+
+async fn copy_batches<S, E>(
+    writer: &mut WriteBehind<'_>,
+    offset: u64,
     body: &mut S,
     limits: PutLimits,
 ) -> Result<u64, Error>
@@ -721,26 +794,35 @@ where
     S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
 {
     let mut written: u64 = 0;
+    let mut batch = Vec::new();
+    let mut batch_bytes = 0;
     let stalled = || Error::Stalled("upload stalled; start it again");
     loop {
         let wait = limits
             .deadline
             .min(tokio::time::Instant::now() + limits.idle);
-        let Some(chunk) = tokio::time::timeout_at(wait, body.next())
+        let next = tokio::time::timeout_at(wait, body.next())
             .await
-            .map_err(|_| stalled())?
-        else {
-            break;
-        };
-        let chunk = chunk.map_err(|_| Error::Invalid("upload interrupted".into()))?;
-        written += chunk.len() as u64;
-        if written > limits.max_bytes {
-            return Err(Error::TooLarge("object exceeds the per-file size limit"));
+            .map_err(|_| stalled())?;
+        let ended = next.is_none();
+        if let Some(chunk) = next {
+            let chunk = chunk.map_err(|_| Error::Invalid("upload interrupted".into()))?;
+            written += chunk.len() as u64;
+            if written > limits.max_bytes {
+                return Err(Error::TooLarge("object exceeds the per-file size limit"));
+            }
+            batch_bytes += chunk.len();
+            batch.push(chunk);
         }
-        file.write_all(&chunk).await?;
+        if batch_bytes >= WRITE_BATCH || (ended && batch_bytes > 0) {
+            let at = offset + written - batch_bytes as u64;
+            writer.write(at, std::mem::take(&mut batch)).await?;
+            batch_bytes = 0;
+        }
+        if ended {
+            return Ok(written);
+        }
     }
-    file.flush().await?;
-    Ok(written)
 }
 
 #[cfg(test)]
