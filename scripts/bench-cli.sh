@@ -9,6 +9,8 @@
 #        STORE=s3 puts the objects in an s3s-fs server on loopback (installed by
 #        `scripts/cluster.sh install`) instead of the embedded local store: the CLI and
 #        curl then move the bytes to and from s3s-fs through presigned URLs.
+#        SERVER_BIN=path runs that hashdrop-server binary instead of this tree's (to
+#        compare two servers side by side under the same CLI).
 #
 # Notes on what is measured:
 # - "upload" is the whole `hashdrop upload`: files above 16 MiB are cut into 8 MiB
@@ -32,7 +34,7 @@ done
 echo "building release binaries..." >&2
 (cd "$ROOT" && cargo build --release -q -p hashdrop-cli -p hashdrop-server)
 CLI=$TARGET/release/hashdrop
-SRV=$TARGET/release/hashdrop-server
+SRV=${SERVER_BIN:-$TARGET/release/hashdrop-server}
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/hashdrop-bench.XXXXXX")
 SERVER_PID=""
@@ -99,14 +101,18 @@ HASHDROP_OTP=$OTP "$CLI" auth verify --email $EMAIL </dev/null >/dev/null
 
 now() { date +%s.%N; }
 rss_mib() { awk -F: '/Maximum resident set size/ {printf "%.1f", $2/1024}' "$1"; }
+cpu_s() { awk -F: '/User time|System time/ {s += $2} END {printf "%.1f", s}' "$1"; }
+# The server's CPU seconds so far (user + system), to take the share of one step.
+TICKS=$(getconf CLK_TCK)
+srv_cpu() { awk -v t="$TICKS" '{printf "%.2f", ($14 + $15) / t}' "/proc/$SERVER_PID/stat"; }
 rate() { python3 -c "print(f'{$BYTES/($2-$1)/1e6:.0f}')"; }
 secs() { python3 -c "print(f'{$2-$1:.2f}')"; }
 
 # hashdrop upload
 sync
-t0=$(now)
+c0=$(srv_cpu); t0=$(now)
 /usr/bin/time -v -o "$WORK/up.time" "$CLI" --json upload "$WORK/input.bin" </dev/null > "$WORK/up.json"
-t1=$(now)
+t1=$(now); c1=$(srv_cpu)
 FILE_ID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["file_id"])' "$WORK/up.json")
 LINK=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["share_link"])' "$WORK/up.json")
 
@@ -127,9 +133,9 @@ PRESIGN=$(curl -sf -X POST "$URL/api/files/presign" -H "Authorization: Bearer $A
 PUT_URL=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["upload_resource"]["url"])' "$PRESIGN")
 CURL_ID=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["file_id"])' "$PRESIGN")
 sync
-t4=$(now)
+c4=$(srv_cpu); t4=$(now)
 /usr/bin/time -v -o "$WORK/curl-up.time" curl -sf -T "$WORK/input.bin" "$PUT_URL" -o /dev/null
-t5=$(now)
+t5=$(now); c5=$(srv_cpu)
 curl -sf -X POST "$URL/api/files/complete" -H "Authorization: Bearer $ACCESS" \
     -H 'Content-Type: application/json' -d "{\"file_id\":\"$CURL_ID\"}" >/dev/null
 DL_URL=$(curl -sf "$URL/api/share/$CURL_ID" | python3 -c 'import json,sys; print(json.load(sys.stdin)["download_url"])')
@@ -160,5 +166,6 @@ size: $SIZE_MIB MiB ($BYTES bytes), store: ${STORE:-local}, loopback, $(nproc) C
 | download | $DOWN | $(secs "$t2" "$t3") | $CDOWN | $(secs "$t6" "$t7") | $(python3 -c "print(f'{$DOWN/$CDOWN:.0%}')") | $(rss_mib "$WORK/down.time") |
 download vs curl + fsync of its output: curl+fsync $CDOWNSYNC MB/s ($(secs "$t8" "$t9") s), hashdrop/curl+fsync $(python3 -c "print(f'{$DOWN/$CDOWNSYNC:.0%}')")
 curl peak RSS MiB: up $(rss_mib "$WORK/curl-up.time"), down $(rss_mib "$WORK/curl-down.time")
-server peak RSS MiB (whole run): $(rss_mib "$WORK/server.time")
+server peak RSS MiB (whole run): $(rss_mib "$WORK/server.time"), CPU s (whole run): $(cpu_s "$WORK/server.time")
+CPU s (user + system) during the uploads: hashdrop $(cpu_s "$WORK/up.time") + server $(secs "$c0" "$c1"); curl $(cpu_s "$WORK/curl-up.time") + server $(secs "$c4" "$c5")
 REPORT
