@@ -255,14 +255,17 @@ pub struct RateLimitConfig {
     pub otp: GroupLimit,
     /// refresh, revoke (per IP).
     pub token: GroupLimit,
-    /// presign, complete, blob PUT (per user / IP).
+    /// presign, complete, part URLs (per user).
     pub upload: GroupLimit,
     /// files/all (per user).
     pub list: GroupLimit,
     /// resolve, get, hash, salt, delete (per user).
     pub file_meta: GroupLimit,
-    /// download redirect, share facts, share page, blob GET (per IP).
+    /// download redirect, share facts, share page (per IP).
     pub download: GroupLimit,
+    /// The local store's signed blob GET and PUT (per IP): each part of a multipart
+    /// upload is one PUT, so a 4 GiB upload makes 512 of them.
+    pub blob: GroupLimit,
     /// cli/version, metrics, openapi.json (global only); healthz and readyz are
     /// never rate limited.
     pub health: GroupLimit,
@@ -293,6 +296,7 @@ impl Default for RateLimitConfig {
             list: g(6000, 120),
             file_meta: g(6000, 300),
             download: g(60000, 600),
+            blob: g(120000, 6000),
             health: g(60000, 0),
         }
     }
@@ -584,6 +588,7 @@ upload = { global_per_minute = 600, per_key_per_minute = 30 }
 list = { global_per_minute = 6000, per_key_per_minute = 120 }
 file_meta = { global_per_minute = 6000, per_key_per_minute = 300 }
 download = { global_per_minute = 60000, per_key_per_minute = 600 }
+blob = { global_per_minute = 120000, per_key_per_minute = 6000 }   # local store: one request per 8 MiB part
 health = { global_per_minute = 60000, per_key_per_minute = 0 }
 
 [cache]
@@ -621,6 +626,7 @@ mod tests {
         assert_eq!(parsed.listen, d.listen);
         assert_eq!(parsed.limits.user_bytes, d.limits.user_bytes);
         assert_eq!(parsed.rate_limit.download, d.rate_limit.download);
+        assert_eq!(parsed.rate_limit.blob, d.rate_limit.blob);
         assert_eq!(parsed.rate_limit.register, d.rate_limit.register);
         assert_eq!(parsed.rate_limit.login_account, d.rate_limit.login_account);
         assert_eq!(parsed.jobs.max_attempts, d.jobs.max_attempts);

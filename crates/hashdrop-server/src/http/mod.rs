@@ -67,14 +67,17 @@ pub fn router(state: AppState) -> Router {
         .route("/api/share/{file_id}", get(public::share_info))
         .route("/d/{file_id}", get(public::share_page));
     // Only the local store serves bytes itself; with S3 clients talk to the bucket.
-    let download = if state.local_blobs.is_some() {
-        download.route(
-            "/blob/{prefix}/{name}",
-            get(blob::get_blob).put(blob::put_blob),
+    // Its own group: a large upload is hundreds of part PUTs from one address, which
+    // must not use up that address's downloads (or be stopped by them).
+    let blobs = state.local_blobs.is_some().then(|| {
+        group(
+            Group::Blob,
+            Router::new().route(
+                "/blob/{prefix}/{name}",
+                get(blob::get_blob).put(blob::put_blob),
+            ),
         )
-    } else {
-        download
-    };
+    });
     Router::new()
         .merge(probes)
         .merge(group(Group::Health, health))
@@ -86,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .merge(group(Group::List, list))
         .merge(group(Group::FileMeta, file_meta))
         .merge(group(Group::Download, download))
+        .merge(blobs.unwrap_or_default())
         .merge(web::asset_routes())
         .fallback(ops::not_found)
         .layer(from_fn(crate::observability::request_context))

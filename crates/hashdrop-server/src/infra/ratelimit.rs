@@ -23,7 +23,7 @@ pub enum Group {
     Otp,
     /// refresh, revoke.
     Token,
-    /// presign, complete, blob PUT.
+    /// presign, complete, part URLs.
     Upload,
     /// files/all.
     List,
@@ -31,6 +31,9 @@ pub enum Group {
     FileMeta,
     /// public download paths.
     Download,
+    /// the local store's signed blob GET and PUT (one request per part of a
+    /// multipart upload).
+    Blob,
     /// version, metrics, OpenAPI (healthz and readyz are never limited).
     Health,
 }
@@ -47,6 +50,7 @@ impl Group {
             Group::List => c.list,
             Group::FileMeta => c.file_meta,
             Group::Download => c.download,
+            Group::Blob => c.blob,
             Group::Health => c.health,
         }
     }

@@ -173,6 +173,7 @@ async fn redis_down_falls_back_to_local_limits() {
 crate::both_backends!(
     rate_limit_answers_429_with_headers,
     per_user_and_forwarded_ip_buckets,
+    the_parts_of_a_large_upload_do_not_use_up_the_address_downloads,
 );
 
 async fn rate_limit_answers_429_with_headers(b: Backend) {
@@ -255,5 +256,66 @@ async fn per_user_and_forwarded_ip_buckets(b: Backend) {
     assert_eq!(
         login("203.0.113.8").await.status(),
         StatusCode::UNAUTHORIZED
+    );
+}
+
+/// A multipart upload to the local store is one signed PUT per part, all from one
+/// address: they have their own budget, so they neither use up that address's
+/// downloads nor are stopped by them.
+async fn the_parts_of_a_large_upload_do_not_use_up_the_address_downloads(b: Backend) {
+    let app = TestApp::spawn_with(b, |c| {
+        c.rate_limit.enabled = true;
+        c.rate_limit.download.per_key_per_minute = 3;
+    })
+    .await;
+    let t = app.user("many-parts@example.com").await;
+    let api = app.api_as(&t.access_token);
+    let part = MIN_PART_BYTES;
+    let size = 3 * part + 123;
+    let request = PresignRequest {
+        parts: Some(PartPlan {
+            first_part_bytes: part,
+            part_bytes: part,
+        }),
+        ..presign_request(size)
+    };
+    let p = app.presigned(&t.access_token, &request).await;
+    let urls = expect(
+        api.part_urls(&PartUrlsRequest {
+            file_id: p.file_id.clone(),
+            part_numbers: vec![1, 2, 3, 4],
+        }),
+        StatusCode::OK,
+        "part urls",
+    )
+    .await
+    .parts;
+    for u in &urls {
+        let put = app.put_blob(&u.url, vec![7u8; u.size_bytes as usize]).await;
+        assert_eq!(put.status(), StatusCode::OK, "part {}", u.part_number);
+    }
+    expect(
+        api.complete(&complete_request(&p.file_id)),
+        StatusCode::OK,
+        "complete",
+    )
+    .await;
+
+    // Four part PUTs later the address still has its three download requests: share
+    // facts, the counted download redirect (the blob it leads to is in the blob
+    // group), share facts again.
+    let info = expect(app.api.share_info(&p.file_id), StatusCode::OK, "share info").await;
+    let blob = reqwest::get(&info.download_url).await.unwrap();
+    assert_eq!(blob.status(), StatusCode::OK);
+    assert_eq!(blob.bytes().await.unwrap().len() as u64, size);
+    assert_eq!(
+        status(app.api.share_info(&p.file_id)).await,
+        StatusCode::OK,
+        "the third download request"
+    );
+    // The download budget itself still holds.
+    assert_eq!(
+        status(app.api.share_info(&p.file_id)).await,
+        StatusCode::TOO_MANY_REQUESTS
     );
 }
