@@ -464,7 +464,14 @@ async fn put_part(ctx: &Ctx, url: &PartUrl, sealed: bytes::Bytes) -> anyhow::Res
         if !retry || attempt == PART_ATTEMPTS {
             break sent.map_err(|e| transport_error(e, &ctx.api.base()))?;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(500 << attempt)).await;
+        // A rate-limited part waits as long as the server asks (up to a minute).
+        let asked = sent
+            .ok()
+            .and_then(|r| r.headers().get(reqwest::header::RETRY_AFTER).cloned())
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+            .map_or(0, |secs| secs.min(60) * 1000);
+        let wait = asked.max(500 << attempt);
+        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
     };
     if resp.status().is_success() {
         return Ok(());
