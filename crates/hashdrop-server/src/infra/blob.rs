@@ -761,9 +761,11 @@ impl WriteBehind<'_> {
 }
 
 /// Copies `body` into `file` from `offset` on within `limits`: cut off past
-/// `max_bytes`, abandoned when it stalls. Returns the bytes written. Whatever
-/// happens, no write of this body is still running when it returns (a part sent
-/// again must not be overwritten by the remains of an earlier send).
+/// `max_bytes`, abandoned when it stalls. Returns the bytes written. When it
+/// returns, with or without an error, no write of this body is still running (a
+/// part sent again must not be overwritten by the remains of an earlier send). Only
+/// a request dropped mid-way (the connection gone) leaves its batch in flight to
+/// finish alone: it then writes the bytes that client sent, and no marker.
 async fn copy_body<S, E>(
     file: &Arc<std::fs::File>,
     offset: u64,

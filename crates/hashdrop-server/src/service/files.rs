@@ -305,7 +305,11 @@ pub async fn part_urls(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    hold_parts(state, user_id, &file_id, &spans).await?;
+    if !hold_parts(state, user_id, &file_id, &spans).await? {
+        return Err(Error::Conflict(
+            "the upload is not pending (completed, failed or deleted)",
+        ));
+    }
     let ttl = Duration::from_secs(state.cfg.limits.upload_url_ttl_secs);
     Ok(spans
         .into_iter()
@@ -324,31 +328,41 @@ pub async fn part_urls(
 /// Reserves the quota of the parts about to be signed that were never counted
 /// before (a URL lets exactly its part's bytes land, so a part counts from its first
 /// URL on), in one transaction: either every new part is counted or, over the quota,
-/// none is and nothing is signed.
+/// none is and nothing is signed. False when the file is no longer pending.
 async fn hold_parts(
     state: &AppState,
     user_id: &str,
     file_id: &str,
     spans: &[PartSpan],
-) -> Result<()> {
+) -> Result<bool> {
     let parts: Vec<(u64, u64)> = spans.iter().map(|s| (s.number, s.size)).collect();
     let mut tx = state.db.begin().await?;
     quota::lock_global(&mut tx).await?;
     let Some(added) = rows::count_parts(&mut tx, file_id, &parts).await? else {
-        return Err(Error::Conflict(
-            "the upload is not pending (completed, failed or deleted)",
-        ));
+        return Ok(false);
     };
-    if added == 0 {
-        return Ok(());
+    if added > 0 {
+        let more = Reservation {
+            bytes: added,
+            files: 0,
+        };
+        quota::reserve(&mut tx, user_id, more, quota_limits(state), now_ms()).await?;
     }
-    let more = Reservation {
-        bytes: added,
-        files: 0,
-    };
-    quota::reserve(&mut tx, user_id, more, quota_limits(state), now_ms()).await?;
     tx.commit().await?;
-    Ok(())
+    Ok(true)
+}
+
+/// Every part of a multipart upload, as [`hold_parts`] counts them.
+fn all_spans(size: u64, plan: PartPlan) -> Vec<PartSpan> {
+    (1..=plan.part_count(size).unwrap_or(0))
+        .filter_map(|number| {
+            Some(PartSpan {
+                number,
+                offset: plan.part_offset(size, number)?,
+                size: plan.part_len(size, number)?,
+            })
+        })
+        .collect()
 }
 
 /// The parts the store holds of the owner's pending multipart upload, and how many
@@ -469,14 +483,19 @@ pub async fn complete(state: &AppState, user_id: &str, req: &CompleteRequest) ->
             .await
             .map_err(store_error)?
             .is_some();
+        let plan = PartPlan {
+            first_part_bytes,
+            part_bytes,
+        };
+        let size = row.encrypted_size as u64;
         if !joined {
-            let plan = PartPlan {
-                first_part_bytes,
-                part_bytes,
-            };
-            let size = row.encrypted_size as u64;
             join_parts(state, &row.object_key, upload_id, size, plan).await?;
         }
+        // An uploaded file holds its whole size. Every part was counted when its URL
+        // was signed, unless an older instance signed it during a rolling upgrade:
+        // count what is missing now (nothing, normally; over the quota, refused). A
+        // file no longer pending is found so below.
+        hold_parts(state, user_id, &file_id, &all_spans(size, plan)).await?;
     }
     // An unreachable store is a 503 and the file stays `pending`: the client may
     // retry complete, and the pending sweeper cleans up if it never does.

@@ -170,9 +170,12 @@ pub async fn mark_uploaded(
         keyed_digest
     )?;
     if n == 1 {
-        // The ledger of counted parts is only read while the file is pending.
+        // The ledger of counted parts is only read while the file is pending; rows a
+        // failure here leaves go with the file's row.
         const PARTS: &str = "DELETE FROM upload_parts WHERE file_id = $1";
-        sql!(db.writer().await?.conn(), execute, PARTS, id)?;
+        if let Err(e) = sql!(db.writer().await?.conn(), execute, PARTS, id) {
+            tracing::warn!(error = %e, "dropping the part ledger of a completed upload failed");
+        }
     }
     Ok(n == 1)
 }
@@ -180,8 +183,8 @@ pub async fn mark_uploaded(
 /// Counts the parts in `parts` (number, bytes) of pending multipart upload `id` that
 /// were not counted before, each once however often its URL is signed, and adds
 /// their bytes to what the file holds, never past its declared size (a file that
-/// held its whole size from presign, as before parts were counted, takes nothing
-/// more). Returns the bytes added, for the caller to reserve in the same
+/// holds its whole size from presign, a single PUT or one presigned before parts were
+/// counted, takes nothing more). Returns the bytes added, for the caller to reserve in the same
 /// transaction, or `None` when the file is not pending. The caller holds the global
 /// usage row (`quota::lock_global`), which serializes this with the end of the
 /// file's life.
@@ -190,7 +193,7 @@ pub async fn count_parts(
     id: &str,
     parts: &[(u64, u64)],
 ) -> Result<Option<i64>, sqlx::Error> {
-    const FILE: &str = "SELECT held_bytes, encrypted_size FROM files \
+    const FILE: &str = "SELECT COALESCE(held_bytes, encrypted_size), encrypted_size FROM files \
          WHERE id = $1 AND status = 'pending'";
     const HOLD: &str = "UPDATE files SET held_bytes = held_bytes + $1 WHERE id = $2";
     let Some((held, size)): Option<(i64, i64)> =
@@ -198,7 +201,7 @@ pub async fn count_parts(
     else {
         return Ok(None);
     };
-    if parts.is_empty() {
+    if parts.is_empty() || held >= size {
         return Ok(Some(0));
     }
     // One INSERT for the whole batch: `ON CONFLICT DO NOTHING` skips parts counted
@@ -245,7 +248,8 @@ pub struct EndedFile {
 
 /// A removed row's columns, `was_live` from its last status.
 const REMOVED_COLUMNS: &str =
-    "id, user_id, object_key, held_bytes, status IN ('pending', 'uploaded') AS was_live, \
+    "id, user_id, object_key, COALESCE(held_bytes, encrypted_size) AS held_bytes, \
+     status IN ('pending', 'uploaded') AS was_live, \
      upload_id";
 
 /// Moves a live file to `to` (`failed` or `deleted`). The conditional UPDATE is the
@@ -259,7 +263,8 @@ pub async fn end_life(
 ) -> Result<Option<EndedFile>, sqlx::Error> {
     const SQL: &str = "UPDATE files SET status = $1, updated_at = $2 \
          WHERE id = $3 AND status IN ('pending', 'uploaded') \
-         RETURNING id, user_id, object_key, held_bytes, TRUE AS was_live, upload_id";
+         RETURNING id, user_id, object_key, COALESCE(held_bytes, encrypted_size) AS held_bytes, \
+         TRUE AS was_live, upload_id";
     sql!(tx.conn(), query_as fetch_optional, SQL, to.as_str(), now, id)
 }
 

@@ -95,6 +95,7 @@ on_both_stores!(
     a_part_of_the_wrong_length_is_refused_by_the_store,
     a_delete_in_the_middle_aborts_the_upload_and_releases_the_quota_once,
     parts_past_the_quota_are_refused_and_counted_nowhere,
+    an_upload_presigned_whole_before_parts_were_counted_is_not_counted_again,
 );
 
 async fn parts_sent_out_of_order_and_in_parallel_make_the_object(store: Store, b: Backend) {
@@ -396,6 +397,75 @@ async fn parts_past_the_quota_are_refused_and_counted_nowhere(store: Store, b: B
     let rest = part_urls(&api, &lost.0, &[1, 2, 3]).await;
     assert_eq!(rest.len(), 3);
     assert_eq!(usage(&app, email).await, (size as i64, 1, size as i64));
+}
+
+/// A multipart upload presigned before migration 0006 (or by an older instance in a
+/// rolling upgrade) reserved its whole size at presign and has no `held_bytes`: its
+/// part URLs count nothing more, completing it changes nothing, and deleting it gives
+/// the whole size back.
+async fn an_upload_presigned_whole_before_parts_were_counted_is_not_counted_again(
+    store: Store,
+    b: Backend,
+) {
+    let (app, _s3) = app_on(store, b).await;
+    let email = "legacy@example.com";
+    let t = app.user(email).await;
+    let api = app.api_as(&t.access_token);
+    let size = 2 * PART + 1000 + 123;
+    let p = app
+        .presigned(&t.access_token, &multipart_request(size))
+        .await;
+    // As the old presign left it: the whole size reserved, no held_bytes.
+    let db = app.sql().await;
+    for statement in [
+        "UPDATE files SET held_bytes = NULL WHERE id = $1",
+        "UPDATE users SET used_bytes = used_bytes + $2 \
+         WHERE id = (SELECT user_id FROM files WHERE id = $1)",
+        "UPDATE global_usage SET used_bytes = used_bytes + $2 \
+         WHERE $1 <> ''",
+    ] {
+        sqlx::query(statement)
+            .bind(&p.file_id)
+            .bind(size as i64)
+            .execute(&db)
+            .await
+            .unwrap();
+    }
+    let whole = (size as i64, 1, size as i64);
+    assert_eq!(usage(&app, email).await, whole);
+
+    let urls = part_urls(&api, &p.file_id, &[1, 2, 3]).await;
+    assert_eq!(usage(&app, email).await, whole, "parts count nothing more");
+    let data = object(size);
+    let mut start = 0;
+    for u in &urls {
+        let end = start + u.size_bytes as usize;
+        let put = app.put_blob(&u.url, data[start..end].to_vec()).await;
+        assert_eq!(put.status(), StatusCode::OK);
+        start = end;
+    }
+    expect(
+        api.complete(&complete_request(&p.file_id)),
+        StatusCode::OK,
+        "complete",
+    )
+    .await;
+    assert_eq!(
+        usage(&app, email).await,
+        whole,
+        "complete counts nothing more"
+    );
+    expect(
+        api.delete_file(&p.file_id),
+        StatusCode::NO_CONTENT,
+        "delete",
+    )
+    .await;
+    assert_eq!(
+        usage(&app, email).await,
+        (0, 0, 0),
+        "the whole size given back"
+    );
 }
 
 async fn a_delete_in_the_middle_aborts_the_upload_and_releases_the_quota_once(
