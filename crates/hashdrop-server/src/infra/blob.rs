@@ -779,52 +779,43 @@ where
         file,
         in_flight: None,
     };
-    let copied = copy_batches(&mut writer, offset, body, limits).await;
+    let copied: Result<u64, Error> = async {
+        let mut written: u64 = 0;
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0;
+        let stalled = || Error::Stalled("upload stalled; start it again");
+        loop {
+            let wait = limits
+                .deadline
+                .min(tokio::time::Instant::now() + limits.idle);
+            let next = tokio::time::timeout_at(wait, body.next())
+                .await
+                .map_err(|_| stalled())?;
+            let ended = next.is_none();
+            if let Some(chunk) = next {
+                let chunk = chunk.map_err(|_| Error::Invalid("upload interrupted".into()))?;
+                written += chunk.len() as u64;
+                if written > limits.max_bytes {
+                    return Err(Error::TooLarge("object exceeds the per-file size limit"));
+                }
+                batch_bytes += chunk.len();
+                batch.push(chunk);
+            }
+            if batch_bytes >= WRITE_BATCH || (ended && batch_bytes > 0) {
+                let at = offset + written - batch_bytes as u64;
+                writer.write(at, std::mem::take(&mut batch)).await?;
+                batch_bytes = 0;
+            }
+            if ended {
+                return Ok(written);
+            }
+        }
+    }
+    .await;
     let landed = writer.landed().await;
     let written = copied?;
     landed?;
     Ok(written)
-}
-
-async fn copy_batches<S, E>(
-    writer: &mut WriteBehind<'_>,
-    offset: u64,
-    body: &mut S,
-    limits: PutLimits,
-) -> Result<u64, Error>
-where
-    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
-{
-    let mut written: u64 = 0;
-    let mut batch = Vec::new();
-    let mut batch_bytes = 0;
-    let stalled = || Error::Stalled("upload stalled; start it again");
-    loop {
-        let wait = limits
-            .deadline
-            .min(tokio::time::Instant::now() + limits.idle);
-        let next = tokio::time::timeout_at(wait, body.next())
-            .await
-            .map_err(|_| stalled())?;
-        let ended = next.is_none();
-        if let Some(chunk) = next {
-            let chunk = chunk.map_err(|_| Error::Invalid("upload interrupted".into()))?;
-            written += chunk.len() as u64;
-            if written > limits.max_bytes {
-                return Err(Error::TooLarge("object exceeds the per-file size limit"));
-            }
-            batch_bytes += chunk.len();
-            batch.push(chunk);
-        }
-        if batch_bytes >= WRITE_BATCH || (ended && batch_bytes > 0) {
-            let at = offset + written - batch_bytes as u64;
-            writer.write(at, std::mem::take(&mut batch)).await?;
-            batch_bytes = 0;
-        }
-        if ended {
-            return Ok(written);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -57,9 +57,26 @@ async fn verified_user(db: &Db, id: &str) {
 
 /// Reserves quota and inserts a pending file of `size` bytes, as presign does.
 async fn pending_file(db: &Db, owner: &str, id: &str, size: i64) -> Result<(), QuotaError> {
+    insert_pending(db, owner, id, size, None).await
+}
+
+/// A pending multipart upload of `size` bytes in parts of 200 as presign records it:
+/// the file counted, none of its bytes yet.
+async fn pending_multipart_file(db: &Db, owner: &str, id: &str, size: i64) {
+    let parts = Some(("upload-1", 200, 200));
+    insert_pending(db, owner, id, size, parts).await.unwrap();
+}
+
+async fn insert_pending(
+    db: &Db,
+    owner: &str,
+    id: &str,
+    size: i64,
+    multipart: Option<(&str, u64, u64)>,
+) -> Result<(), QuotaError> {
     let mut tx = db.begin().await?;
     let file = Reservation {
-        bytes: size,
+        bytes: if multipart.is_some() { 0 } else { size },
         files: 1,
     };
     quota::reserve(&mut tx, owner, file, LIMITS, NOW).await?;
@@ -79,44 +96,12 @@ async fn pending_file(db: &Db, owner: &str, id: &str, size: i64) -> Result<(), Q
             expires_at: None,
             max_downloads: Some(2),
             now: NOW,
-            multipart: None,
+            multipart,
         },
     )
     .await?;
     tx.commit().await?;
     Ok(())
-}
-
-/// A pending multipart upload of `size` bytes in parts of 200 as presign records it:
-/// the file counted, none of its bytes yet.
-async fn pending_multipart_file(db: &Db, owner: &str, id: &str, size: i64) {
-    let mut tx = db.begin().await.unwrap();
-    let file = Reservation { bytes: 0, files: 1 };
-    quota::reserve(&mut tx, owner, file, LIMITS, NOW)
-        .await
-        .unwrap();
-    let key = format!("usrh-{owner}/{id}");
-    files::insert_pending(
-        &mut tx,
-        &NewFile {
-            id,
-            user_id: owner,
-            object_key: &key,
-            file_name: "",
-            mime_type: None,
-            digest: None,
-            meta: None,
-            encrypted_size: size,
-            key_mode: "vault",
-            expires_at: None,
-            max_downloads: None,
-            now: NOW,
-            multipart: Some(("upload-1", 200, 200)),
-        },
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
 }
 
 /// Counts `parts` of file `id` and reserves what they add, as signing their URLs
