@@ -39,8 +39,27 @@ fn signed(
 /// may be deleted meanwhile, and its blob-delete job may already have run: the
 /// object is then removed again). A client that stops sending is cut off: each
 /// chunk must come within the idle timeout, the whole body before the URL's expiry
-/// plus that timeout.
+/// plus that timeout. A refusal closes the connection: the body may be only partly
+/// read, and a client that reused the connection would send its next request into
+/// the rest of it.
 pub async fn put_blob(
+    state: State<AppState>,
+    path: Path<(String, String)>,
+    query: ApiQuery<SignedQuery>,
+    req: Request,
+) -> Response {
+    match store_body(state, path, query, req).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            let mut resp = e.into_response();
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            resp
+        }
+    }
+}
+
+async fn store_body(
     State(state): State<AppState>,
     Path(path): Path<(String, String)>,
     ApiQuery(q): ApiQuery<SignedQuery>,

@@ -490,6 +490,12 @@ async fn oversized_put_is_cut_off(b: Backend) {
         .put_blob(&p.upload_resource.as_ref().expect("one PUT").url, body)
         .await;
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // The rest of that body was never read: the connection is not reused for the
+    // next request (which would otherwise meet a connection the server is closing).
+    assert_eq!(
+        r.headers().get("connection").and_then(|v| v.to_str().ok()),
+        Some("close")
+    );
     assert!(
         app.state.blobs.size(&p.object_key).await.unwrap().is_none(),
         "no partial object"
