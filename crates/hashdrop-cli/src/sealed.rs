@@ -5,7 +5,8 @@
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use hashdrop_crypto::{
-    decrypt, encrypt, open_metadata, AgeRecipient, CryptoError, Encryption, Keys, Recipients, Vault,
+    decrypt, encrypt, open_metadata_keeping_key, AgeRecipient, CryptoError, Encryption, Keys,
+    Recipients, Vault,
 };
 use hashdrop_wire::{FileMetadata, SealedMetadata};
 
@@ -45,22 +46,24 @@ pub fn seal(
 /// Sealed metadata is padded to a multiple of this many bytes.
 const PAD: usize = 64;
 
-/// Opens the recipients' copy with a key that opens the file. Returns the metadata and
+/// Opens the recipients' copy with a key that opens the file. Returns the metadata,
 /// the header it was opened with, which the downloaded file must start with
-/// ([`HeaderMatch`]): otherwise the server could show one file's name with another.
+/// ([`HeaderMatch`]: otherwise the server could show one file's name with another),
+/// and the keys to open that file with: its file key, so a passphrase's scrypt is not
+/// run a second time.
 pub fn open_for_recipient(
     meta: &SealedMetadata,
     keys: &Keys,
-) -> Result<(FileMetadata, Vec<u8>), CryptoError> {
+) -> Result<(FileMetadata, Vec<u8>, Keys), CryptoError> {
     let header = B64
         .decode(&meta.age_header)
         .map_err(|_| CryptoError::HeaderDamaged)?;
     let sealed = B64
         .decode(&meta.sealed)
         .map_err(|_| CryptoError::MetadataDamaged)?;
-    let json = open_metadata(&header, keys, &sealed)?;
+    let (json, file_key) = open_metadata_keeping_key(&header, keys, &sealed)?;
     let opened = parse(&json).ok_or(CryptoError::MetadataDamaged)?;
-    Ok((opened, header))
+    Ok((opened, header, Keys::FileKey(file_key)))
 }
 
 /// The JSON inside, with a name a person could have given: 1 to 255 characters, no
@@ -103,6 +106,11 @@ impl HeaderMatch {
     /// Whether the whole header went by, unchanged.
     pub fn matched(&self) -> bool {
         !self.differs && self.seen == self.expected.len()
+    }
+
+    /// Whether what went by so far already differs from the header.
+    pub fn differs(&self) -> bool {
+        self.differs
     }
 }
 

@@ -69,6 +69,20 @@ impl age::Identity for CapturingIdentity<'_> {
     }
 }
 
+/// A file key known from an earlier opening of the same header. It answers the first
+/// stanza it is shown; age then accepts the header only if its MAC verifies under
+/// this key, so it never opens a header it did not come from.
+pub(crate) struct KnownFileKey(pub(crate) crate::keys::OpenedFileKey);
+
+impl age::Identity for KnownFileKey {
+    fn unwrap_stanza(
+        &self,
+        _stanza: &Stanza,
+    ) -> Option<std::result::Result<FileKey, age::DecryptError>> {
+        Some(Ok(FileKey::new(Box::new(self.0 .0))))
+    }
+}
+
 /// A freshly made header (with the payload nonce at its end) and the payload key.
 pub(crate) struct NewHeader {
     pub(crate) bytes: Vec<u8>,
@@ -128,6 +142,8 @@ pub(crate) struct OpenedHeader {
     pub(crate) payload_key: PayloadKey,
     pub(crate) digest_key: DigestKey,
     pub(crate) metadata_key: PayloadKey,
+    /// The file key itself, for a caller that opens the file again.
+    pub(crate) file_key: crate::keys::OpenedFileKey,
 }
 
 /// Reads exactly the header and payload nonce from `input`, leaving it at the first
@@ -168,6 +184,7 @@ pub(crate) fn open_header<R: BufRead>(input: &mut R, keys: &Keys) -> Result<Open
         payload_key: PayloadKey::derive(&file_key, &nonce),
         digest_key: DigestKey::derive(&file_key),
         metadata_key: PayloadKey::for_metadata(&file_key),
+        file_key: crate::keys::OpenedFileKey(file_key.0),
     })
 }
 

@@ -124,6 +124,19 @@ pub enum Recipients<'a> {
     Account(&'a AgeRecipient),
 }
 
+/// A file's key, as a header once opened it ([`crate::open_metadata_keeping_key`]):
+/// it opens that same file again without the identity or passphrase that opened it,
+/// so a passphrase file's scrypt runs once for its sealed name and its content
+/// together. age still checks the header's MAC with it, so it opens no other file.
+#[derive(Clone, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+pub struct OpenedFileKey(pub(crate) [u8; 16]);
+
+impl std::fmt::Debug for OpenedFileKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OpenedFileKey(redacted)")
+    }
+}
+
 /// What to try when opening a file.
 #[derive(Debug, Clone)]
 pub enum Keys {
@@ -136,6 +149,8 @@ pub enum Keys {
         /// Refuse files asking for more scrypt work than 2^this.
         max_work_factor: u8,
     },
+    /// The key of one file, opened before.
+    FileKey(OpenedFileKey),
 }
 
 /// The default cap on scrypt work: 2^22 takes several seconds and 4 GiB-seconds of
@@ -158,7 +173,7 @@ impl Keys {
 
     pub(crate) fn max_work_factor(&self) -> u8 {
         match self {
-            Self::Identities(_) => DEFAULT_MAX_WORK_FACTOR,
+            Self::Identities(_) | Self::FileKey(_) => DEFAULT_MAX_WORK_FACTOR,
             Self::Passphrase {
                 max_work_factor, ..
             } => *max_work_factor,
@@ -179,6 +194,7 @@ impl Keys {
                 id.set_max_work_factor(*max_work_factor);
                 vec![Box::new(id)]
             }
+            Self::FileKey(key) => vec![Box::new(crate::header::KnownFileKey(key.clone()))],
         }
     }
 }

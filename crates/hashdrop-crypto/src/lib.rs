@@ -44,9 +44,10 @@ pub use error::{CryptoError, Result};
 pub use hashing::to_hex;
 pub use header::age_header_len;
 pub use keys::{
-    AgeIdentity, AgeRecipient, Keys, Passphrase, Recipients, WorkFactor, DEFAULT_MAX_WORK_FACTOR,
+    AgeIdentity, AgeRecipient, Keys, OpenedFileKey, Passphrase, Recipients, WorkFactor,
+    DEFAULT_MAX_WORK_FACTOR,
 };
-pub use metadata::{open_metadata, METADATA_KEY_LABEL};
+pub use metadata::{open_metadata, open_metadata_keeping_key, METADATA_KEY_LABEL};
 pub use parts::{decrypt_parts, PartDecryption, PartLayout, PartsSummary, DEFAULT_PART_SIZE};
 pub use resume::decrypt_resumed;
 pub use stream::{payload_len, plaintext_len, CHUNK_SIZE, ENCRYPTED_CHUNK_SIZE, TAG_SIZE};

@@ -11,7 +11,7 @@
 use crate::encrypt::Encryption;
 use crate::error::{CryptoError, Result};
 use crate::header::open_header;
-use crate::keys::Keys;
+use crate::keys::{Keys, OpenedFileKey};
 use crate::stream::{ChunkCipher, PayloadKey, CHUNK_SIZE, TAG_SIZE};
 
 /// The HKDF-SHA-256 `info` that turns an age file key into the metadata key.
@@ -62,9 +62,21 @@ impl Encryption {
 /// damaged header), and with [`CryptoError::MetadataDamaged`] if the sealed bytes
 /// were altered or belong to another file.
 pub fn open_metadata(header: &[u8], keys: &Keys, sealed: &[u8]) -> Result<Vec<u8>> {
+    open_metadata_keeping_key(header, keys, sealed).map(|(plain, _)| plain)
+}
+
+/// [`open_metadata`], also returning the file's key: the file is then opened with
+/// `Keys::FileKey` instead of opening its header with `keys` a second time (for a
+/// passphrase, a second scrypt).
+pub fn open_metadata_keeping_key(
+    header: &[u8],
+    keys: &Keys,
+    sealed: &[u8],
+) -> Result<(Vec<u8>, OpenedFileKey)> {
     let mut input = header;
     let opened = open_header(&mut input, keys)?;
-    open(&opened.metadata_key, sealed)
+    let plain = open(&opened.metadata_key, sealed)?;
+    Ok((plain, opened.file_key))
 }
 
 #[cfg(test)]
@@ -110,6 +122,40 @@ mod tests {
             open_metadata(enc.header(), &wrong, &sealed),
             Err(CryptoError::NoMatchingKey)
         ));
+    }
+
+    /// The key kept from opening a passphrase file's name opens its content with no
+    /// second scrypt, and opens no other file under the same passphrase.
+    #[test]
+    fn the_key_kept_from_the_name_opens_that_file_and_no_other() {
+        let passphrase = || Passphrase::new("correct horse".into());
+        let new_file = |plain: &[u8]| {
+            let enc = Encryption::new(Recipients::Passphrase {
+                passphrase: &passphrase(),
+                work_factor: Some(10),
+            })
+            .unwrap();
+            let sealed = enc.seal_metadata(JSON).unwrap();
+            let header = enc.header().to_vec();
+            let mut file = Vec::new();
+            enc.encrypt(plain, &mut file).unwrap();
+            (header, sealed, file)
+        };
+        let (header, sealed, file) = new_file(b"the content");
+        let (name, key) =
+            open_metadata_keeping_key(&header, &Keys::passphrase(passphrase()), &sealed).unwrap();
+        assert_eq!(name, JSON);
+        let with_key = Keys::FileKey(key);
+        let mut plain = Vec::new();
+        crate::decrypt(&file[..], &mut plain, &with_key).unwrap();
+        assert_eq!(plain, b"the content");
+
+        // Another file sealed under the same passphrase has another file key: its
+        // header's MAC does not verify under this one.
+        let (_, _, other) = new_file(b"other content");
+        let mut out = Vec::new();
+        assert!(crate::decrypt(&other[..], &mut out, &with_key).is_err());
+        assert!(out.is_empty(), "no plaintext of the other file");
     }
 
     #[test]

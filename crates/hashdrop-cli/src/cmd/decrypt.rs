@@ -226,7 +226,7 @@ pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
         ctx.api.check_transport(&origin, "the link")?;
     }
     let mut info = share_info(ctx, &target).await?;
-    let keys = keys_for(ctx, &args, &target, &info)?;
+    let mut keys = keys_for(ctx, &args, &target, &info)?;
     // New uploads record a keyed digest that whoever holds the key can check; older
     // ones a SHA-256 that only the owner may read back.
     let digest_kind = if info.keyed_digest.is_some() {
@@ -248,7 +248,10 @@ pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
             let (meta, keys) = (meta.clone(), keys.clone());
             tokio::task::spawn_blocking(move || sealed::open_for_recipient(&meta, &keys)).await?
         };
-        let (meta, header) = opened.map_err(|e| from_crypto(e, "the shared file"))?;
+        let (meta, header, file_key) = opened.map_err(|e| from_crypto(e, "the shared file"))?;
+        // The file is opened with the key its name was opened with: one scrypt for a
+        // passphrase file, not two.
+        keys = file_key;
         info.file_name = meta.name;
         name_header = Some(header.clone());
         header_match = Some(sealed::HeaderMatch::new(header));
@@ -419,6 +422,16 @@ pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
         }
         Err(e) => {
             partial.discard();
+            // Opened with its name's file key, another file's header fails its MAC:
+            // say what happened rather than "damaged".
+            let other_header = header_check
+                .lock()
+                .expect("the download is over")
+                .as_ref()
+                .is_some_and(sealed::HeaderMatch::differs);
+            if other_header {
+                return Err(name_mismatch());
+            }
             return Err(from_crypto(e, "the downloaded file"));
         }
     };
@@ -429,11 +442,7 @@ pub async fn run(ctx: &Ctx, args: DecryptArgs) -> anyhow::Result<()> {
         .is_none_or(sealed::HeaderMatch::matched);
     if !name_belongs_here {
         partial.discard();
-        return Err(fail(
-            "name_mismatch",
-            "the server showed this file under the sealed name of another file; no output was written",
-            "do not trust this server with the share: ask the sender to check it",
-        ));
+        return Err(name_mismatch());
     }
     let actual = to_hex(&summary.plaintext_digest);
     let what = match digest_kind {
@@ -791,6 +800,15 @@ async fn interrupted() {
     }
     #[cfg(not(unix))]
     ctrl_c().await;
+}
+
+/// The server showed a file under the sealed name of another.
+fn name_mismatch() -> anyhow::Error {
+    fail(
+        "name_mismatch",
+        "the server showed this file under the sealed name of another file; no output was written",
+        "do not trust this server with the share: ask the sender to check it",
+    )
 }
 
 #[cfg(test)]
