@@ -103,12 +103,14 @@ async function download(info: ShareInfo, passphrase: string | null): Promise<voi
     setState({ kind: "failed", failure: { kind: "too_big_for_memory" }, info });
     return;
   }
-  const secret: Secret = passphrase === null ? { identity: linkKey } : { passphrase };
+  let secret: Secret = passphrase === null ? { identity: linkKey } : { passphrase };
   if (info.metadata && !info.file_name) {
     try {
       const opened = await openMetadata(info.metadata, secret);
       info.file_name = opened.meta.name;
       sealedHeader = opened.header;
+      // The file opens with the key its name opened with: one scrypt, not two.
+      secret = { fileKey: opened.fileKey };
     } catch (e) {
       setState({ kind: "failed", failure: failureOf(e), info });
       return;

@@ -4,8 +4,13 @@
 
 import { Decrypter } from "age-encryption";
 
-/** The secret a share is opened with: the link's identity, or a typed passphrase. */
-export type Secret = { identity: string } | { passphrase: string };
+/**
+ * The secret a share is opened with: the link's identity, a typed passphrase, or the
+ * file key its sealed name was opened with (so a passphrase's scrypt runs once, not
+ * once for the name and again for the content; the header's MAC is still checked
+ * with it).
+ */
+export type Secret = { identity: string } | { passphrase: string } | { fileKey: Uint8Array };
 
 /** The key in the link does not open this file (or is not an age key at all). */
 export class WrongKeyError extends Error {

@@ -19,10 +19,14 @@ export interface FileMetadata {
   type?: string;
 }
 
-/** A sealed name opened, with the header it opened with (the file must start so). */
+/**
+ * A sealed name opened, with the header it opened with (the file must start so) and
+ * that header's file key (which then opens the file without a second scrypt).
+ */
 export interface OpenedMetadata {
   meta: FileMetadata;
   header: Uint8Array;
+  fileKey: Uint8Array;
 }
 
 const LABEL = new TextEncoder().encode("hashdrop.metadata.v1");
@@ -59,7 +63,7 @@ export async function openMetadata(meta: SealedMetadata, secret: Secret): Promis
   if (typeof name !== "string" || length < 1 || length > 255 || /\p{Cc}/u.test(name)) {
     throw new DamagedFileError("The file's sealed name is not readable.");
   }
-  return { meta: typeof type === "string" ? { name, type } : { name }, header };
+  return { meta: typeof type === "string" ? { name, type } : { name }, header, fileKey };
 }
 
 function fromBase64(text: string): Uint8Array {

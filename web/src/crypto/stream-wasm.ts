@@ -113,6 +113,13 @@ async function decrypterFor(secret: Secret): Promise<Decrypter> {
     decrypter.addPassphrase(secret.passphrase);
     return decrypter;
   }
+  if ("fileKey" in secret) {
+    // Answers any stanza with the key; age-encryption then checks the header's MAC
+    // with it, so it opens only the file it came from.
+    const fileKey = secret.fileKey;
+    decrypter.addIdentity({ unwrapFileKey: () => fileKey });
+    return decrypter;
+  }
   // Decode the identity up front, so a mangled link reads as a bad key rather than
   // as a damaged file when age-encryption first touches it inside the header check.
   try {
