@@ -373,6 +373,21 @@ pub async fn stored_parts(
     file_id: &str,
 ) -> Result<(u64, Vec<HeldPart>)> {
     let (key, upload_id, size, plan) = pending_multipart(state, user_id, file_id).await?;
+    // A complete cut off between joining the parts and recording the file (its
+    // client gone) leaves the object whole and the upload pending: every part is then
+    // held, and completing again finishes it.
+    let joined = state.blobs.size(&key).await.map_err(store_error)?;
+    if joined == Some(size) {
+        let held = all_spans(size, plan)
+            .into_iter()
+            .map(|s| HeldPart {
+                number: s.number,
+                size: s.size,
+                etag: String::new(),
+            })
+            .collect();
+        return Ok((plan.part_count(size).unwrap_or(0), held));
+    }
     let held = state
         .blobs
         .list_parts(&key, &upload_id)
@@ -488,14 +503,15 @@ pub async fn complete(state: &AppState, user_id: &str, req: &CompleteRequest) ->
             part_bytes,
         };
         let size = row.encrypted_size as u64;
-        if !joined {
-            join_parts(state, &row.object_key, upload_id, size, plan).await?;
-        }
         // An uploaded file holds its whole size. Every part was counted when its URL
         // was signed, unless an older instance signed it during a rolling upgrade:
         // count what is missing now (nothing, normally; over the quota, refused). A
-        // file no longer pending is found so below.
+        // file no longer pending is found so below. Before the join, so that a
+        // request cut off after it has as little as possible left to do.
         hold_parts(state, user_id, &file_id, &all_spans(size, plan)).await?;
+        if !joined {
+            join_parts(state, &row.object_key, upload_id, size, plan).await?;
+        }
     }
     // An unreachable store is a 503 and the file stays `pending`: the client may
     // retry complete, and the pending sweeper cleans up if it never does.

@@ -96,6 +96,7 @@ on_both_stores!(
     a_delete_in_the_middle_aborts_the_upload_and_releases_the_quota_once,
     parts_past_the_quota_are_refused_and_counted_nowhere,
     an_upload_presigned_whole_before_parts_were_counted_is_not_counted_again,
+    a_complete_cut_off_after_the_join_is_finished_by_the_next_one,
 );
 
 async fn parts_sent_out_of_order_and_in_parallel_make_the_object(store: Store, b: Backend) {
@@ -466,6 +467,63 @@ async fn an_upload_presigned_whole_before_parts_were_counted_is_not_counted_agai
         (0, 0, 0),
         "the whole size given back"
     );
+}
+
+/// A complete whose client went away after the store joined the parts, before the
+/// file was recorded, leaves the object whole and the file pending. A resumed upload
+/// asking which parts are held hears "all of them", and completing again finishes it.
+async fn a_complete_cut_off_after_the_join_is_finished_by_the_next_one(store: Store, b: Backend) {
+    let (app, _s3) = app_on(store, b).await;
+    let t = app.user("cut-off@example.com").await;
+    let api = app.api_as(&t.access_token);
+    let size = 2 * PART + 1000 + 123;
+    let data = object(size);
+    let p = app
+        .presigned(&t.access_token, &multipart_request(size))
+        .await;
+    let urls = part_urls(&api, &p.file_id, &[1, 2, 3]).await;
+    let mut start = 0;
+    for u in &urls {
+        let end = start + u.size_bytes as usize;
+        let put = app.put_blob(&u.url, data[start..end].to_vec()).await;
+        assert_eq!(put.status(), StatusCode::OK);
+        start = end;
+    }
+    // What complete does before it records the file, and nothing after.
+    let upload_id: (String,) = sqlx::query_as("SELECT upload_id FROM files WHERE id = $1")
+        .bind(&p.file_id)
+        .fetch_one(&app.sql().await)
+        .await
+        .unwrap();
+    let blobs = &app.state.blobs;
+    let parts = blobs.list_parts(&p.object_key, &upload_id.0).await.unwrap();
+    assert_eq!(parts.len(), 3);
+    blobs
+        .complete_multipart(&p.object_key, &upload_id.0, &parts)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.details(&t.access_token, &p.file_id).await.status,
+        "pending"
+    );
+
+    let held = expect(api.stored_parts(&p.file_id), StatusCode::OK, "stored parts").await;
+    assert_eq!(
+        held.parts
+            .iter()
+            .map(|s| (s.part_number, s.size_bytes))
+            .collect::<Vec<_>>(),
+        vec![(1, PART + 1000), (2, PART), (3, 123)],
+        "every part is held once the object is whole"
+    );
+    let done = expect(
+        api.complete(&complete_request(&p.file_id)),
+        StatusCode::OK,
+        "complete again",
+    )
+    .await;
+    assert_eq!(done.uploaded_file_size, size);
+    assert!(download(&app, &p.file_id).await == data);
 }
 
 async fn a_delete_in_the_middle_aborts_the_upload_and_releases_the_quota_once(
