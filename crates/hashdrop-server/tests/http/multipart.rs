@@ -60,6 +60,47 @@ async fn part_urls(api: &hashdrop_client::Client, file_id: &str, numbers: &[u64]
         .parts
 }
 
+/// A server on `store`, `email` signed up on it, and a three-part upload of `size`
+/// bytes (5 MiB + 1000, 5 MiB, 123) presigned for them.
+struct Started {
+    app: TestApp,
+    /// Bind it (`s3: _s3`): dropped, the S3 server stops.
+    s3: Option<S3Server>,
+    t: LoginResponse,
+    api: hashdrop_client::Client,
+    size: u64,
+    p: PresignResponse,
+}
+
+async fn started(store: Store, b: Backend, email: &str) -> Started {
+    let (app, s3) = app_on(store, b).await;
+    let t = app.user(email).await;
+    let api = app.api_as(&t.access_token);
+    let size = 2 * PART + 1000 + 123;
+    let p = app
+        .presigned(&t.access_token, &multipart_request(size))
+        .await;
+    Started {
+        app,
+        s3,
+        t,
+        api,
+        size,
+        p,
+    }
+}
+
+/// PUTs `data` part by part through `urls` (in order), each accepted.
+async fn send_parts(app: &TestApp, urls: &[PartUrl], data: &[u8]) {
+    let mut start = 0;
+    for u in urls {
+        let end = start + u.size_bytes as usize;
+        let put = app.put_blob(&u.url, data[start..end].to_vec()).await;
+        assert_eq!(put.status(), StatusCode::OK, "part {}", u.part_number);
+        start = end;
+    }
+}
+
 /// The object as a recipient downloads it, through the counted download URL.
 async fn download(app: &TestApp, file_id: &str) -> Vec<u8> {
     let info = expect(app.api.share_info(file_id), StatusCode::OK, "share info").await;
@@ -100,15 +141,16 @@ on_both_stores!(
 );
 
 async fn parts_sent_out_of_order_and_in_parallel_make_the_object(store: Store, b: Backend) {
-    let (app, _s3) = app_on(store, b).await;
-    let t = app.user("parts@example.com").await;
-    let api = app.api_as(&t.access_token);
-    let size = 2 * PART + 1000 + 123;
+    let Started {
+        app,
+        t,
+        api,
+        size,
+        p,
+        s3: _s3,
+        ..
+    } = started(store, b, "parts@example.com").await;
     let data = object(size);
-
-    let p = app
-        .presigned(&t.access_token, &multipart_request(size))
-        .await;
     assert_eq!(p.part_count, Some(3));
     assert!(
         p.upload_resource.is_none(),
@@ -228,13 +270,13 @@ async fn parts_sent_out_of_order_and_in_parallel_make_the_object(store: Store, b
 }
 
 async fn a_part_of_the_wrong_length_is_refused_by_the_store(store: Store, b: Backend) {
-    let (app, _s3) = app_on(store, b).await;
-    let t = app.user("short@example.com").await;
-    let api = app.api_as(&t.access_token);
-    let size = 2 * PART + 1000 + 123;
-    let p = app
-        .presigned(&t.access_token, &multipart_request(size))
-        .await;
+    let Started {
+        app,
+        api,
+        p,
+        s3: _s3,
+        ..
+    } = started(store, b, "short@example.com").await;
     let urls = part_urls(&api, &p.file_id, &[2, 3]).await;
 
     // One byte short, one byte long: the URL is signed for the part's length. The
@@ -408,14 +450,15 @@ async fn an_upload_presigned_whole_before_parts_were_counted_is_not_counted_agai
     store: Store,
     b: Backend,
 ) {
-    let (app, _s3) = app_on(store, b).await;
     let email = "legacy@example.com";
-    let t = app.user(email).await;
-    let api = app.api_as(&t.access_token);
-    let size = 2 * PART + 1000 + 123;
-    let p = app
-        .presigned(&t.access_token, &multipart_request(size))
-        .await;
+    let Started {
+        app,
+        api,
+        size,
+        p,
+        s3: _s3,
+        ..
+    } = started(store, b, email).await;
     // As the old presign left it: the whole size reserved, no held_bytes.
     let db = app.sql().await;
     for statement in [
@@ -437,14 +480,7 @@ async fn an_upload_presigned_whole_before_parts_were_counted_is_not_counted_agai
 
     let urls = part_urls(&api, &p.file_id, &[1, 2, 3]).await;
     assert_eq!(usage(&app, email).await, whole, "parts count nothing more");
-    let data = object(size);
-    let mut start = 0;
-    for u in &urls {
-        let end = start + u.size_bytes as usize;
-        let put = app.put_blob(&u.url, data[start..end].to_vec()).await;
-        assert_eq!(put.status(), StatusCode::OK);
-        start = end;
-    }
+    send_parts(&app, &urls, &object(size)).await;
     expect(
         api.complete(&complete_request(&p.file_id)),
         StatusCode::OK,
@@ -473,22 +509,18 @@ async fn an_upload_presigned_whole_before_parts_were_counted_is_not_counted_agai
 /// file was recorded, leaves the object whole and the file pending. A resumed upload
 /// asking which parts are held hears "all of them", and completing again finishes it.
 async fn a_complete_cut_off_after_the_join_is_finished_by_the_next_one(store: Store, b: Backend) {
-    let (app, _s3) = app_on(store, b).await;
-    let t = app.user("cut-off@example.com").await;
-    let api = app.api_as(&t.access_token);
-    let size = 2 * PART + 1000 + 123;
+    let Started {
+        app,
+        t,
+        api,
+        size,
+        p,
+        s3: _s3,
+        ..
+    } = started(store, b, "cut-off@example.com").await;
     let data = object(size);
-    let p = app
-        .presigned(&t.access_token, &multipart_request(size))
-        .await;
     let urls = part_urls(&api, &p.file_id, &[1, 2, 3]).await;
-    let mut start = 0;
-    for u in &urls {
-        let end = start + u.size_bytes as usize;
-        let put = app.put_blob(&u.url, data[start..end].to_vec()).await;
-        assert_eq!(put.status(), StatusCode::OK);
-        start = end;
-    }
+    send_parts(&app, &urls, &data).await;
     // What complete does before it records the file, and nothing after.
     let upload_id: (String,) = sqlx::query_as("SELECT upload_id FROM files WHERE id = $1")
         .bind(&p.file_id)
@@ -530,15 +562,10 @@ async fn a_delete_in_the_middle_aborts_the_upload_and_releases_the_quota_once(
     store: Store,
     b: Backend,
 ) {
-    let (app, s3) = app_on(store, b).await;
-    let _ = store;
     let email = "midway@example.com";
-    let t = app.user(email).await;
-    let api = app.api_as(&t.access_token);
-    let size = 2 * PART + 1000 + 123;
-    let p = app
-        .presigned(&t.access_token, &multipart_request(size))
-        .await;
+    let Started {
+        app, s3, api, p, ..
+    } = started(store, b, email).await;
     let urls = part_urls(&api, &p.file_id, &[1, 2, 3]).await;
     let first = app.put_blob(&urls[0].url, object(PART + 1000)).await;
     assert_eq!(first.status(), StatusCode::OK);
