@@ -79,7 +79,7 @@ impl age::Identity for KnownFileKey {
         &self,
         _stanza: &Stanza,
     ) -> Option<std::result::Result<FileKey, age::DecryptError>> {
-        Some(Ok(FileKey::new(Box::new(self.0 .0))))
+        Some(Ok(FileKey::new(Box::new(self.0 .0 .0))))
     }
 }
 
@@ -184,7 +184,7 @@ pub(crate) fn open_header<R: BufRead>(input: &mut R, keys: &Keys) -> Result<Open
         payload_key: PayloadKey::derive(&file_key, &nonce),
         digest_key: DigestKey::derive(&file_key),
         metadata_key: PayloadKey::for_metadata(&file_key),
-        file_key: crate::keys::OpenedFileKey(file_key.0),
+        file_key: crate::keys::OpenedFileKey(file_key),
     })
 }
 

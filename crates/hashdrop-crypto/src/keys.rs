@@ -128,8 +128,8 @@ pub enum Recipients<'a> {
 /// it opens that same file again without the identity or passphrase that opened it,
 /// so a passphrase file's scrypt runs once for its sealed name and its content
 /// together. age still checks the header's MAC with it, so it opens no other file.
-#[derive(Clone, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
-pub struct OpenedFileKey(pub(crate) [u8; 16]);
+#[derive(Clone)]
+pub struct OpenedFileKey(pub(crate) crate::stream::FileKeyBytes);
 
 impl std::fmt::Debug for OpenedFileKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -33,7 +33,7 @@ pub(crate) const BATCH_PLAIN: usize = BATCH_CHUNKS * CHUNK_SIZE;
 pub(crate) const BATCH_SEALED: usize = BATCH_CHUNKS * ENCRYPTED_CHUNK_SIZE;
 
 /// The 16-byte age file key, wiped on drop.
-#[derive(Zeroize, ZeroizeOnDrop)]
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub(crate) struct FileKeyBytes(pub(crate) [u8; 16]);
 
 /// The ChaCha20-Poly1305 key for the payload, wiped on drop.

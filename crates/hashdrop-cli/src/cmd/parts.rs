@@ -339,13 +339,17 @@ fn read_part(
 ) -> anyhow::Result<()> {
     use std::os::unix::fs::FileExt;
     file.read_exact_at(into, layout.plaintext_range(index).start)
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                anyhow::Error::from(FileChanged { part: index + 1 })
-            } else {
-                e.into()
-            }
-        })
+        .map_err(|e| read_error(e, index))
+}
+
+/// A read of part `index` that failed; running out of file means the file changed
+/// (became shorter) since the upload started.
+fn read_error(e: std::io::Error, index: u64) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        FileChanged { part: index + 1 }.into()
+    } else {
+        e.into()
+    }
 }
 
 /// Part buffers, reused. A fresh 8 MiB allocation per part makes the peak memory
@@ -407,12 +411,7 @@ fn seal_part(
             file.read_exact_at(slot, offset)
         })
         .map_err(|e| match e {
-            // A file that has become shorter is a changed file.
-            hashdrop_crypto::CryptoError::Io(io)
-                if io.kind() == std::io::ErrorKind::UnexpectedEof =>
-            {
-                anyhow::Error::from(FileChanged { part: index + 1 })
-            }
+            hashdrop_crypto::CryptoError::Io(io) => read_error(io, index),
             e => e.into(),
         })?;
     Ok((buf, digest))
