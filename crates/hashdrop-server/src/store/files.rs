@@ -337,6 +337,12 @@ pub async fn listing_json(db: &Db, owner: &str) -> Result<(i64, String), sqlx::E
     // Rows without sealed metadata omit the key, as serde does for the PostgreSQL
     // path; choosing between two objects costs nothing measurable for such rows, where
     // a `CASE` inside the object cost 17% (Python sqlite3, 200 rows: 88 vs 103 us).
+    // The rows come sorted from the subquery, which reads them in the order of the
+    // `files_user_listing` index: an `ORDER BY` inside `json_group_array` sorted them
+    // again in a temporary B-tree on every request (a fifth of the query's time).
+    // SQLite keeps a FROM-subquery's ORDER BY when the outer query aggregates with
+    // anything but count/min/max, so the array has the subquery's order; the store
+    // suite checks the order, ties included.
     const SQLITE: &str = "SELECT COUNT(*), json_group_array(CASE WHEN meta_sealed = '' \
          THEN json_object('file_id', id, 'file_name', file_name, \
          'encrypted_size_bytes', encrypted_size, 'status', status, \
@@ -345,8 +351,10 @@ pub async fn listing_json(db: &Db, owner: &str) -> Result<(i64, String), sqlx::E
          'encrypted_size_bytes', encrypted_size, 'status', status, \
          'key_management_mode', key_mode, 'created_at', created_at_rfc3339, \
          'metadata', json_object('age_header', meta_header, 'sealed', meta_sealed, \
-         'owner_copy', NULLIF(meta_owner, ''))) END ORDER BY created_at DESC, id) \
-         FROM files WHERE user_id = $1";
+         'owner_copy', NULLIF(meta_owner, ''))) END) \
+         FROM (SELECT id, file_name, encrypted_size, status, key_mode, created_at_rfc3339, \
+         meta_header, meta_sealed, meta_owner FROM files WHERE user_id = $1 \
+         ORDER BY created_at DESC, id)";
     if db.backend() == Backend::Sqlite {
         return sql!(db.lagging().await?.conn(), query_as fetch_one, SQLITE, owner);
     }
