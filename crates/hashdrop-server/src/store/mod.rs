@@ -196,6 +196,10 @@ impl Db {
             .create_if_missing(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            // sqlx pings every connection it hands out; a SQLite connection is a file
+            // this process holds open, never dropped by a peer, and its ping is one
+            // more round trip to the connection's thread before every statement.
+            .test_before_acquire(false)
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     // WAL lets readers run beside the single writer; NORMAL sync is
