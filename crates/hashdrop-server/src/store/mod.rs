@@ -425,3 +425,34 @@ fn watch_replica(pool: PgPool, up: Weak<AtomicBool>) {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `.cargo/config.toml` builds the bundled SQLite without the two process-wide
+    /// mutexes every read took; a build that lost the setting (the variable renamed
+    /// upstream, a build outside this repository) runs, only slower, so this says so.
+    #[tokio::test]
+    async fn the_bundled_sqlite_is_built_without_global_locks_on_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}/t.db", dir.path().display()))
+            .await
+            .unwrap();
+        let Pool::Sqlite(pool) = &db.primary else {
+            unreachable!("a sqlite:// URL opens SQLite")
+        };
+        let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "{options:?}"
+        );
+    }
+}
