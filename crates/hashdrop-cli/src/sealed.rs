@@ -123,8 +123,11 @@ fn open_for_owner(meta: &SealedMetadata, vault: &Vault, file_id: &str) -> Option
     parse(&json)
 }
 
-/// What the owner's commands show for a sealed name they cannot open (no vault here,
-/// a vault of another account, or no passphrase given).
+/// What the owner's commands show a person for a sealed name they cannot open (no
+/// vault here, a vault of another account, or no passphrase given). `--json` leaves
+/// such a name empty instead, as the server has it: with `metadata` present, an empty
+/// name tells a script the name is sealed and was not opened, which a placeholder
+/// could not (a file may be called "(sealed name)").
 pub const UNREADABLE: &str = "(sealed name)";
 
 /// Fills in the clear `name` of each sealed file of the owner's from its owner copy.
@@ -161,11 +164,12 @@ pub fn reveal_owner_names<'a>(
     } else {
         None
     };
+    let unreadable = if ctx.json { "" } else { UNREADABLE };
     for (id, meta, name) in sealed {
         *name = vault
             .as_ref()
             .and_then(|v| open_for_owner(meta, v, id))
-            .map_or_else(|| UNREADABLE.to_string(), |m| m.name);
+            .map_or_else(|| unreadable.to_string(), |m| m.name);
     }
     Ok(())
 }

@@ -680,6 +680,21 @@ fn the_server_stores_no_name_and_no_plaintext_hash_for_new_uploads() {
         .run_env(&["files", "list"], &[("HASHDROP_VAULT_PASSWORD", "")])
         .ok();
     assert!(blind.stdout.contains("(sealed name)") && !blind.stdout.contains(vault_name));
+    // In JSON a name that was not opened stays empty beside its sealed metadata, as
+    // the server holds it: no placeholder a script could take for a real name.
+    let blind = alice
+        .run_env(
+            &["--json", "files", "list"],
+            &[("HASHDROP_VAULT_PASSWORD", "")],
+        )
+        .ok()
+        .json();
+    let listed = blind.as_array().expect("a JSON array");
+    assert_eq!(listed.len(), 2, "{blind}");
+    for file in listed {
+        assert!(file["metadata"].is_object(), "{file}");
+        assert_eq!(file["file_name"], "", "{file}");
+    }
     alice
         .run_env(
             &["files", "list"],
