@@ -140,6 +140,10 @@ pub struct UploadArgs {
 #[derive(Debug, Subcommand)]
 pub enum FilesCmd {
     /// List your files.
+    ///
+    /// Sealed names are opened with the vault (its passphrase is asked for, or read from
+    /// HASHDROP_VAULT_PASSWORD). A name that cannot be opened shows as "(sealed name)";
+    /// with --json its `file_name` is empty beside the file's `metadata`.
     List,
     /// Show one file's details.
     Show {
