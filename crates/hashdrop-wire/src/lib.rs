@@ -436,15 +436,14 @@ pub struct FileDetails {
     pub share_url: String,
 }
 
-/// `200 OK` answer of `GET /api/files/hash?id=UUID`: `{"hash": "<64 hex>"}`.
+/// `200 OK` answer of `GET /api/files/hash?id=UUID`: `{"hash": "<64 hex>"}`, for
+/// uploads that recorded a plaintext SHA-256 (older clients); any other file answers
+/// 409, and its keyed digest is in the file's details and its share info.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileHash {
-    /// Plaintext SHA-256, hex (empty for uploads that recorded a keyed digest).
+    /// Plaintext SHA-256, lowercase hex.
     pub hash: String,
-    /// Addition: the keyed digest, hex, for uploads that recorded one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keyed_digest: Option<String>,
 }
 
 /// Answer of `GET /api/files/salt?id=UUID` in the reference (`{"salt": "hex"}`).

@@ -183,11 +183,8 @@ pub async fn hash(
     AuthUser(user_id): AuthUser,
     ApiQuery(q): ApiQuery<IdQuery>,
 ) -> Result<Json<FileHash>> {
-    let (hash, keyed_digest) = files::digests(&state, &user_id, q.id.as_deref()).await?;
-    Ok(Json(FileHash {
-        hash,
-        keyed_digest: present(keyed_digest),
-    }))
+    let hash = files::plaintext_sha256(&state, &user_id, q.id.as_deref()).await?;
+    Ok(Json(FileHash { hash }))
 }
 
 /// `GET /api/files/salt?id=UUID`: kept for reference clients. age passphrase files

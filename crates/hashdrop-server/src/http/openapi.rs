@@ -229,11 +229,11 @@ pub const ROUTES: &[RouteDoc] = &[
     r(
         "GET",
         "/api/files/hash",
-        "Plaintext SHA-256 of ?id=",
+        "Plaintext SHA-256 of ?id= (409 for a file that recorded none)",
         true,
         None,
         Some(("FileHash", false)),
-        &[200, 400, 401, 404],
+        &[200, 400, 401, 404, 409],
     ),
     r(
         "GET",

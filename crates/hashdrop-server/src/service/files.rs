@@ -702,13 +702,23 @@ pub async fn find(state: &AppState, owner: &str, prefix: Option<&str>) -> Result
     Ok(files)
 }
 
-/// The stored digest columns of the owner's file `id`: (plaintext SHA-256, keyed
-/// digest), either empty when the upload recorded the other kind (or none yet).
-pub async fn digests(state: &AppState, owner: &str, id: Option<&str>) -> Result<(String, String)> {
+/// The plaintext SHA-256 an older client's upload of the owner's file `id` recorded.
+/// A file with none (a keyed digest instead, or not complete) is a conflict, not an
+/// empty hash: a client that only knows SHA-256 would report every byte-exact download
+/// of it as a mismatch.
+pub async fn plaintext_sha256(state: &AppState, owner: &str, id: Option<&str>) -> Result<String> {
     let id = exact_id(id)?;
-    rows::digests(&state.db, &id, owner)
+    let hash = rows::plaintext_sha256(&state.db, &id, owner)
         .await?
-        .ok_or(FILE_NOT_FOUND)
+        .ok_or(FILE_NOT_FOUND)?;
+    if hash.is_empty() {
+        return Err(Error::Conflict(
+            "this file has no plaintext SHA-256 on record: current clients record a keyed \
+             digest instead, which `hashdrop decrypt --verify` checks from the link (upgrade \
+             an older hashdrop CLI)",
+        ));
+    }
+    Ok(hash)
 }
 
 /// A full file id from a `?id=` query.
