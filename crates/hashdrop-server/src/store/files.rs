@@ -104,7 +104,8 @@ pub struct UploadState {
     plaintext_hash: String,
     /// The keyed digest, or empty.
     keyed_digest: String,
-    /// The store's multipart upload id, or empty for a single PUT.
+    /// The store's unfinished multipart upload id; empty for a single PUT and once
+    /// the file is uploaded.
     upload_id: String,
     first_part_bytes: i64,
     part_bytes: i64,
@@ -154,8 +155,10 @@ pub async fn mark_uploaded(
     digest: &PlainDigest,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
+    // The store's multipart upload is joined now: the id is forgotten, so that the
+    // file's end does not ask the store to abort an upload it no longer has.
     const SQL: &str = "UPDATE files SET status = 'uploaded', plaintext_size = $1, \
-         updated_at = $2, plaintext_hash = $5, keyed_digest = $6 \
+         updated_at = $2, plaintext_hash = $5, keyed_digest = $6, upload_id = '' \
          WHERE id = $3 AND user_id = $4 AND status = 'pending'";
     let (plaintext_hash, keyed_digest) = digest.columns();
     let n = sql!(
@@ -242,7 +245,7 @@ pub struct EndedFile {
     pub held_bytes: i64,
     /// Whether it held quota until the statement that ended it.
     pub was_live: bool,
-    /// The store's multipart upload id, or empty.
+    /// The store's unfinished multipart upload id, or empty.
     pub upload_id: String,
 }
 
@@ -465,16 +468,15 @@ pub async fn by_prefix(
     sql!(c.conn(), query_as fetch_all, SQL, owner, format!("{prefix}%"))
 }
 
-/// The stored digest columns of the owner's file, as (plaintext SHA-256, keyed
-/// digest), either empty when not of that kind. May lag.
-pub async fn digests(
+/// The plaintext SHA-256 column of the owner's file (empty unless an older client
+/// recorded one). May lag.
+pub async fn plaintext_sha256(
     db: &Db,
     id: &str,
     owner: &str,
-) -> Result<Option<(String, String)>, sqlx::Error> {
-    const SQL: &str =
-        "SELECT plaintext_hash, keyed_digest FROM files WHERE id = $1 AND user_id = $2";
-    sql!(db.lagging().await?.conn(), query_as fetch_optional, SQL, id, owner)
+) -> Result<Option<String>, sqlx::Error> {
+    const SQL: &str = "SELECT plaintext_hash FROM files WHERE id = $1 AND user_id = $2";
+    sql!(db.lagging().await?.conn(), query_scalar fetch_optional, SQL, id, owner)
 }
 
 /// Whether a `pending` file owns `object_key`.

@@ -455,4 +455,71 @@ mod tests {
             "{options:?}"
         );
     }
+
+    /// A database from before completion cleared `upload_id` (migrations up to 0007,
+    /// one uploaded and one pending multipart file), upgraded: the uploaded file no
+    /// longer names a store upload its delete would try to abort; the pending one
+    /// keeps the id its parts still need.
+    #[tokio::test]
+    async fn upgrading_forgets_the_upload_id_of_finished_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = dir.path().join("migrations-0001-0007");
+        std::fs::create_dir(&before).unwrap();
+        let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+        for entry in std::fs::read_dir(&source).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            if name.as_str() < "0008" {
+                std::fs::copy(&path, before.join(&name)).unwrap();
+            }
+        }
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let opts = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+        sqlx::migrate::Migrator::new(before.as_path())
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO users (id, email, password_hash, created_at, updated_at) \
+             VALUES ('u', 'u@example.com', 'x', 0, 0)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        for (id, status) in [("done", "uploaded"), ("open", "pending")] {
+            sqlx::query(
+                "INSERT INTO files (id, user_id, object_key, file_name, plaintext_hash, \
+                 encrypted_size, key_mode, status, created_at, updated_at, upload_id) \
+                 VALUES ($1, 'u', $1, '', '', 1, 'vault', $2, 0, 0, 'upload-' || $1)",
+            )
+            .bind(id)
+            .bind(status)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+
+        let db = Db::connect(&url).await.unwrap();
+        let Pool::Sqlite(pool) = &db.primary else {
+            unreachable!("a sqlite:// URL opens SQLite")
+        };
+        let ids: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, upload_id FROM files ORDER BY id")
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            ids,
+            [
+                ("done".to_string(), String::new()),
+                ("open".to_string(), "upload-open".to_string())
+            ]
+        );
+    }
 }

@@ -52,8 +52,8 @@ async fn run_job(state: &AppState, job: &Claimed) -> anyhow::Result<()> {
     match Job::decode(&job.kind, &job.payload)? {
         Job::SendMail(mail) => state.mailer.send(&mail).await,
         Job::DeleteBlob { key, upload_id } => {
-            // The object first: a completed upload's id lingers in its row, and a
-            // store that refuses to abort it must not keep the object alive.
+            // The object first: a store that refuses the abort (retried) must not
+            // keep the object alive meanwhile.
             state.blobs.delete(&key).await?;
             match upload_id {
                 Some(upload_id) => state.blobs.abort_multipart(&key, &upload_id).await,

@@ -147,7 +147,7 @@ async fn parts_sent_out_of_order_and_in_parallel_make_the_object(store: Store, b
         api,
         size,
         p,
-        s3: _s3,
+        s3,
         ..
     } = started(store, b, "parts@example.com").await;
     let data = object(size);
@@ -267,6 +267,37 @@ async fn parts_sent_out_of_order_and_in_parallel_make_the_object(store: Store, b
     )
     .await;
     assert_eq!(after.code(), "conflict");
+
+    // Deleting the finished file removes its object, and the delete job ends done at
+    // its first attempt: the store has no upload left to abort, which is not a fault.
+    // (The server's own worker may be running it: wait for a first outcome.)
+    expect(
+        api.delete_file(&p.file_id),
+        StatusCode::NO_CONTENT,
+        "delete",
+    )
+    .await;
+    let delete_job = poll(Duration::from_secs(10), || async {
+        hashdrop_server::worker::drain_once(&app.state)
+            .await
+            .unwrap();
+        hashdrop_server::store::jobs::list(&app.state.db, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|j| {
+                j.kind == hashdrop_server::domain::job::KIND_DELETE_BLOB
+                    && (j.state == "done" || j.last_error.is_some())
+            })
+            .map(|j| (j.state, j.attempts, j.last_error))
+    })
+    .await;
+    assert_eq!(delete_job, Some(("done".to_string(), 1, None)));
+    let object_left = match &s3 {
+        Some(s3) => !s3.objects().is_empty(),
+        None => app.data_dir.join("blobs").join(&p.object_key).exists(),
+    };
+    assert!(!object_left, "the object outlived its file");
 }
 
 async fn a_part_of_the_wrong_length_is_refused_by_the_store(store: Store, b: Backend) {
