@@ -147,6 +147,7 @@ pub fn open(url: &str, public_url: &str, keys: Keys, s3: &S3Config) -> anyhow::R
             root,
             public_url: public_url.to_string(),
             keys,
+            assembly_writers: Default::default(),
         });
         Ok(OpenedStore {
             store: local.clone(),
@@ -170,6 +171,31 @@ pub struct LocalBlobStore {
     root: PathBuf,
     public_url: String,
     keys: Keys,
+    /// One writer at a time per multipart upload's assembly file: parts arrive several
+    /// at a time, and the kernel lets one write into a file at a time, with the others
+    /// spinning on the CPU while they wait (ext4's inode lock: 10 % of the server's
+    /// time during a 4 GiB upload); waiting here they sleep.
+    assembly_writers: WriterLocks,
+}
+
+/// A lock per file being written, while anyone holds it.
+#[derive(Debug, Default)]
+struct WriterLocks(std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<WriteLock>>>);
+
+type WriteLock = std::sync::Mutex<()>;
+
+impl WriterLocks {
+    /// The lock of `name`, shared with every writer of it that still holds one.
+    fn of(&self, name: &str) -> Arc<WriteLock> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(lock) = map.get(name).and_then(std::sync::Weak::upgrade) {
+            return lock;
+        }
+        map.retain(|_, lock| lock.strong_count() > 0);
+        let lock = Arc::new(WriteLock::default());
+        map.insert(name.to_string(), Arc::downgrade(&lock));
+        lock
+    }
 }
 
 /// Checks one path segment of an object key: short, `[A-Za-z0-9._-]`, not dot-led.
@@ -637,7 +663,8 @@ impl LocalBlobStore {
                 .await
                 .map_err(anyhow::Error::from)??,
         );
-        let written = copy_body(&file, offset, &mut body, limits).await?;
+        let lock = self.assembly_writers.of(upload_id);
+        let written = copy_body(&file, Some(lock), offset, &mut body, limits).await?;
         if written != limits.max_bytes {
             return Err(Error::Invalid(format!(
                 "part {number} is {written} bytes; its URL was signed for {}",
@@ -707,7 +734,7 @@ where
             .into_std()
             .await,
     );
-    let written = copy_body(&file, 0, &mut body, limits).await?;
+    let written = copy_body(&file, None, 0, &mut body, limits).await?;
     blocking(move || file.sync_all()).await?;
     Ok(written)
 }
@@ -731,6 +758,8 @@ const WRITE_BATCH: usize = 1 << 20;
 /// flight at a time.
 struct WriteBehind<'f> {
     file: &'f Arc<std::fs::File>,
+    /// Taken around each batch when others write into the same file.
+    shared: Option<Arc<WriteLock>>,
     in_flight: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
@@ -739,8 +768,12 @@ impl WriteBehind<'_> {
     async fn write(&mut self, offset: u64, chunks: Vec<bytes::Bytes>) -> Result<(), Error> {
         self.landed().await?;
         let file = self.file.clone();
+        let shared = self.shared.clone();
         self.in_flight = Some(tokio::task::spawn_blocking(move || {
             use std::os::unix::fs::FileExt;
+            let _turn = shared
+                .as_ref()
+                .map(|lock| lock.lock().unwrap_or_else(|e| e.into_inner()));
             let mut at = offset;
             for chunk in &chunks {
                 file.write_all_at(chunk, at)?;
@@ -768,6 +801,7 @@ impl WriteBehind<'_> {
 /// finish alone: it then writes the bytes that client sent, and no marker.
 async fn copy_body<S, E>(
     file: &Arc<std::fs::File>,
+    shared: Option<Arc<WriteLock>>,
     offset: u64,
     body: &mut S,
     limits: PutLimits,
@@ -777,6 +811,7 @@ where
 {
     let mut writer = WriteBehind {
         file,
+        shared,
         in_flight: None,
     };
     let copied: Result<u64, Error> = async {
@@ -831,5 +866,28 @@ mod tests {
         ] {
             assert!(!valid_key(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn writers_of_one_file_share_a_lock_and_the_map_forgets_unused_ones() {
+        let locks = WriterLocks::default();
+        let a = locks.of("upload-a");
+        assert!(
+            Arc::ptr_eq(&a, &locks.of("upload-a")),
+            "same file, same lock"
+        );
+        let b = locks.of("upload-b");
+        assert!(!Arc::ptr_eq(&a, &b), "other file, other lock");
+        let held = a.lock().unwrap();
+        assert!(b.try_lock().is_ok(), "another file's writer does not wait");
+        assert!(locks.of("upload-a").try_lock().is_err(), "this file's does");
+        drop(held);
+        drop((a, b));
+        let _c = locks.of("upload-c");
+        assert_eq!(
+            locks.0.lock().unwrap().len(),
+            1,
+            "locks nobody holds are dropped"
+        );
     }
 }
