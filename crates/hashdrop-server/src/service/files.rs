@@ -713,9 +713,9 @@ pub async fn plaintext_sha256(state: &AppState, owner: &str, id: Option<&str>) -
         .ok_or(FILE_NOT_FOUND)?;
     if hash.is_empty() {
         return Err(Error::Conflict(
-            "this file has no plaintext SHA-256 on record: current clients record a keyed \
-             digest instead, which `hashdrop decrypt --verify` checks from the link (upgrade \
-             an older hashdrop CLI)",
+            "this file has no plaintext SHA-256 on record: it is not complete yet, or it was \
+             uploaded with a keyed digest instead, which `hashdrop decrypt --verify` checks \
+             from the link (upgrade an older hashdrop CLI)",
         ));
     }
     Ok(hash)
