@@ -5,7 +5,10 @@
 # and the peak RSS of client and server (GNU time -v).
 #
 # usage: scripts/bench-cli.sh [SIZE_MIB]        (default 1024)
-# env:   CARGO_TARGET_DIR (default ./target), KEEP=1 keeps the work directory,
+# env:   RUNS=N repeats the four timed steps N times against one server (default 1),
+#        deleting the stored files between runs, and adds a row of medians; the ratios
+#        are taken within each run, so every one of them is side by side.
+#        CARGO_TARGET_DIR (default ./target), KEEP=1 keeps the work directory,
 #        STORE=s3 puts the objects in an s3s-fs server on loopback (installed by
 #        `scripts/cluster.sh install`) instead of the embedded local store: the CLI and
 #        curl then move the bytes to and from s3s-fs through presigned URLs.
@@ -14,8 +17,8 @@
 #
 # Notes on what is measured:
 # - "upload" is the whole `hashdrop upload`: files above 16 MiB are cut into 8 MiB
-#   parts sealed on both cores and sent 4 at a time, then complete (which joins the
-#   parts into the object), and the vault update.
+#   parts sealed on both cores and sent 12 at a time (4 in memory), then complete
+#   (which joins the parts into the object), and the vault update.
 # - "download" is the whole `hashdrop decrypt --verify`: share facts, hash lookup,
 #   download, decrypt to a temp file, fsync, rename.
 # - curl PUTs the same number of bytes to a signed upload URL of the same server, and
@@ -25,6 +28,7 @@
 set -euo pipefail
 
 SIZE_MIB=${1:-1024}
+RUNS=${RUNS:-1}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 for tool in curl python3 /usr/bin/time; do
@@ -108,64 +112,102 @@ srv_cpu() { awk -v t="$TICKS" '{printf "%.2f", ($14 + $15) / t}' "/proc/$SERVER_
 rate() { python3 -c "print(f'{$BYTES/($2-$1)/1e6:.0f}')"; }
 secs() { python3 -c "print(f'{$2-$1:.2f}')"; }
 
-# hashdrop upload
-sync
-c0=$(srv_cpu); t0=$(now)
-/usr/bin/time -v -o "$WORK/up.time" "$CLI" --json upload "$WORK/input.bin" </dev/null > "$WORK/up.json"
-t1=$(now); c1=$(srv_cpu)
-FILE_ID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["file_id"])' "$WORK/up.json")
-LINK=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["share_link"])' "$WORK/up.json")
+# One run: hashdrop's upload and download, then curl's, each starting after a sync.
+# Appends one line of figures to $WORK/runs.tsv, then deletes both stored files so the
+# next run starts from the same state (and the same quota).
+one_run() {
+    local run=$1 c0 c1 c4 c5 t0 t1 t2 t3 t4 t5 t6 t7 t8 t9
+    sync
+    c0=$(srv_cpu); t0=$(now)
+    /usr/bin/time -v -o "$WORK/up.time" "$CLI" --json upload "$WORK/input.bin" </dev/null > "$WORK/up.json"
+    t1=$(now); c1=$(srv_cpu)
+    local file_id link
+    file_id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["file_id"])' "$WORK/up.json")
+    link=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["share_link"])' "$WORK/up.json")
 
-# hashdrop decrypt
-sync
-t2=$(now)
-/usr/bin/time -v -o "$WORK/down.time" "$CLI" decrypt "$LINK" "$WORK/output.bin" --verify </dev/null >/dev/null
-t3=$(now)
-cmp "$WORK/input.bin" "$WORK/output.bin" || { echo "roundtrip mismatch" >&2; exit 1; }
-rm -f "$WORK/output.bin"
+    sync
+    t2=$(now)
+    /usr/bin/time -v -o "$WORK/down.time" "$CLI" decrypt "$link" "$WORK/output.bin" --verify </dev/null >/dev/null
+    t3=$(now)
+    cmp "$WORK/input.bin" "$WORK/output.bin" || { echo "roundtrip mismatch" >&2; exit 1; }
+    rm -f "$WORK/output.bin"
 
-# curl: PUT the same bytes to a signed upload URL of the same server, then GET them
-# back through the download redirect.
-ACCESS=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["access_token"])' "$WORK/home/session.json")
-PRESIGN=$(curl -sf -X POST "$URL/api/files/presign" -H "Authorization: Bearer $ACCESS" \
-    -H 'Content-Type: application/json' \
-    -d "{\"file_name\":\"curl.bin\",\"plaintext_hash\":\"$(printf '0%.0s' $(seq 1 64))\",\"encrypted_size_bytes\":$BYTES,\"key_management_mode\":\"passphrase\"}")
-PUT_URL=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["upload_resource"]["url"])' "$PRESIGN")
-CURL_ID=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["file_id"])' "$PRESIGN")
-sync
-c4=$(srv_cpu); t4=$(now)
-/usr/bin/time -v -o "$WORK/curl-up.time" curl -sf -T "$WORK/input.bin" "$PUT_URL" -o /dev/null
-t5=$(now); c5=$(srv_cpu)
-curl -sf -X POST "$URL/api/files/complete" -H "Authorization: Bearer $ACCESS" \
-    -H 'Content-Type: application/json' -d "{\"file_id\":\"$CURL_ID\"}" >/dev/null
-DL_URL=$(curl -sf "$URL/api/share/$CURL_ID" | python3 -c 'import json,sys; print(json.load(sys.stdin)["download_url"])')
-sync
-t6=$(now)
-/usr/bin/time -v -o "$WORK/curl-down.time" curl -sf -L "$DL_URL" -o "$WORK/curl-out.bin"
-t7=$(now)
-# Same, plus an fsync of the result: hashdrop fsyncs the plaintext before the rename
-# that publishes it, curl does not.
-rm -f "$WORK/curl-out.bin"
-sync
-t8=$(now)
-curl -sf -L "$DL_URL" -o "$WORK/curl-out.bin" && sync "$WORK/curl-out.bin"
-t9=$(now)
-rm -f "$WORK/curl-out.bin"
+    # curl: PUT the same bytes to a signed upload URL of the same server, then GET them
+    # back through the download redirect.
+    local access presign put_url curl_id dl_url
+    access=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["access_token"])' "$WORK/home/session.json")
+    presign=$(curl -sf -X POST "$URL/api/files/presign" -H "Authorization: Bearer $access" \
+        -H 'Content-Type: application/json' \
+        -d "{\"file_name\":\"curl.bin\",\"plaintext_hash\":\"$(printf '0%.0s' $(seq 1 64))\",\"encrypted_size_bytes\":$BYTES,\"key_management_mode\":\"passphrase\"}")
+    put_url=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["upload_resource"]["url"])' "$presign")
+    curl_id=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["file_id"])' "$presign")
+    sync
+    c4=$(srv_cpu); t4=$(now)
+    /usr/bin/time -v -o "$WORK/curl-up.time" curl -sf -T "$WORK/input.bin" "$put_url" -o /dev/null
+    t5=$(now); c5=$(srv_cpu)
+    curl -sf -X POST "$URL/api/files/complete" -H "Authorization: Bearer $access" \
+        -H 'Content-Type: application/json' -d "{\"file_id\":\"$curl_id\"}" >/dev/null
+    dl_url=$(curl -sf "$URL/api/share/$curl_id" | python3 -c 'import json,sys; print(json.load(sys.stdin)["download_url"])')
+    sync
+    t6=$(now)
+    /usr/bin/time -v -o "$WORK/curl-down.time" curl -sf -L "$dl_url" -o "$WORK/curl-out.bin"
+    t7=$(now)
+    # Same, plus an fsync of the result: hashdrop fsyncs the plaintext before the rename
+    # that publishes it, curl does not.
+    rm -f "$WORK/curl-out.bin"
+    sync
+    t8=$(now)
+    curl -sf -L "$dl_url" -o "$WORK/curl-out.bin" && sync "$WORK/curl-out.bin"
+    t9=$(now)
+    rm -f "$WORK/curl-out.bin"
+
+    for id in "$file_id" "$curl_id"; do
+        curl -sf -X DELETE "$URL/api/files?id=$id" -H "Authorization: Bearer $access" >/dev/null
+    done
+    # The delete jobs remove the objects in the background: let them finish before the
+    # next run is timed.
+    for _ in $(seq 1 300); do
+        [ -z "$(find "$WORK/data" "$WORK/s3" -type f -size +64M 2>/dev/null)" ] && break
+        sleep 0.1
+    done
+
+    printf '%s\n' "$run $t0 $t1 $t2 $t3 $t4 $t5 $t6 $t7 $t8 $t9 $(python3 -c "print(f'{$c1-$c0:.2f} {$c5-$c4:.2f}')") $(cpu_s "$WORK/up.time") $(cpu_s "$WORK/curl-up.time") $(rss_mib "$WORK/up.time") $(rss_mib "$WORK/down.time") $(rss_mib "$WORK/curl-up.time") $(rss_mib "$WORK/curl-down.time")" >> "$WORK/runs.tsv"
+    echo "run $run done" >&2
+}
+
+for run in $(seq 1 "$RUNS"); do one_run "$run"; done
 
 kill "$SERVER_PID" 2>/dev/null || true
 wait "$TIME_PID" 2>/dev/null || true
 SERVER_PID=""
 
-UP=$(rate "$t0" "$t1"); DOWN=$(rate "$t2" "$t3"); CUP=$(rate "$t4" "$t5"); CDOWN=$(rate "$t6" "$t7")
-CDOWNSYNC=$(rate "$t8" "$t9")
-cat <<REPORT
-size: $SIZE_MIB MiB ($BYTES bytes), store: ${STORE:-local}, loopback, $(nproc) CPUs, $(uname -r)
-| direction | hashdrop MB/s | time s | curl MB/s | time s | hashdrop/curl | client peak RSS MiB |
-|---|---|---|---|---|---|---|
-| upload   | $UP | $(secs "$t0" "$t1") | $CUP | $(secs "$t4" "$t5") | $(python3 -c "print(f'{$UP/$CUP:.0%}')") | $(rss_mib "$WORK/up.time") |
-| download | $DOWN | $(secs "$t2" "$t3") | $CDOWN | $(secs "$t6" "$t7") | $(python3 -c "print(f'{$DOWN/$CDOWN:.0%}')") | $(rss_mib "$WORK/down.time") |
-download vs curl + fsync of its output: curl+fsync $CDOWNSYNC MB/s ($(secs "$t8" "$t9") s), hashdrop/curl+fsync $(python3 -c "print(f'{$DOWN/$CDOWNSYNC:.0%}')")
-curl peak RSS MiB: up $(rss_mib "$WORK/curl-up.time"), down $(rss_mib "$WORK/curl-down.time")
-server peak RSS MiB (whole run): $(rss_mib "$WORK/server.time"), CPU s (whole run): $(cpu_s "$WORK/server.time")
-CPU s (user + system) during the uploads: hashdrop $(cpu_s "$WORK/up.time") + server $(secs "$c0" "$c1"); curl $(cpu_s "$WORK/curl-up.time") + server $(secs "$c4" "$c5")
-REPORT
+echo "size: $SIZE_MIB MiB ($BYTES bytes), store: ${STORE:-local}, loopback, $(nproc) CPUs, $(uname -r), $RUNS run(s)"
+python3 - "$WORK/runs.tsv" "$BYTES" <<'PY'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1])]
+size = int(sys.argv[2])
+def rate(a, b): return size / (float(b) - float(a)) / 1e6
+runs = []
+for r in rows:
+    t = r[1:11]
+    runs.append(dict(
+        run=r[0], up=rate(t[0], t[1]), down=rate(t[2], t[3]), cup=rate(t[4], t[5]),
+        cdown=rate(t[6], t[7]), cdownsync=rate(t[8], t[9]),
+        srv_up=float(r[11]), srv_cup=float(r[12]), cli_up=float(r[13]), cli_cup=float(r[14]),
+        rss_up=r[15], rss_down=r[16], rss_cup=r[17], rss_cdown=r[18]))
+print("| run | upload hashdrop / curl MB/s | upload ratio | download hashdrop / curl MB/s | download ratio | vs curl + fsync | server CPU s during the uploads, hashdrop / curl | client CPU s, hashdrop / curl | client peak RSS MiB up / down |")
+print("|---|---|---|---|---|---|---|---|---|")
+for x in runs:
+    print(f"| {x['run']} | {x['up']:.0f} / {x['cup']:.0f} | {x['up']/x['cup']:.0%} | {x['down']:.0f} / {x['cdown']:.0f} | "
+          f"{x['down']/x['cdown']:.0%} | {x['down']/x['cdownsync']:.0%} | {x['srv_up']:.2f} / {x['srv_cup']:.2f} | "
+          f"{x['cli_up']:.1f} / {x['cli_cup']:.1f} | {x['rss_up']} / {x['rss_down']} |")
+if len(runs) > 1:
+    med = statistics.median
+    print(f"| **median** | {med(x['up'] for x in runs):.0f} / {med(x['cup'] for x in runs):.0f} | "
+          f"**{med(x['up']/x['cup'] for x in runs):.0%}** | {med(x['down'] for x in runs):.0f} / {med(x['cdown'] for x in runs):.0f} | "
+          f"**{med(x['down']/x['cdown'] for x in runs):.0%}** | {med(x['down']/x['cdownsync'] for x in runs):.0%} | "
+          f"{med(x['srv_up'] for x in runs):.2f} / {med(x['srv_cup'] for x in runs):.2f} | "
+          f"{med(x['cli_up'] for x in runs):.1f} / {med(x['cli_cup'] for x in runs):.1f} | |")
+print(f"curl peak RSS MiB (last run): up {runs[-1]['rss_cup']}, down {runs[-1]['rss_cdown']}")
+PY
+echo "server peak RSS MiB (whole run): $(rss_mib "$WORK/server.time"), CPU s (whole run): $(cpu_s "$WORK/server.time")"
