@@ -127,7 +127,7 @@ pub struct UploadArgs {
     /// Refuse downloads after this many.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_downloads: Option<u64>,
-    /// Parts of a large file sent at the same time.
+    /// Parts of a large file sent at the same time (at most 4 are held in memory).
     #[arg(long, value_name = "N", default_value_t = crate::cmd::parts::DEFAULT_PARALLEL,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=16))]
     pub parallel: usize,

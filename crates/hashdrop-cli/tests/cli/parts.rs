@@ -1,8 +1,9 @@
 //! Large files go up in parts: sent several at a time, the object decrypts byte for
-//! byte (also with stock `age -d`), an upload killed midway resumes and sends only the
-//! parts the server does not hold, a file that changed in between is never sealed
-//! again under its old key, and an upload completed on the server whose key was never
-//! saved is finished, not started over, by the next run.
+//! byte (also with stock `age -d`), a part cut off mid-send is sealed again and sent
+//! again, an upload killed midway resumes and sends only the parts the server does
+//! not hold, a file that changed in between is never sealed again under its old key,
+//! and an upload completed on the server whose key was never saved is finished, not
+//! started over, by the next run.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -127,6 +128,92 @@ fn a_large_file_goes_up_in_parallel_parts_and_decrypts_with_stock_age() {
     assert!(
         std::fs::read(&plain).unwrap() == data,
         "stock age decrypts the joined parts"
+    );
+}
+
+/// A TCP relay to the server that cuts the first connection to carry more than
+/// `cut_after` bytes from the client (only a part's body is that large) after it
+/// has passed them on: a real connection dropped in the middle of a part.
+struct CuttingRelay {
+    cuts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CuttingRelay {
+    fn start(listener: std::net::TcpListener, upstream: String, cut_after: usize) -> Self {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpStream};
+        use std::sync::atomic::Ordering;
+        let cuts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = cuts.clone();
+        // The relay lives as long as the test process; its threads end with their
+        // connections.
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let server = TcpStream::connect(&upstream).expect("relay to the server");
+                let (mut from_server, mut to_client) =
+                    (server.try_clone().unwrap(), client.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from_server, &mut to_client);
+                    let _ = to_client.shutdown(Shutdown::Write);
+                });
+                let cuts = counted.clone();
+                std::thread::spawn(move || {
+                    let (mut from_client, mut to_server) = (client, server);
+                    let mut passed = 0;
+                    let mut buf = vec![0u8; 64 << 10];
+                    loop {
+                        let n = match from_client.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if to_server.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        passed += n;
+                        if passed > cut_after
+                            && cuts
+                                .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+                                .is_ok()
+                        {
+                            let _ = from_client.shutdown(Shutdown::Both);
+                            let _ = to_server.shutdown(Shutdown::Both);
+                            return;
+                        }
+                    }
+                    let _ = to_server.shutdown(Shutdown::Write);
+                });
+            }
+        });
+        CuttingRelay { cuts }
+    }
+
+    fn cuts(&self) -> usize {
+        self.cuts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn a_part_cut_off_mid_send_is_sealed_again_and_sent_again() {
+    // Signed URLs (and links) name the relay, so every part goes through it.
+    let relay_at = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let relay_url = format!("http://{}", relay_at.local_addr().unwrap());
+    let server = Server::start(|cfg| cfg.public_url = Some(relay_url.clone()));
+    let upstream = server.url.trim_start_matches("http://").to_string();
+    let relay = CuttingRelay::start(relay_at, upstream, 1 << 20);
+    let c = Client::signed_up(&server, "cut@example.com");
+    let work = tempfile::tempdir().unwrap();
+    let data = sample(3 * PART + 777, 31);
+    let src = work.path().join("big.bin");
+    std::fs::write(&src, &data).unwrap();
+
+    // The part whose connection is cut is not kept in memory for another try: it is
+    // read and sealed again, and must come out the same bytes.
+    let up = c.upload(&src, &[]);
+    assert_eq!(relay.cuts(), 1, "a part was cut off mid-send");
+    assert!(stored_parts(&server).is_empty());
+    assert!(
+        decrypted(&c, &field(&up, "share_link"), work.path(), "out.bin") == data,
+        "the part sent again decrypts byte for byte"
     );
 }
 
