@@ -13,7 +13,8 @@
 #        `scripts/cluster.sh install`) instead of the embedded local store: the CLI and
 #        curl then move the bytes to and from s3s-fs through presigned URLs.
 #        SERVER_BIN=path runs that hashdrop-server binary instead of this tree's (to
-#        compare two servers side by side under the same CLI).
+#        compare two servers side by side under the same CLI), CLI_BIN=path that
+#        hashdrop binary (to compare two clients against the same server build).
 #
 # Notes on what is measured:
 # - "upload" is the whole `hashdrop upload`: files above 16 MiB are cut into 8 MiB
@@ -37,7 +38,7 @@ done
 
 echo "building release binaries..." >&2
 (cd "$ROOT" && cargo build --release -q -p hashdrop-cli -p hashdrop-server)
-CLI=$TARGET/release/hashdrop
+CLI=${CLI_BIN:-$TARGET/release/hashdrop}
 SRV=${SERVER_BIN:-$TARGET/release/hashdrop-server}
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/hashdrop-bench.XXXXXX")
