@@ -17,12 +17,13 @@ const BUCKET: &str = "hashdrop-test";
 const ACCESS_KEY: &str = "HDTESTACCESSKEY";
 const SECRET_KEY: &str = "hdtest-secret-key-0123456789";
 
-/// An s3s-fs server over a temp dir. Stopping it aborts the accept loop and every
-/// open connection (the server's pooled keep-alive ones included), like a crash.
+/// An s3s-fs server over a temp dir. Stopping it closes the listener and every open
+/// connection (the server's pooled keep-alive ones included), like a crash.
 pub(crate) struct S3Server {
     pub(crate) addr: SocketAddr,
     root: tempfile::TempDir,
     task: Option<JoinHandle<()>>,
+    crash: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl S3Server {
@@ -35,6 +36,7 @@ impl S3Server {
             addr: listener.local_addr().unwrap(),
             root,
             task: None,
+            crash: None,
         };
         s.serve(listener);
         s.create_bucket().await;
@@ -46,12 +48,17 @@ impl S3Server {
         let mut b = s3s::service::S3ServiceBuilder::new(fs);
         b.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
         let service = b.build();
+        let (crash, mut crashed) = tokio::sync::oneshot::channel::<()>();
+        self.crash = Some(crash);
         self.task = Some(tokio::spawn(async move {
-            // Connections live in this set, so aborting the task drops them all.
             let mut conns = tokio::task::JoinSet::new();
             loop {
-                let Ok((sock, _)) = listener.accept().await else {
-                    continue;
+                let sock = tokio::select! {
+                    _ = &mut crashed => break,
+                    accepted = listener.accept() => match accepted {
+                        Ok((sock, _)) => sock,
+                        Err(_) => continue,
+                    },
                 };
                 let svc = service.clone();
                 conns.spawn(async move {
@@ -61,6 +68,9 @@ impl S3Server {
                 });
                 while conns.try_join_next().is_some() {}
             }
+            // Every connection closed before the task ends (and drops the listener):
+            // a request sent after `stop` returns can reach nothing.
+            conns.shutdown().await;
         }));
     }
 
@@ -79,15 +89,21 @@ impl S3Server {
         assert!(r.status().is_success(), "create bucket: {}", r.status());
     }
 
-    fn stop(&mut self) {
+    /// Closes the listener and every connection, and returns once they are closed
+    /// (an aborted task is dropped later, on some worker thread: a keep-alive
+    /// connection could still answer a request sent just after `abort`).
+    async fn stop(&mut self) {
+        if let Some(crash) = self.crash.take() {
+            let _ = crash.send(());
+        }
         if let Some(t) = self.task.take() {
-            t.abort();
+            let _ = t.await;
         }
     }
 
     /// Serves again on the same port and data.
     async fn restart(&mut self) {
-        self.stop();
+        self.stop().await;
         let addr = self.addr;
         let listener = poll(Duration::from_secs(5), || async move {
             tokio::net::TcpListener::bind(addr).await.ok()
@@ -138,7 +154,9 @@ impl S3Server {
 
 impl Drop for S3Server {
     fn drop(&mut self) {
-        self.stop();
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
     }
 }
 
@@ -364,7 +382,7 @@ async fn store_outage_is_a_fast_503_and_writes_nothing(b: Backend) {
         StatusCode::OK
     );
 
-    s3.stop();
+    s3.stop().await;
     // readyz probes for real: it reports the store, and stays 200 (degraded).
     let (s, ready) = crate::common::readiness(&app).await;
     assert_eq!(s, StatusCode::OK);
