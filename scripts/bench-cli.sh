@@ -6,8 +6,9 @@
 #
 # usage: scripts/bench-cli.sh [SIZE_MIB]        (default 1024)
 # env:   RUNS=N repeats the four timed steps N times against one server (default 1),
-#        deleting the stored files between runs, and adds a row of medians; the ratios
-#        are taken within each run, so every one of them is side by side.
+#        deleting the stored files between runs, hashdrop's steps first in odd runs
+#        and curl's first in even ones, and adds a row of medians; the ratios are
+#        taken within each run, so every one of them is side by side.
 #        CARGO_TARGET_DIR (default ./target), KEEP=1 keeps the work directory,
 #        STORE=s3 puts the objects in an s3s-fs server on loopback (installed by
 #        `scripts/cluster.sh install`) instead of the embedded local store: the CLI and
@@ -113,16 +114,26 @@ srv_cpu() { awk -v t="$TICKS" '{printf "%.2f", ($14 + $15) / t}' "/proc/$SERVER_
 rate() { python3 -c "print(f'{$BYTES/($2-$1)/1e6:.0f}')"; }
 secs() { python3 -c "print(f'{$2-$1:.2f}')"; }
 
-# One run: hashdrop's upload and download, then curl's, each starting after a sync.
-# Appends one line of figures to $WORK/runs.tsv, then deletes both stored files so the
-# next run starts from the same state (and the same quota).
-one_run() {
-    local run=$1 c0 c1 c4 c5 t0 t1 t2 t3 t4 t5 t6 t7 t8 t9
+# Deletes stored file $1 and waits until the delete job has removed its object, so
+# the next timed step finds memory as the one before did (a 4 GiB object left in the
+# page cache makes every later write of the run reclaim memory first).
+delete_stored() {
+    local access
+    access=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["access_token"])' "$WORK/home/session.json")
+    curl -sf -X DELETE "$URL/api/files?id=$1" -H "Authorization: Bearer $access" >/dev/null
+    for _ in $(seq 1 300); do
+        [ -z "$(find "$WORK/data" "$WORK/s3" -type f -size +64M 2>/dev/null)" ] && break
+        sleep 0.1
+    done
+}
+
+# hashdrop's upload and download, each starting after a sync; sets t0..t3, c0, c1.
+hashdrop_steps() {
     sync
     c0=$(srv_cpu); t0=$(now)
     /usr/bin/time -v -o "$WORK/up.time" "$CLI" --json upload "$WORK/input.bin" </dev/null > "$WORK/up.json"
     t1=$(now); c1=$(srv_cpu)
-    local file_id link
+    local link file_id
     file_id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["file_id"])' "$WORK/up.json")
     link=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["share_link"])' "$WORK/up.json")
 
@@ -132,10 +143,13 @@ one_run() {
     t3=$(now)
     cmp "$WORK/input.bin" "$WORK/output.bin" || { echo "roundtrip mismatch" >&2; exit 1; }
     rm -f "$WORK/output.bin"
+    delete_stored "$file_id"
+}
 
-    # curl: PUT the same bytes to a signed upload URL of the same server, then GET them
-    # back through the download redirect.
-    local access presign put_url curl_id dl_url
+# curl: PUT the same bytes to a signed upload URL of the same server, then GET them
+# back through the download redirect; sets t4..t9, c4, c5.
+curl_steps() {
+    local access presign put_url dl_url curl_id
     access=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["access_token"])' "$WORK/home/session.json")
     presign=$(curl -sf -X POST "$URL/api/files/presign" -H "Authorization: Bearer $access" \
         -H 'Content-Type: application/json' \
@@ -161,20 +175,24 @@ one_run() {
     curl -sf -L "$dl_url" -o "$WORK/curl-out.bin" && sync "$WORK/curl-out.bin"
     t9=$(now)
     rm -f "$WORK/curl-out.bin"
+    delete_stored "$curl_id"
+}
 
-    for id in "$file_id" "$curl_id"; do
-        curl -sf -X DELETE "$URL/api/files?id=$id" -H "Authorization: Bearer $access" >/dev/null
-    done
-    # The delete jobs remove the objects in the background: let them finish before the
-    # next run is timed.
-    for _ in $(seq 1 300); do
-        [ -z "$(find "$WORK/data" "$WORK/s3" -type f -size +64M 2>/dev/null)" ] && break
-        sleep 0.1
-    done
+# One run: hashdrop's steps and curl's, hashdrop first in odd runs and curl first in
+# even ones (whichever writes first after other work pays the kernel's reclaim and
+# compaction of memory, docs/BENCHMARKS.md). Appends one line of figures to
+# $WORK/runs.tsv.
+one_run() {
+    local run=$1
+    if [ $((run % 2)) = 1 ]; then hashdrop_steps; curl_steps; else curl_steps; hashdrop_steps; fi
 
     printf '%s\n' "$run $t0 $t1 $t2 $t3 $t4 $t5 $t6 $t7 $t8 $t9 $(python3 -c "print(f'{$c1-$c0:.2f} {$c5-$c4:.2f}')") $(cpu_s "$WORK/up.time") $(cpu_s "$WORK/curl-up.time") $(rss_mib "$WORK/up.time") $(rss_mib "$WORK/down.time") $(rss_mib "$WORK/curl-up.time") $(rss_mib "$WORK/curl-down.time")" >> "$WORK/runs.tsv"
     echo "run $run done" >&2
 }
+
+# Untimed: write and delete a file as large as the input, so that the first timed
+# write finds memory the kernel has already made room in, as the later ones do.
+head -c "$BYTES" /dev/zero > "$WORK/warm-up.bin" && sync && rm -f "$WORK/warm-up.bin"
 
 for run in $(seq 1 "$RUNS"); do one_run "$run"; done
 
