@@ -113,13 +113,15 @@ TICKS=$(getconf CLK_TCK)
 srv_cpu() { awk -v t="$TICKS" '{printf "%.2f", ($14 + $15) / t}' "/proc/$SERVER_PID/stat"; }
 rate() { python3 -c "print(f'{$BYTES/($2-$1)/1e6:.0f}')"; }
 secs() { python3 -c "print(f'{$2-$1:.2f}')"; }
+# The CLI's current access token (it refreshes the session as it goes).
+access_token() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["access_token"])' "$WORK/home/session.json"; }
 
 # Deletes stored file $1 and waits until the delete job has removed its object, so
 # the next timed step finds memory as the one before did (a 4 GiB object left in the
 # page cache makes every later write of the run reclaim memory first).
 delete_stored() {
     local access
-    access=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["access_token"])' "$WORK/home/session.json")
+    access=$(access_token)
     curl -sf -X DELETE "$URL/api/files?id=$1" -H "Authorization: Bearer $access" >/dev/null
     for _ in $(seq 1 300); do
         [ -z "$(find "$WORK/data" "$WORK/s3" -type f -size +64M 2>/dev/null)" ] && break
@@ -150,7 +152,7 @@ hashdrop_steps() {
 # back through the download redirect; sets t4..t9, c4, c5.
 curl_steps() {
     local access presign put_url dl_url curl_id
-    access=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["access_token"])' "$WORK/home/session.json")
+    access=$(access_token)
     presign=$(curl -sf -X POST "$URL/api/files/presign" -H "Authorization: Bearer $access" \
         -H 'Content-Type: application/json' \
         -d "{\"file_name\":\"curl.bin\",\"plaintext_hash\":\"$(printf '0%.0s' $(seq 1 64))\",\"encrypted_size_bytes\":$BYTES,\"key_management_mode\":\"passphrase\"}")
