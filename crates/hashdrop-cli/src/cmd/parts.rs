@@ -253,7 +253,7 @@ pub async fn send(
     let bar = progress(layout.ciphertext_len(), "uploading");
     bar.inc(reused_bytes);
     let sealer = Sealer {
-        file: file.clone(),
+        file,
         encryption: encryption.clone(),
         layout,
         sealing: Arc::new(tokio::sync::Semaphore::new(SEALING_AT_ONCE)),
