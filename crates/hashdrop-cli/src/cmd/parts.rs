@@ -275,7 +275,10 @@ pub async fn send(
             async move {
                 let index = u.part_number - 1;
                 let (sealed, digest) = sealer.seal(index).await?;
-                record_digest(&state, &home, index, &digest)?;
+                // Writing the state syncs it to disk: not on a thread that drives
+                // the other parts' sends.
+                tokio::task::spawn_blocking(move || record_digest(&state, &home, index, &digest))
+                    .await??;
                 put_part(ctx, &u, sealed, || sealer.seal_again(index, &digest)).await?;
                 bar.inc(u.size_bytes);
                 anyhow::Ok((index, digest))
