@@ -671,7 +671,12 @@ impl LocalBlobStore {
                 limits.max_bytes
             )));
         }
-        blocking(move || file.sync_data()).await?;
+        blocking(move || {
+            file.sync_data()?;
+            drop_cached(&file, offset, written);
+            Ok(())
+        })
+        .await?;
         let tmp = dir.join(format!(
             "{number}.part-{}",
             crate::infra::crypto::random_hex(6)
@@ -735,8 +740,24 @@ where
             .await,
     );
     let written = copy_body(&file, None, 0, &mut body, limits).await?;
-    blocking(move || file.sync_all()).await?;
+    blocking(move || {
+        file.sync_all()?;
+        drop_cached(&file, 0, written);
+        Ok(())
+    })
+    .await?;
     Ok(written)
+}
+
+/// Drops `len` bytes of `file` from `offset` on from the page cache once they are
+/// synced. An object is read rarely, and seldom right after its upload; its pages
+/// would push out more useful ones, and memory freed at once serves the next writes
+/// (docs/SERVER.md, "Page cache"). Pages shared with a neighbouring range stay. A hint:
+/// it may be ignored.
+fn drop_cached(file: &std::fs::File, offset: u64, len: u64) {
+    if let Some(len) = std::num::NonZeroU64::new(len) {
+        let _ = rustix::fs::fadvise(file, offset, Some(len), rustix::fs::Advice::DontNeed);
+    }
 }
 
 /// Runs blocking file I/O off the async threads.
@@ -866,6 +887,84 @@ mod tests {
         ] {
             assert!(!valid_key(bad), "{bad}");
         }
+    }
+
+    /// Bytes of `path` in the page cache, by util-linux's `fincore`; `None` (and a
+    /// notice) where that cannot be told: no `fincore`, or a file system such as
+    /// tmpfs that is all page cache.
+    fn resident_bytes(path: &Path) -> Option<u64> {
+        let on_tmpfs = rustix::fs::statfs(path).is_ok_and(|s| s.f_type == 0x0102_1994);
+        let out = std::process::Command::new("fincore")
+            .args(["--bytes", "--noheadings", "--raw", "--output", "RES"])
+            .arg(path)
+            .output();
+        match out {
+            Ok(out) if out.status.success() && !on_tmpfs => {
+                Some(String::from_utf8_lossy(&out.stdout).trim().parse().ok()?)
+            }
+            _ => {
+                eprintln!("skipped: cannot tell what of {} is cached", path.display());
+                None
+            }
+        }
+    }
+
+    fn chunks_of(
+        len: usize,
+    ) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Unpin {
+        let piece = bytes::Bytes::from(vec![7u8; 256 << 10]);
+        futures_util::stream::iter((0..len / piece.len()).map(move |_| Ok(piece.clone())))
+    }
+
+    fn limits(max_bytes: u64) -> PutLimits {
+        PutLimits {
+            max_bytes,
+            idle: Duration::from_secs(30),
+            deadline: tokio::time::Instant::now() + Duration::from_secs(60),
+        }
+    }
+
+    #[tokio::test]
+    async fn stored_bytes_leave_the_page_cache_once_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlobStore {
+            root: dir.path().to_path_buf(),
+            public_url: "http://127.0.0.1:1".into(),
+            keys: crate::infra::crypto::Keys::new(&crate::infra::crypto::Secrets {
+                jwt_secret: "j".repeat(32),
+                hmac_secret: "h".repeat(32),
+            }),
+            assembly_writers: Default::default(),
+        };
+        const MIB: usize = 1 << 20;
+
+        // A whole object in one PUT.
+        let written = store
+            .write_new("usr-a/one", chunks_of(24 * MIB), limits(24 << 20))
+            .await
+            .unwrap();
+        assert_eq!(written, 24 << 20);
+        let Some(cached) = resident_bytes(&store.path("usr-a/one").unwrap()) else {
+            return;
+        };
+        assert_eq!(cached, 0, "a stored object stays out of the page cache");
+
+        // Two parts of a multipart upload, the second sent first.
+        let upload = store.start_multipart("usr-a/two").await.unwrap();
+        for (number, offset) in [(2, 8 << 20), (1, 0)] {
+            let part = chunks_of(8 * MIB);
+            store
+                .write_part(&upload, number, offset, part, limits(8 << 20))
+                .await
+                .unwrap();
+        }
+        let assembly = store.upload_dir(&upload).unwrap().join(ASSEMBLY_FILE);
+        assert_eq!(std::fs::metadata(&assembly).unwrap().len(), 16 << 20);
+        assert_eq!(
+            resident_bytes(&assembly),
+            Some(0),
+            "each part leaves the page cache once synced"
+        );
     }
 
     #[test]
