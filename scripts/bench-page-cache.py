@@ -8,7 +8,8 @@ env:   BENCH_DIR (default /var/tmp): where the test file is written (and deleted
 
 Each round writes SIZE_MIB of random bytes into a new file in 8 MiB pieces, three ways,
 in turn:
-  plain  pwrite only, one fsync at the end (a single PUT's path before the change);
+  plain  pwrite only, one fsync at the end (a single PUT's path, which drops the
+         object only after that fsync);
   sync   fdatasync after each piece (a part's path before the change);
   drop   fdatasync after each piece, then POSIX_FADV_DONTNEED on it (a part's path now).
 It prints MB/s and the process's system CPU seconds for each, the medians over the

@@ -239,6 +239,7 @@ mod tests {
     fn a_written_file_leaves_the_page_cache_behind_the_writer() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out");
+        // 0x01021994: TMPFS_MAGIC, which rustix does not name.
         let on_tmpfs = rustix::fs::statfs(dir.path()).is_ok_and(|s| s.f_type == 0x0102_1994);
         let mut w = ThreadedWriter::new(std::fs::File::create(&path).unwrap());
         // 128 MiB at the pace of a fast download (~250 MB/s), which the disk keeps up

@@ -630,10 +630,11 @@ impl LocalBlobStore {
     }
 
     /// Writes `body` as part `number` of `upload_id` at `offset` of the object being
-    /// assembled, exactly `limits.max_bytes` long, syncs it, and only then records the
-    /// part (an empty marker file named by its number, as long as the part, sparse).
-    /// A shorter or longer body is refused and records nothing; a part sent again
-    /// overwrites the same bytes (its first PUT may have landed unacknowledged).
+    /// assembled, exactly `limits.max_bytes` long, syncs it (and drops it from the page
+    /// cache), and only then records the part (an empty marker file named by its
+    /// number, as long as the part, sparse). A shorter or longer body is refused and
+    /// records nothing; a part sent again overwrites the same bytes (its first PUT may
+    /// have landed unacknowledged).
     pub async fn write_part<S, E>(
         &self,
         upload_id: &str,
@@ -728,7 +729,8 @@ where
     }
 }
 
-/// Streams `body` into the new private file `tmp` within `limits`, synced.
+/// Streams `body` into the new private file `tmp` within `limits`, synced and dropped
+/// from the page cache.
 async fn write_body<S, E>(tmp: &Path, mut body: S, limits: PutLimits) -> Result<u64, Error>
 where
     S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
@@ -893,6 +895,7 @@ mod tests {
     /// notice) where that cannot be told: no `fincore`, or a file system such as
     /// tmpfs that is all page cache.
     fn resident_bytes(path: &Path) -> Option<u64> {
+        // 0x01021994: TMPFS_MAGIC, which rustix does not name.
         let on_tmpfs = rustix::fs::statfs(path).is_ok_and(|s| s.f_type == 0x0102_1994);
         let out = std::process::Command::new("fincore")
             .args(["--bytes", "--noheadings", "--raw", "--output", "RES"])
